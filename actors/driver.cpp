@@ -1,0 +1,130 @@
+#include "actors/driver.hpp"
+
+#include <iostream>
+
+#include <caf/all.hpp>
+#include <fmt/format.h>
+
+#include "actors/results.hpp"
+#include "actors/server.hpp"
+#include "actors/worker.hpp"
+
+namespace psgd {
+
+namespace {
+
+using self_ptr = driver_actor::stateful_pointer<driver_state>;
+
+void say(self_ptr self, const std::string& line) {
+  if (!self->state.job->cfg.quiet)
+    std::cerr << line << std::endl;
+}
+
+void spawn_team(self_ptr self) {
+  auto& st = self->state;
+  const auto& job = *st.job;
+  const auto& cfg = job.cfg;
+  const auto rows = job.data->train.rows;
+  auto settings = server_settings::from(cfg, rows);
+  st.server = self->spawn(server, settings, job.initial,
+                          caf::actor_cast<observer_actor>(self), eval_interval(cfg, rows));
+  self->monitor(st.server);
+  // The workers share the training set and the model; the split outlives them through
+  // this aliasing pointer.
+  std::shared_ptr<const data::dataset> train{job.data, &job.data->train};
+  for (int32_t id = 0; id < cfg.total_workers(); ++id) {
+    worker_settings ws;
+    ws.id = id;
+    ws.shards = cfg.total_workers();
+    ws.batch = cfg.batch;
+    ws.seed = cfg.seed;
+    ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
+    if (auto d = job.step_delays.find(id); d != job.step_delays.end())
+      ws.step_delay = d->second;
+    worker_actor w = cfg.placement == "detached"
+                       ? self->spawn<caf::detached>(worker, st.server, job.model, train, ws)
+                       : self->spawn(worker, st.server, job.model, train, ws);
+    self->monitor(w);
+    st.worker_ids.emplace(w.address(), id);
+    st.workers.push_back(w);
+  }
+  for (auto& w : st.workers)
+    self->send(w, start_atom::value);
+}
+
+/// Ends the run: every actor we spawned exits, the caller gets `outcome`.
+void finish(self_ptr self, caf::expected<run_summary> outcome) {
+  auto& st = self->state;
+  st.finished = true;
+  for (auto& w : st.workers)
+    self->send_exit(w, caf::exit_reason::user_shutdown);
+  if (st.server)
+    self->send_exit(st.server, caf::exit_reason::user_shutdown);
+  if (outcome)
+    st.result.deliver(std::move(*outcome));
+  else
+    st.result.deliver(std::move(outcome.error()));
+  self->quit();
+}
+
+eval_point evaluate(self_ptr self, const snapshot& snap, const server_stats& stats) {
+  const auto& job = *self->state.job;
+  return evaluate_at(*job.model, snap.params.data(), self->state.loss_subsample,
+                     job.data->test, stats);
+}
+
+} // namespace
+
+driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training_job> job) {
+  self->state.job = job;
+  self->state.loss_subsample = job->data->train.head(job->cfg.loss_subsample);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    if (st.finished)
+      return;
+    if (msg.source == st.server.address()) {
+      finish(self, make_error(error_code::peer_lost,
+                              "the server died: " + self->system().render(msg.reason)));
+      return;
+    }
+    auto i = st.worker_ids.find(msg.source);
+    if (i == st.worker_ids.end())
+      return;
+    auto event = fmt::format("worker {} lost: {}", i->second, self->system().render(msg.reason));
+    say(self, "[" + st.job->cfg.mode + "] " + event);
+    st.summary.events.push_back(event);
+    st.worker_ids.erase(i);
+    if (st.worker_ids.empty())
+      finish(self, make_error(error_code::peer_lost, "every worker was lost"));
+  });
+  return {
+    [=](run_atom) -> caf::result<run_summary> {
+      auto& st = self->state;
+      if (st.started)
+        return make_error(error_code::not_a_member, "the driver runs one job");
+      st.started = true;
+      st.result = self->make_response_promise<run_summary>();
+      spawn_team(self);
+      return st.result;
+    },
+    [=](progress_atom, const snapshot& snap, const server_stats& stats) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      auto p = evaluate(self, snap, stats);
+      st.summary.evaluations.push_back(p);
+      say(self, progress_line(st.job->cfg, p, stats, st.job->data->train.rows));
+    },
+    [=](done_atom, const snapshot& snap, const server_stats& stats) {
+      auto& st = self->state;
+      if (st.finished)
+        return;
+      st.summary.evaluations.push_back(evaluate(self, snap, stats));
+      st.summary.final_stats = stats;
+      st.summary.final_params = snap;
+      finish(self, std::move(st.summary));
+    },
+  };
+}
+
+} // namespace psgd

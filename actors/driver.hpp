@@ -1,0 +1,43 @@
+// The driver actor: runs one training job with actors. On run() it spawns the server and
+// the workers, starts them, evaluates the snapshots the server reports (loss on a fixed
+// training subsample, accuracy on the test set), prints progress, and when the server
+// reports the end of the budget it evaluates the final parameters, tells every actor it
+// started to exit, and answers run() with the summary.
+//
+// Contract:
+// - run() is answered exactly once: with the summary, or with an error when the server
+//   dies or every worker is lost before the budget is spent. No path leaves an actor it
+//   spawned running.
+// - It monitors the server and every worker; a lost worker is named in the summary's events
+//   and on stderr (the server takes it out of the quorum).
+// - Evaluation runs in the driver's handler, concurrently with training.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/trainer.hpp"
+#include "messages/vocabulary.hpp"
+
+namespace psgd {
+
+struct driver_state {
+  static inline const char* name = "driver";
+  std::shared_ptr<const training_job> job;
+  data::dataset loss_subsample;
+  server_actor server;
+  std::vector<worker_actor> workers;
+  std::map<caf::actor_addr, int32_t> worker_ids;
+  run_summary summary;
+  caf::typed_response_promise<run_summary> result;
+  bool started = false;
+  bool finished = false;
+};
+
+driver_actor::behavior_type driver(driver_actor::stateful_pointer<driver_state> self,
+                                   std::shared_ptr<const training_job> job);
+
+} // namespace psgd

@@ -1,0 +1,163 @@
+#include "actors/results.hpp"
+
+#include <algorithm>
+#include <fstream>
+
+#include <fmt/format.h>
+
+namespace psgd {
+
+eval_point evaluate_at(const model::model& m, const float* params,
+                       const data::dataset& loss_subsample, const data::dataset& test,
+                       const server_stats& stats) {
+  eval_point p;
+  p.seconds = stats.seconds;
+  p.updates = stats.version;
+  p.samples = stats.samples;
+  p.train_loss = m.evaluate(params, loss_subsample).loss;
+  auto t = m.evaluate(params, test);
+  p.test_loss = t.loss;
+  p.test_accuracy = t.accuracy;
+  return p;
+}
+
+namespace {
+
+double mean_staleness(const server_stats& s) {
+  double n = 0, sum = 0;
+  for (size_t i = 0; i < s.staleness_histogram.size(); ++i) {
+    n += s.staleness_histogram[i];
+    sum += double(i) * s.staleness_histogram[i];
+  }
+  return n > 0 ? sum / n : 0.0;
+}
+
+size_t max_staleness(const server_stats& s) {
+  size_t m = 0;
+  for (size_t i = 0; i < s.staleness_histogram.size(); ++i)
+    if (s.staleness_histogram[i] > 0)
+      m = i;
+  return m;
+}
+
+double per_second(double x, double seconds) {
+  return seconds > 0 ? x / seconds : 0.0;
+}
+
+} // namespace
+
+std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
+                          int64_t train_rows) {
+  auto line = fmt::format("[{}] epoch {:.2f}  updates {}  samples/s {:.0f}  train loss {:.4f}  "
+                          "test acc {:.4f}",
+                          cfg.mode, double(p.samples) / double(train_rows), p.updates,
+                          per_second(double(p.samples), p.seconds), p.train_loss,
+                          p.test_accuracy);
+  if (cfg.parsed_mode == train_mode::async)
+    line += fmt::format("  staleness mean {:.2f} max {}", mean_staleness(s), max_staleness(s));
+  if (cfg.parsed_mode == train_mode::backup || s.gradients_dropped > 0)
+    line += fmt::format("  dropped {}", s.gradients_dropped);
+  return line;
+}
+
+nlohmann::json eval_json(const eval_point& p) {
+  return {{"type", "eval"},           {"seconds", p.seconds},
+          {"updates", p.updates},     {"samples", p.samples},
+          {"train_loss", p.train_loss}, {"test_loss", p.test_loss},
+          {"test_accuracy", p.test_accuracy}};
+}
+
+nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows) {
+  const auto& s = r.final_stats;
+  const eval_point last = r.evaluations.empty() ? eval_point{} : r.evaluations.back();
+  nlohmann::json workers = nlohmann::json::array();
+  nlohmann::json dropped = nlohmann::json::object();
+  for (const auto& w : s.workers) {
+    workers.push_back({{"worker", w.worker},
+                       {"pushed", w.pushed},
+                       {"applied", w.applied},
+                       {"dropped", w.dropped},
+                       {"after_stop", w.after_stop},
+                       {"staleness_mean", w.applied > 0 ? double(w.staleness_sum) / w.applied : 0.0},
+                       {"staleness_max", w.staleness_max},
+                       {"lost", w.lost}});
+    dropped[std::to_string(w.worker)] = w.dropped;
+  }
+  const bool actors = cfg.parsed_mode != train_mode::sequential;
+  return {
+    {"type", "summary"},
+    {"mode", cfg.mode},
+    {"model", cfg.model},
+    {"hidden", cfg.parsed_model == model::kind::mlp ? cfg.hidden : 0},
+    {"m", actors ? cfg.workers : 1},
+    {"e", cfg.parsed_mode == train_mode::backup ? cfg.backup : 0},
+    {"b", cfg.batch},
+    {"lr", cfg.lr},
+    {"aggregate", cfg.aggregate},
+    {"seed", cfg.seed},
+    {"epochs", cfg.epochs},
+    {"max_updates", cfg.max_updates},
+    {"placement", actors ? cfg.placement : "none"},
+    {"train_rows", train_rows},
+    {"train_seconds", s.seconds},
+    {"updates", s.version},
+    {"samples", s.samples},
+    {"epochs_done", double(s.samples) / double(train_rows)},
+    {"samples_per_s", per_second(double(s.samples), s.seconds)},
+    {"updates_per_s", per_second(double(s.version), s.seconds)},
+    {"gradients_applied", s.gradients_applied},
+    {"gradients_dropped", s.gradients_dropped},
+    {"final_test_accuracy", last.test_accuracy},
+    {"final_test_loss", last.test_loss},
+    {"final_train_loss", last.train_loss},
+    {"staleness_mean", mean_staleness(s)},
+    {"staleness_max", max_staleness(s)},
+    {"staleness_histogram", s.staleness_histogram},
+    {"dropped_per_worker", dropped},
+    {"workers", workers},
+    {"events", r.events},
+  };
+}
+
+std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
+                          int64_t train_rows) {
+  std::ofstream out{path, std::ios::trunc};
+  if (!out)
+    return fmt::format("--out: cannot write {}", path);
+  for (const auto& p : r.evaluations)
+    out << eval_json(p).dump() << '\n';
+  out << summary_json(cfg, r, train_rows).dump() << '\n';
+  out.flush();
+  if (!out)
+    return fmt::format("--out: error while writing {}", path);
+  return {};
+}
+
+uint64_t eval_interval(const run_config& cfg, int64_t train_rows) {
+  if (cfg.eval_every > 0)
+    return static_cast<uint64_t>(cfg.eval_every);
+  const int64_t samples_per_update = int64_t{cfg.batch} * cfg.quorum();
+  return std::max<uint64_t>(1, uint64_t(train_rows / samples_per_update / 4));
+}
+
+std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
+  std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>9} {:>22}\n",
+                                "mode", "model", "m", "e", "b", "samples/s", "updates", "test acc",
+                                "staleness / dropped");
+  out += std::string(86, '-') + "\n";
+  for (const auto& s : summaries) {
+    std::string extra = "-";
+    if (s.value("mode", "") == "async")
+      extra = fmt::format("mean {:.2f} max {}", s.value("staleness_mean", 0.0),
+                          s.value("staleness_max", 0));
+    else if (s.value("mode", "") == "backup")
+      extra = fmt::format("dropped {}", s.value("gradients_dropped", 0));
+    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>9.4f} {:>22}\n",
+                       s.value("mode", "?"), s.value("model", "?"), s.value("m", 0),
+                       s.value("e", 0), s.value("b", 0), s.value("samples_per_s", 0.0),
+                       s.value("updates", 0), s.value("final_test_accuracy", 0.0), extra);
+  }
+  return out;
+}
+
+} // namespace psgd

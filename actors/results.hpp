@@ -1,0 +1,46 @@
+// What a run reports: evaluation points, the progress line, the JSON records, the table.
+//
+// Contract:
+// - evaluate_at() measures one snapshot: mean loss on the fixed training subsample, loss
+//   and accuracy on the full test set. It reads only; thread-safe for distinct callers.
+// - progress_line() is the one-line stderr report of a running job.
+// - The JSON records (`--out`, JSON lines, written with nlohmann-json): one
+//   {"type":"eval", ...} per evaluation and one {"type":"summary", ...} at the end. The
+//   summary names everything needed to compare runs: mode, m, e, b, lr, aggregate, seed,
+//   epochs, model, train seconds, samples/s, updates/s, final test accuracy and train loss,
+//   the staleness histogram and the dropped gradients per worker.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/run_config.hpp"
+#include "data/dataset.hpp"
+#include "messages/vocabulary.hpp"
+#include "model/model.hpp"
+
+namespace psgd {
+
+eval_point evaluate_at(const model::model& m, const float* params,
+                       const data::dataset& loss_subsample, const data::dataset& test,
+                       const server_stats& stats);
+
+std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
+                          int64_t train_rows);
+
+nlohmann::json eval_json(const eval_point& p);
+nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);
+
+/// Writes the eval records and the summary as JSON lines. Returns an error line or "".
+std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
+                          int64_t train_rows);
+
+/// The updates between evaluations: cfg.eval_every, or four per epoch when it is 0.
+uint64_t eval_interval(const run_config& cfg, int64_t train_rows);
+
+/// A fixed-width comparison table of summary records (as written by write_results).
+std::string comparison_table(const std::vector<nlohmann::json>& summaries);
+
+} // namespace psgd

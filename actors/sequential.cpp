@@ -1,0 +1,67 @@
+#include "actors/sequential.hpp"
+
+#include <chrono>
+#include <iostream>
+
+#include "actors/results.hpp"
+#include "actors/update_policy.hpp"
+#include "data/sampler.hpp"
+
+namespace psgd {
+
+run_summary run_sequential(const training_job& job) {
+  using clock = std::chrono::steady_clock;
+  const auto& cfg = job.cfg;
+  const auto& m = *job.model;
+  const auto& train = job.data->train;
+  const auto budget = server_settings::from(cfg, train.rows);
+  const auto loss_subsample = train.head(cfg.loss_subsample);
+  const uint64_t every = eval_interval(cfg, train.rows);
+  const float lr = static_cast<float>(cfg.lr);
+
+  std::vector<float> params = job.initial;
+  std::vector<float> grad(params.size());
+  auto ws = m.make_workspace(cfg.batch);
+  data::shard_sampler sampler{train.rows, cfg.seed, 0, 1, cfg.batch};
+
+  run_summary r;
+  server_stats s;
+  worker_stats w;
+  double seconds = 0;
+  auto finished = [&] {
+    return (budget.max_updates > 0 && s.version >= budget.max_updates)
+           || (budget.sample_budget > 0 && s.samples >= budget.sample_budget);
+  };
+  auto stats_now = [&] {
+    s.seconds = seconds;
+    s.gradients_applied = static_cast<int64_t>(s.version);
+    s.staleness_histogram = {static_cast<int64_t>(s.version)};
+    w.pushed = w.applied = static_cast<int64_t>(s.version);
+    s.workers = {w};
+    return s;
+  };
+  auto start = clock::now();
+  while (!finished()) {
+    float loss = m.gradient(params.data(), train, sampler.next(), cfg.batch, grad.data(), *ws);
+    for (size_t i = 0, n = params.size(); i < n; ++i)
+      params[i] -= lr * grad[i];
+    ++s.version;
+    s.samples += cfg.batch;
+    s.recent_loss = loss;
+    if (s.version % every == 0 && !finished()) {
+      seconds += std::chrono::duration<double>(clock::now() - start).count();
+      auto p = evaluate_at(m, params.data(), loss_subsample, job.data->test, stats_now());
+      r.evaluations.push_back(p);
+      if (!cfg.quiet)
+        std::cerr << progress_line(cfg, p, s, train.rows) << std::endl;
+      start = clock::now();
+    }
+  }
+  seconds += std::chrono::duration<double>(clock::now() - start).count();
+  r.final_stats = stats_now();
+  r.evaluations.push_back(evaluate_at(m, params.data(), loss_subsample, job.data->test, s));
+  r.final_params = snapshot{s.version, float_buffer{std::move(params)}};
+  return r;
+}
+
+} // namespace psgd

@@ -1,0 +1,15 @@
+// Sequential minibatch SGD without actors: the baseline for speed and the reference for
+// exactness. Same model, same sampler (worker 0 of 1), same budget rule and the same
+// summary as the actor modes, so results compare one to one.
+//
+// Contract: deterministic in the config; training seconds exclude evaluation pauses; no
+// heap allocation per step. Not thread-safe (runs on the caller's thread).
+#pragma once
+
+#include "actors/trainer.hpp"
+
+namespace psgd {
+
+run_summary run_sequential(const training_job& job);
+
+} // namespace psgd

@@ -1,0 +1,49 @@
+// The parameter server actor: holds the parameters and their version, applies gradients by
+// the mode's rule (server_core), answers each worker with the snapshot to compute on next,
+// and reports progress and the end of the budget to its observer (the driver).
+//
+// Contract:
+// - join(id) is answered only once every expected worker has joined (a barrier, so a sync
+//   round never closes before all workers are there), then with version 0.
+// - push(g) is answered with the next snapshot: async at once; sync/backup when the round
+//   closes; a late backup gradient at once (with the current snapshot). Once the budget is
+//   spent every push is answered with error training_finished.
+// - Every member is monitored: a dead worker leaves the quorum (a round waiting for it
+//   closes with the live workers) and is marked lost in the stats. A dead observer stops the
+//   server.
+// - Sends observer progress(snapshot, stats) every `eval_every` updates (0 = never) and
+//   done(snapshot, stats) exactly once.
+// Runs on CAF's scheduler; its handlers are short (one pass over the parameters).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/update_policy.hpp"
+#include "messages/vocabulary.hpp"
+
+namespace psgd {
+
+struct server_state {
+  static inline const char* name = "server";
+  std::unique_ptr<server_core> core;
+  observer_actor observer;
+  uint64_t eval_every = 0;
+  uint64_t next_eval = 0;
+  bool done_sent = false;
+  /// Join requests held until every expected worker has joined.
+  std::vector<caf::typed_response_promise<snapshot>> joins;
+  /// Workers whose gradient is in the open round, waiting for it to close.
+  std::map<int32_t, caf::typed_response_promise<snapshot>> waiting;
+  /// Member actors by address, for the down handler.
+  std::map<caf::actor_addr, int32_t> members;
+};
+
+server_actor::behavior_type server(server_actor::stateful_pointer<server_state> self,
+                                   server_settings settings, std::vector<float> initial,
+                                   observer_actor observer, uint64_t eval_every);
+
+} // namespace psgd

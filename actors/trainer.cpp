@@ -1,0 +1,74 @@
+#include "actors/trainer.hpp"
+
+#include <caf/all.hpp>
+
+#include "actors/driver.hpp"
+#include "actors/sequential.hpp"
+#include "data/fashion_mnist.hpp"
+#include "data/synthetic.hpp"
+
+namespace psgd {
+
+namespace {
+
+/// The synthetic problem for a config: least squares for lsq, separable blobs otherwise.
+data::split synthetic_split(const run_config& cfg) {
+  constexpr int64_t train_rows = 8192;
+  constexpr int64_t test_rows = 2048;
+  constexpr int dim = 32;
+  if (cfg.parsed_model == model::kind::least_squares)
+    return data::make_least_squares(train_rows, test_rows, dim, 0.1, cfg.seed).data;
+  return data::make_separable(train_rows, test_rows, dim, 10, cfg.seed);
+}
+
+} // namespace
+
+outcome<training_job> prepare_job(const run_config& cfg) {
+  if (cfg.synthetic)
+    return prepare_job(cfg, std::make_shared<const data::split>(synthetic_split(cfg)));
+  auto loaded = data::load_fashion_mnist(cfg.data);
+  if (!loaded)
+    return outcome<training_job>::failure(loaded.error());
+  return prepare_job(cfg, std::make_shared<const data::split>(std::move(*loaded)));
+}
+
+outcome<training_job> prepare_job(const run_config& cfg,
+                                  std::shared_ptr<const data::split> data) {
+  using result = outcome<training_job>;
+  if (auto problem = validate_against_data(cfg, data->train.rows); !problem.empty())
+    return result::failure(problem);
+  model::model_spec spec;
+  spec.type = cfg.parsed_model;
+  spec.input_dim = data->train.dim;
+  spec.classes = data->train.classes;
+  spec.hidden = cfg.hidden;
+  if (cfg.parsed_model != model::kind::least_squares && !data->train.is_classification())
+    return result::failure("--model " + cfg.model + " needs a classification set");
+  auto made = model::make_model(spec);
+  if (!made)
+    return result::failure("--model: " + made.error());
+  training_job job;
+  job.cfg = cfg;
+  job.data = std::move(data);
+  job.model = std::shared_ptr<const model::model>(std::move(*made));
+  job.initial.resize(job.model->num_params());
+  job.model->init(cfg.seed, job.initial.data());
+  return job;
+}
+
+caf::expected<run_summary> run_training(caf::actor_system& sys, const training_job& job) {
+  if (job.cfg.parsed_mode == train_mode::sequential)
+    return run_sequential(job);
+  auto shared_job = std::make_shared<const training_job>(job);
+  auto d = sys.spawn(driver, shared_job);
+  caf::expected<run_summary> result{caf::error{}};
+  caf::scoped_actor self{sys};
+  // The driver answers exactly once, on success or failure (see its contract), and every
+  // request it and the workers make has a timeout; so the caller can wait without one.
+  self->request(d, caf::infinite, run_atom::value)
+    .receive([&](run_summary& r) { result = std::move(r); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+} // namespace psgd

@@ -1,0 +1,47 @@
+// The entry point of a training run, for the CLI, the tests and the benches.
+//
+// Contract:
+// - prepare_job() loads the data the config names (Fashion-MNIST or a synthetic set), builds
+//   the model and its initial parameters (model init from --seed), and checks the options
+//   against the data. Every failure is one line naming the problem.
+// - run_training() runs the job to the end of its budget and returns its summary; in
+//   `sequential` mode without actors, otherwise with a driver, a server and the workers on
+//   `sys`. It blocks the calling thread; every actor it started has been told to exit when
+//   it returns. Errors (a dead server, all workers lost) come back as values.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "config/run_config.hpp"
+#include "data/dataset.hpp"
+#include "data/outcome.hpp"
+#include "messages/vocabulary.hpp"
+#include "model/model.hpp"
+
+namespace psgd {
+
+struct training_job {
+  run_config cfg;                                ///< validated
+  std::shared_ptr<const data::split> data;
+  std::shared_ptr<const model::model> model;
+  std::vector<float> initial;                    ///< initial parameters
+  /// Extra time per step of some workers (a real straggler): worker id -> delay.
+  std::map<int32_t, std::chrono::microseconds> step_delays;
+};
+
+/// Loads data, builds the model, checks the config against the data. `cfg` must have passed
+/// validate().
+outcome<training_job> prepare_job(const run_config& cfg);
+
+/// Same, on data the caller provides (tests, benches).
+outcome<training_job> prepare_job(const run_config& cfg, std::shared_ptr<const data::split> data);
+
+caf::expected<run_summary> run_training(caf::actor_system& sys, const training_job& job);
+
+} // namespace psgd

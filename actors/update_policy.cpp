@@ -1,0 +1,160 @@
+#include "actors/update_policy.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace psgd {
+
+server_settings server_settings::from(const run_config& cfg, int64_t train_rows) {
+  server_settings s;
+  s.mode = cfg.parsed_mode;
+  s.quorum = cfg.quorum();
+  s.expected_workers = cfg.total_workers();
+  s.lr = cfg.lr;
+  s.aggregate = cfg.parsed_aggregate;
+  s.max_updates = static_cast<uint64_t>(cfg.max_updates);
+  s.sample_budget = static_cast<int64_t>(std::ceil(cfg.epochs * double(train_rows)));
+  return s;
+}
+
+server_core::server_core(server_settings settings, std::vector<float> initial)
+  : settings_(settings), pool_(initial.size()) {
+  round_sum_.assign(initial.size(), 0.0f);
+  current_.version = 0;
+  current_.params = float_buffer{std::move(initial)};
+}
+
+bool server_core::finished() const {
+  return (settings_.max_updates > 0 && current_.version >= settings_.max_updates)
+         || (settings_.sample_budget > 0 && samples_ >= settings_.sample_budget);
+}
+
+bool server_core::join(int32_t worker) {
+  if (worker < 0 || worker >= settings_.expected_workers || workers_.count(worker) > 0)
+    return false;
+  workers_[worker].worker = worker;
+  ++joined_;
+  ++live_;
+  return true;
+}
+
+worker_stats* server_core::find(int32_t worker) {
+  auto i = workers_.find(worker);
+  return i == workers_.end() || i->second.lost ? nullptr : &i->second;
+}
+
+int server_core::round_target() const {
+  // Sync waits for every live worker; backup for the first m of them.
+  int target = settings_.mode == train_mode::sync ? live_ : std::min(settings_.quorum, live_);
+  return std::max(target, 1);
+}
+
+void server_core::start_clock() {
+  started_ = std::chrono::steady_clock::now();
+  clock_running_ = true;
+}
+
+server_core::verdict server_core::push(const gradient& g) {
+  auto* w = find(g.worker);
+  if (w == nullptr || g.values.size() != current_.params.size())
+    return verdict::rejected;
+  ++w->pushed;
+  if (finished()) {
+    ++w->after_stop;
+    return verdict::after_stop;
+  }
+  if (settings_.mode == train_mode::async || settings_.mode == train_mode::sequential) {
+    record_applied(*w, current_.version - g.version_read);
+    apply(g.values.data(), 1.0f, g.batch_size, g.loss);
+    return verdict::applied;
+  }
+  if (g.version_read != current_.version) {
+    ++w->dropped;
+    ++dropped_;
+    return verdict::dropped_late;
+  }
+  add_to_round(g);
+  record_applied(*w, 0);
+  if (static_cast<int>(round_members_.size()) < round_target())
+    return verdict::waiting;
+  close_round();
+  return verdict::round_closed;
+}
+
+bool server_core::lose(int32_t worker) {
+  auto* w = find(worker);
+  if (w == nullptr)
+    return false;
+  w->lost = true;
+  --live_;
+  // Its gradient in the open round (if any) still counts: it was computed on this version.
+  if (settings_.mode == train_mode::async || round_members_.empty() || finished())
+    return false;
+  if (static_cast<int>(round_members_.size()) < round_target())
+    return false;
+  close_round();
+  return true;
+}
+
+void server_core::add_to_round(const gradient& g) {
+  const float* v = g.values.data();
+  float* acc = round_sum_.data();
+  for (size_t i = 0, n = round_sum_.size(); i < n; ++i)
+    acc[i] += v[i];
+  round_members_.push_back(g.worker);
+  round_samples_ += g.batch_size;
+  round_loss_ += g.loss;
+}
+
+void server_core::close_round() {
+  const float count = static_cast<float>(round_members_.size());
+  const float scale = settings_.aggregate == aggregate_rule::mean ? 1.0f / count : 1.0f;
+  apply(round_sum_.data(), scale, round_samples_, round_loss_ / count);
+  std::fill(round_sum_.begin(), round_sum_.end(), 0.0f);
+  round_samples_ = 0;
+  round_loss_ = 0;
+  last_round_.swap(round_members_);
+  round_members_.clear();
+}
+
+void server_core::apply(const float* g, float scale, int64_t samples, float loss) {
+  auto next = pool_.acquire();
+  const float* x = current_.params.data();
+  float* y = next->data();
+  const float step = static_cast<float>(settings_.lr) * scale;
+  for (size_t i = 0, n = next->size(); i < n; ++i)
+    y[i] = x[i] - step * g[i];
+  current_.params = float_buffer{std::move(next)};
+  ++current_.version;
+  samples_ += samples;
+  recent_loss_ = have_loss_ ? 0.98f * recent_loss_ + 0.02f * loss : loss;
+  have_loss_ = true;
+}
+
+void server_core::record_applied(worker_stats& w, uint64_t staleness) {
+  ++w.applied;
+  ++applied_;
+  w.staleness_sum += staleness;
+  w.staleness_max = std::max(w.staleness_max, staleness);
+  if (staleness_histogram_.size() <= staleness)
+    staleness_histogram_.resize(staleness + 1, 0);
+  ++staleness_histogram_[staleness];
+}
+
+server_stats server_core::stats() const {
+  server_stats s;
+  s.version = current_.version;
+  s.samples = samples_;
+  s.gradients_applied = applied_;
+  s.gradients_dropped = dropped_;
+  s.recent_loss = recent_loss_;
+  if (clock_running_)
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_)
+                  .count();
+  s.staleness_histogram = staleness_histogram_;
+  for (auto& [id, w] : workers_)
+    s.workers.push_back(w);
+  return s;
+}
+
+} // namespace psgd

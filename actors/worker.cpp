@@ -1,0 +1,84 @@
+#include "actors/worker.hpp"
+
+#include <caf/all.hpp>
+
+namespace psgd {
+
+namespace {
+
+using self_ptr = worker_actor::stateful_pointer<worker_state>;
+
+void push(self_ptr self, gradient g);
+
+/// Computes one minibatch gradient on `snap`, then pushes it (now or after the delay).
+void step(self_ptr self, snapshot snap) {
+  auto& st = self->state;
+  const auto& s = st.settings;
+  auto values = st.gradients->acquire();
+  const int64_t* index = st.sampler->next();
+  float loss = st.model->gradient(snap.params.data(), *st.train, index, s.batch, values->data(),
+                                  *st.workspace);
+  gradient g{s.id, snap.version, s.batch, loss, float_buffer{std::move(values)}};
+  snap = snapshot{}; // release the parameters before the round trip
+  if (s.step_delay.count() > 0) {
+    st.held = std::move(g);
+    self->delayed_send(self, s.step_delay, push_atom::value);
+    return;
+  }
+  push(self, std::move(g));
+}
+
+void push(self_ptr self, gradient g) {
+  auto& st = self->state;
+  self->request(st.server, st.settings.timeout, push_atom::value, std::move(g))
+    .then([=](snapshot& next) { step(self, std::move(next)); },
+          [=](caf::error& err) {
+            if (err == make_error(error_code::training_finished))
+              self->quit();
+            else
+              self->quit(std::move(err));
+          });
+}
+
+} // namespace
+
+worker_actor::behavior_type worker(self_ptr self, server_actor server,
+                                   std::shared_ptr<const model::model> model,
+                                   std::shared_ptr<const data::dataset> train,
+                                   worker_settings settings) {
+  auto& st = self->state;
+  st.settings = settings;
+  st.server = server;
+  st.workspace = model->make_workspace(settings.batch);
+  st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed, settings.id,
+                                                     settings.shards, settings.batch);
+  st.gradients = std::make_unique<buffer_pool>(static_cast<size_t>(model->num_params()));
+  st.model = std::move(model);
+  st.train = std::move(train);
+  self->monitor(server);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    if (msg.source == self->state.server.address())
+      self->quit(make_error(error_code::peer_lost, "the server is gone"));
+  });
+  return {
+    [=](start_atom) {
+      auto& st = self->state;
+      if (st.started)
+        return;
+      st.started = true;
+      self->request(st.server, st.settings.timeout, join_atom::value, st.settings.id)
+        .then([=](snapshot& first) { step(self, std::move(first)); },
+              [=](caf::error& err) { self->quit(std::move(err)); });
+    },
+    [=](push_atom) {
+      auto& st = self->state;
+      if (st.held) {
+        auto g = std::move(*st.held);
+        st.held.reset();
+        push(self, std::move(g));
+      }
+    },
+  };
+}
+
+} // namespace psgd

@@ -1,0 +1,255 @@
+// psgd: the command-line tool. Thin: parse, check, spawn, wait, report, exit code.
+//
+//   psgd train [options]              train (sequential, sync, async or backup SGD)
+//   psgd eval --load FILE [--data D]  test accuracy of saved parameters
+//   psgd report FILE...               comparison table of the summaries in --out files
+//
+// Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
+// before any training starts); 1 a run that failed (e.g. the server died).
+#include <sys/stat.h>
+
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/results.hpp"
+#include "actors/trainer.hpp"
+#include "config/run_config.hpp"
+#include "data/fashion_mnist.hpp"
+#include "model/params_file.hpp"
+
+namespace {
+
+using namespace psgd;
+
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+const char* usage_text =
+  "usage: psgd train [options]               train a model (see psgd train --help)\n"
+  "       psgd eval --load FILE [--data DIR] test accuracy of saved parameters\n"
+  "       psgd report FILE...                comparison table of --out files\n"
+  "\n"
+  "examples:\n"
+  "  psgd train --mode async --workers 2 --model softmax --epochs 3 --batch 32 --lr 0.1\n"
+  "  psgd train --mode backup --workers 2 --backup 1 --out backup.jsonl --save backup.params\n"
+  "  psgd train --mode sequential --model mlp --hidden 128 --epochs 1\n"
+  "  psgd eval --load backup.params\n";
+
+int usage_error(const std::string& what) {
+  std::cerr << "psgd: " << what << '\n';
+  return exit_usage;
+}
+
+/// CAF's parser errors, as one line a user can act on.
+std::string explain_parse_error(psgd_config& cfg, const caf::error& err) {
+  auto text = cfg.render(err);
+  std::smatch m;
+  std::string arg;
+  if (std::regex_search(text, m, std::regex{R"re("argument" = "([^"]*)")re"}))
+    arg = m[1];
+  if (text.find("not_an_option") != std::string::npos)
+    return fmt::format("unknown option '{}' (see psgd train --help)", arg);
+  if (text.find("missing_argument") != std::string::npos)
+    return fmt::format("option '{}' needs a value", arg);
+  if (text.find("cannot_open_file") != std::string::npos)
+    return "cannot open the config file: " + text;
+  if (!arg.empty())
+    return fmt::format("invalid value in '{}'", arg);
+  return "cannot parse the options: " + text;
+}
+
+/// CAF 0.17 ignores unknown config-file keys: refuse them, naming the key.
+std::string check_config_file_keys(psgd_config& cfg, const std::string& path) {
+  auto parsed = caf::actor_system_config::parse_config_file(path.c_str());
+  if (!parsed)
+    return fmt::format("config file {}: {}", path, cfg.render(parsed.error()));
+  auto known = [&](const std::string& key) {
+    for (const auto& opt : cfg.options())
+      if (opt.long_name() == key)
+        return true;
+    return false;
+  };
+  for (const auto& [key, value] : *parsed) {
+    if (key == "global") {
+      if (auto* group = caf::get_if<caf::settings>(&value))
+        for (const auto& [k, v] : *group)
+          if (!known(k))
+            return fmt::format("config file {}: unknown key '{}'", path, k);
+    } else if (caf::holds_alternative<caf::settings>(value)) {
+      continue; // a CAF section ([scheduler], [middleman], ...)
+    } else if (!known(key)) {
+      return fmt::format("config file {}: unknown key '{}'", path, key);
+    }
+  }
+  return {};
+}
+
+/// Parses the options after the subcommand. Returns -1 to go on, else the exit code.
+int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) {
+  std::vector<std::string> args(argv + 2, argv + argc);
+  args = join_option_values(cfg.options(), std::move(args));
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h" || a == "-?")
+      std::cerr << "usage: psgd " << command << " [options]\n\n";
+    if (a.rfind("--config-file=", 0) == 0) {
+      auto path = a.substr(14);
+      if (auto problem = check_config_file_keys(cfg, path); !problem.empty())
+        return usage_error(problem);
+    }
+  }
+  if (auto err = cfg.parse(std::move(args)))
+    return usage_error(explain_parse_error(cfg, err));
+  if (cfg.cli_helptext_printed)
+    return 0;
+  if (!cfg.remainder.empty())
+    return usage_error(fmt::format("unexpected argument '{}'", cfg.remainder.front()));
+  return -1;
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string final_line(const run_config& cfg, const run_summary& r, int64_t train_rows) {
+  auto s = summary_json(cfg, r, train_rows);
+  auto line = fmt::format("{} {} m={} e={} b={} lr={} aggregate={}: {} updates, {:.2f} epochs "
+                          "in {:.2f} s, {:.0f} samples/s, test accuracy {:.4f}, train loss {:.4f}",
+                          cfg.mode, cfg.model, s["m"].get<int>(), s["e"].get<int>(), cfg.batch,
+                          cfg.lr, cfg.aggregate, s["updates"].get<uint64_t>(),
+                          s["epochs_done"].get<double>(), s["train_seconds"].get<double>(),
+                          s["samples_per_s"].get<double>(),
+                          s["final_test_accuracy"].get<double>(),
+                          s["final_train_loss"].get<double>());
+  if (cfg.parsed_mode == train_mode::async)
+    line += fmt::format(", staleness mean {:.2f} max {}", s["staleness_mean"].get<double>(),
+                        s["staleness_max"].get<size_t>());
+  if (cfg.parsed_mode == train_mode::backup)
+    line += fmt::format(", dropped {}", s["gradients_dropped"].get<int64_t>());
+  return line;
+}
+
+int cmd_train(int argc, char** argv) {
+  psgd_config cfg;
+  if (int rc = parse_options(cfg, argc, argv, "train"); rc >= 0)
+    return rc;
+  auto& run = cfg.run;
+  if (auto problem = validate(run); !problem.empty())
+    return usage_error(problem);
+  if (!run.synthetic && !is_directory(run.data))
+    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  auto job = prepare_job(run);
+  if (!job)
+    return usage_error(job.error());
+  caf::actor_system sys{cfg};
+  auto result = run_training(sys, *job);
+  if (!result) {
+    std::cerr << "psgd: training failed: " << sys.render(result.error()) << '\n';
+    return exit_failure;
+  }
+  const auto rows = job->data->train.rows;
+  std::cout << final_line(run, *result, rows) << std::endl;
+  if (!run.out.empty())
+    if (auto problem = write_results(run.out, run, *result, rows); !problem.empty()) {
+      std::cerr << "psgd: " << problem << '\n';
+      return exit_failure;
+    }
+  if (!run.save.empty()) {
+    model::saved_params p{job->model->spec(), result->final_params.version,
+                          result->final_params.params.values()};
+    if (auto problem = model::save_params(run.save, p); !problem.empty()) {
+      std::cerr << "psgd: " << problem << '\n';
+      return exit_failure;
+    }
+  }
+  return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+  psgd_config cfg;
+  if (int rc = parse_options(cfg, argc, argv, "eval"); rc >= 0)
+    return rc;
+  const auto& run = cfg.run;
+  if (run.load.empty())
+    return usage_error("eval: --load FILE is required");
+  auto saved = model::load_params(run.load);
+  if (!saved)
+    return usage_error(saved.error());
+  if (saved->spec.type == model::kind::least_squares)
+    return usage_error("eval: least-squares parameters are evaluated on synthetic data; "
+                       "eval reads Fashion-MNIST");
+  if (!is_directory(run.data))
+    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  auto test = data::load_idx_pair(run.data + "/t10k-images-idx3-ubyte.gz",
+                                  run.data + "/t10k-labels-idx1-ubyte.gz");
+  if (!test)
+    return usage_error(test.error());
+  if (test->dim != saved->spec.input_dim || test->classes != saved->spec.classes)
+    return usage_error(fmt::format("{}: model expects {} inputs and {} classes, the data has "
+                                   "{} and {}",
+                                   run.load, saved->spec.input_dim, saved->spec.classes,
+                                   test->dim, test->classes));
+  auto m = model::make_model(saved->spec);
+  if (!m)
+    return usage_error(run.load + ": " + m.error());
+  auto e = (*m)->evaluate(saved->params.data(), *test);
+  std::cout << fmt::format("{} ({} parameters, version {}): test accuracy {:.4f}, test loss "
+                           "{:.4f}",
+                           run.load, saved->params.size(), saved->version, e.accuracy, e.loss)
+            << std::endl;
+  return 0;
+}
+
+int cmd_report(int argc, char** argv) {
+  if (argc < 3)
+    return usage_error("report: name at least one --out file");
+  std::vector<nlohmann::json> summaries;
+  for (int i = 2; i < argc; ++i) {
+    std::ifstream in{argv[i]};
+    if (!in)
+      return usage_error(fmt::format("report: cannot open {}", argv[i]));
+    std::string line;
+    size_t lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded())
+        return usage_error(fmt::format("report: {}:{}: not JSON", argv[i], lineno));
+      if (j.value("type", "") == "summary")
+        summaries.push_back(std::move(j));
+    }
+  }
+  if (summaries.empty())
+    return usage_error("report: no summary records in the files given");
+  std::cout << comparison_table(summaries);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << usage_text;
+    return exit_usage;
+  }
+  std::string command = argv[1];
+  if (command == "train")
+    return cmd_train(argc, argv);
+  if (command == "eval")
+    return cmd_eval(argc, argv);
+  if (command == "report")
+    return cmd_report(argc, argv);
+  if (command == "help" || command == "--help" || command == "-h") {
+    std::cout << usage_text;
+    return 0;
+  }
+  std::cerr << usage_text;
+  return usage_error(fmt::format("unknown command '{}'", command));
+}

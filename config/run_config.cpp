@@ -1,0 +1,182 @@
+#include "config/run_config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "data/sampler.hpp"
+#include "messages/vocabulary.hpp"
+
+namespace psgd {
+
+std::string to_string(train_mode m) {
+  switch (m) {
+    case train_mode::sequential: return "sequential";
+    case train_mode::sync: return "sync";
+    case train_mode::async: return "async";
+    case train_mode::backup: return "backup";
+  }
+  return "?";
+}
+
+std::string to_string(aggregate_rule a) {
+  return a == aggregate_rule::mean ? "mean" : "sum";
+}
+
+int run_config::total_workers() const {
+  switch (parsed_mode) {
+    case train_mode::sequential: return 1;
+    case train_mode::backup: return workers + backup;
+    default: return workers;
+  }
+}
+
+int run_config::quorum() const {
+  return parsed_mode == train_mode::sync || parsed_mode == train_mode::backup ? workers : 1;
+}
+
+namespace {
+
+bool parse_mode(const std::string& s, train_mode& out) {
+  for (auto m : {train_mode::sequential, train_mode::sync, train_mode::async, train_mode::backup})
+    if (s == to_string(m)) {
+      out = m;
+      return true;
+    }
+  return false;
+}
+
+} // namespace
+
+std::string validate(run_config& cfg) {
+  if (!parse_mode(cfg.mode, cfg.parsed_mode))
+    return fmt::format("--mode: unknown mode '{}' (expected sequential, sync, async or backup)",
+                       cfg.mode);
+  auto kind = model::parse_kind(cfg.model);
+  if (!kind)
+    return "--model: " + kind.error();
+  cfg.parsed_model = *kind;
+  if (cfg.aggregate == "mean")
+    cfg.parsed_aggregate = aggregate_rule::mean;
+  else if (cfg.aggregate == "sum")
+    cfg.parsed_aggregate = aggregate_rule::sum;
+  else
+    return fmt::format("--aggregate: unknown rule '{}' (expected mean or sum)", cfg.aggregate);
+  if (cfg.workers < 1)
+    return fmt::format("--workers: must be at least 1 (got {})", cfg.workers);
+  if (cfg.workers > 1024)
+    return fmt::format("--workers: at most 1024 (got {})", cfg.workers);
+  if (cfg.backup < 0)
+    return fmt::format("--backup: must be 0 or more (got {})", cfg.backup);
+  if (cfg.parsed_mode == train_mode::backup && cfg.backup < 1)
+    return fmt::format("--backup: backup mode needs at least 1 backup worker (got {})",
+                       cfg.backup);
+  if (cfg.batch < 1)
+    return fmt::format("--batch: must be at least 1 (got {})", cfg.batch);
+  if (!(cfg.lr > 0) || !std::isfinite(cfg.lr))
+    return fmt::format("--lr: must be a positive number (got {})", cfg.lr);
+  if (!(cfg.epochs >= 0) || !std::isfinite(cfg.epochs))
+    return fmt::format("--epochs: must be 0 or more (got {})", cfg.epochs);
+  if (cfg.max_updates < 0)
+    return fmt::format("--max-updates: must be 0 (no limit) or more (got {})", cfg.max_updates);
+  if (cfg.epochs == 0 && cfg.max_updates == 0)
+    return "--epochs and --max-updates are both 0: the run has no budget";
+  if (cfg.hidden < 1)
+    return fmt::format("--hidden: must be at least 1 (got {})", cfg.hidden);
+  if (cfg.eval_every < 0)
+    return fmt::format("--eval-every: must be 0 (four per epoch) or more (got {})",
+                       cfg.eval_every);
+  if (cfg.loss_subsample < 1)
+    return fmt::format("--loss-subsample: must be at least 1 (got {})", cfg.loss_subsample);
+  if (cfg.placement != "detached" && cfg.placement != "shared")
+    return fmt::format("--placement: unknown placement '{}' (expected detached or shared)",
+                       cfg.placement);
+  if (cfg.request_timeout_ms < 1)
+    return fmt::format("--request-timeout-ms: must be at least 1 (got {})",
+                       cfg.request_timeout_ms);
+  if (cfg.dataset == "auto")
+    cfg.synthetic = cfg.parsed_model == model::kind::least_squares;
+  else if (cfg.dataset == "synthetic")
+    cfg.synthetic = true;
+  else if (cfg.dataset == "fashion-mnist")
+    cfg.synthetic = false;
+  else
+    return fmt::format("--dataset: unknown dataset '{}' (expected fashion-mnist, synthetic or "
+                       "auto)",
+                       cfg.dataset);
+  if (cfg.parsed_model == model::kind::least_squares && !cfg.synthetic)
+    return "--model lsq: least squares needs a regression set: use --dataset synthetic";
+  return {};
+}
+
+std::string validate_against_data(const run_config& cfg, int64_t train_rows) {
+  const int workers = cfg.parsed_mode == train_mode::sequential ? 1 : cfg.total_workers();
+  if (data::shard_sampler::steps_per_epoch(train_rows, workers, cfg.batch) == 0)
+    return fmt::format("--batch: {} is larger than a worker's shard ({} training examples / "
+                       "{} workers = {})",
+                       cfg.batch, train_rows, workers, train_rows / workers);
+  return {};
+}
+
+psgd_config::psgd_config() {
+  register_vocabulary(*this);
+  opt_group{custom_options_, "global"}
+    .add(run.mode, "mode", "sequential|sync|async|backup (default sync)")
+    .add(run.workers, "workers", "m: workers whose gradients make one update (default 2)")
+    .add(run.backup, "backup", "e: extra workers in backup mode (default 1)")
+    .add(run.batch, "batch", "b: examples per worker minibatch (default 32)")
+    .add(run.lr, "lr", "learning rate (default 0.1)")
+    .add(run.epochs, "epochs", "budget in passes over the training set (default 3)")
+    .add(run.max_updates, "max-updates", "budget in server updates; 0 = no limit (default 0)")
+    .add(run.model, "model", "softmax|mlp|lsq (default softmax)")
+    .add(run.hidden, "hidden", "hidden units of the MLP (default 128)")
+    .add(run.aggregate, "aggregate", "mean|sum of a round's gradients (default mean)")
+    .add(run.seed, "seed", "root of all randomness (default 1)")
+    .add(run.data, "data", "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)")
+    .add(run.dataset, "dataset", "fashion-mnist|synthetic|auto (default auto: lsq -> synthetic)")
+    .add(run.loss_subsample, "loss-subsample",
+         "training examples the train loss is measured on (default 10000)")
+    .add(run.eval_every, "eval-every", "updates between evaluations; 0 = four per epoch (default 0)")
+    .add(run.out, "out", "write JSON lines (evaluations, summary) to this file (default none)")
+    .add(run.save, "save", "write the final parameters to this file (default none)")
+    .add(run.load, "load", "parameters file to evaluate (psgd eval)")
+    .add(run.quiet, "quiet", "no progress lines on stderr (default off)")
+    .add(run.placement, "placement",
+         "shared (workers on the scheduler) | detached (a thread per worker) (default shared)")
+    .add(run.request_timeout_ms, "request-timeout-ms",
+         "timeout of every request between actors, ms (default 60000)");
+  // Compute-bound actors: one scheduler thread per core (CAF's default starts 4 even on 2).
+  set("scheduler.max-threads", std::max(1u, std::thread::hardware_concurrency()));
+  // A push is answered within microseconds, usually on the other thread's queue. CAF's
+  // default work stealing lets an idle thread sleep 50 us between steal attempts, which
+  // left each worker idle for most of a step (async m=2 at 0.76x sequential instead of
+  // ~1.5x, see docs/BENCHMARKS.md). Poll longer and sleep 5 us: an idle thread picks the
+  // worker up at once, and still backs off to CAF's relaxed 10 ms sleep when truly idle.
+  set("work-stealing.aggressive-poll-attempts", 10000);
+  set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds{5}});
+}
+
+std::vector<std::string> join_option_values(const caf::config_option_set& options,
+                                            std::vector<std::string> args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (a.size() > 2 && a.compare(0, 2, "--") == 0 && a.find('=') == std::string::npos
+        && i + 1 < args.size()) {
+      auto name = a.substr(2);
+      auto opt = std::find_if(options.begin(), options.end(), [&](const caf::config_option& o) {
+        return o.long_name() == name;
+      });
+      if (opt != options.end() && !opt->is_flag()) {
+        out.push_back(a + "=" + args[++i]);
+        continue;
+      }
+    }
+    out.push_back(a);
+  }
+  return out;
+}
+
+} // namespace psgd

@@ -1,0 +1,90 @@
+// run_config: every option of a psgd run, its default, its validation, and the CAF config
+// that reads it from the command line and from a config file.
+//
+// Contract:
+// - run_config is a plain value. Every field states its default; the CLI option of the same
+//   name (`--batch`, ...) and the config-file key of the same name set it.
+// - validate() checks every field before any training starts and returns the first problem
+//   as one line naming the option and the value (empty string = valid). It also derives the
+//   parsed enums (mode, model kind, aggregate), so call it before reading them.
+// - psgd_config is the CAF actor_system_config of the psgd executable: it registers the
+//   message vocabulary and the options, and sizes the scheduler for compute-bound actors.
+// Not thread-safe: build and validate on one thread, then share read-only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system_config.hpp>
+
+#include "model/model.hpp"
+
+namespace psgd {
+
+enum class train_mode { sequential, sync, async, backup };
+enum class aggregate_rule { mean, sum };
+
+std::string to_string(train_mode m);
+std::string to_string(aggregate_rule a);
+
+struct run_config {
+  // -- what to train -------------------------------------------------------------------------
+  std::string mode = "sync";       ///< sequential | sync | async | backup
+  int workers = 2;                 ///< m: gradients per update in sync and backup; workers in async
+  int backup = 1;                  ///< e: extra workers in backup mode (ignored otherwise)
+  int batch = 32;                  ///< b: examples per worker minibatch
+  double lr = 0.1;                 ///< learning rate
+  double epochs = 3;               ///< budget in passes over the training set (samples applied)
+  int64_t max_updates = 0;         ///< budget in server updates; 0 = no limit
+  std::string model = "softmax";   ///< softmax | mlp | lsq
+  int hidden = 128;                ///< hidden units of the MLP
+  std::string aggregate = "mean";  ///< mean | sum of the m gradients of a round
+  uint64_t seed = 1;               ///< the root of all randomness
+  // -- data ----------------------------------------------------------------------------------
+  std::string data = "/usr/share/datasets/fashion-mnist";  ///< Fashion-MNIST directory
+  std::string dataset = "auto";    ///< fashion-mnist | synthetic | auto (lsq: synthetic)
+  int64_t loss_subsample = 10000;  ///< training examples in the fixed loss subsample
+  // -- evaluation and output -------------------------------------------------------------------
+  int64_t eval_every = 0;          ///< updates between evaluations; 0 = four per epoch
+  std::string out;                 ///< JSON-lines results file; empty = none
+  std::string save;                ///< final parameters file; empty = none
+  std::string load;                ///< parameters file to evaluate (psgd eval)
+  bool quiet = false;              ///< no progress lines on stderr
+  // -- runtime -------------------------------------------------------------------------------
+  std::string placement = "shared";  ///< workers on the scheduler (shared) or own threads (detached)
+  int64_t request_timeout_ms = 60000;  ///< timeout of every request between actors
+
+  // -- derived by validate() -------------------------------------------------------------------
+  train_mode parsed_mode = train_mode::sync;
+  model::kind parsed_model = model::kind::softmax;
+  aggregate_rule parsed_aggregate = aggregate_rule::mean;
+  bool synthetic = false;
+
+  /// Workers that run: m, or m + e in backup mode, 1 in sequential mode.
+  int total_workers() const;
+  /// Gradients per update: m in sync and backup, 1 in async and sequential.
+  int quorum() const;
+};
+
+/// Checks the options that do not depend on the data; fills the parsed fields.
+std::string validate(run_config& cfg);
+
+/// Checks the options against the training set size (batch vs shard); after validate().
+std::string validate_against_data(const run_config& cfg, int64_t train_rows);
+
+/// The CAF config of the psgd executable.
+class psgd_config : public caf::actor_system_config {
+public:
+  psgd_config();
+  run_config run;
+  /// The psgd options (for join_option_values).
+  const caf::config_option_set& options() const { return custom_options_; }
+};
+
+/// `--name value` -> `--name=value` for options that take a value (CAF 0.17 accepts only the
+/// `=` form for long options). Flags, `--name=value` and unknown names pass unchanged.
+std::vector<std::string> join_option_values(const caf::config_option_set& options,
+                                            std::vector<std::string> args);
+
+} // namespace psgd

@@ -1,0 +1,250 @@
+// The wire vocabulary of psgd: every message type, atom and typed actor interface.
+//
+// Contract:
+// - Messages are plain structs with a free inspect(); they carry std::vector<float> (behind
+//   float_buffer), integers and strings, never Eigen types, so that the same messages pass by
+//   reference inside one process and serialise through CAF's middleman across processes.
+// - float_buffer is an immutable, reference-counted float vector. In one process a send
+//   shares it (no copy per receiver); across processes it is serialised as ONE byte blob
+//   (CAF 0.17 would otherwise encode a vector<float> element by element, ~40x slower).
+//   The blob is the floats' in-memory bytes: all nodes must share float layout and byte order
+//   (IEEE 754, little-endian: x86-64 and AArch64 alike).
+// - One type-ID block (`caf::id_block::psgd`); register it with
+//   cfg.add_message_types<caf::id_block::psgd>() (register_vocabulary() does that).
+//
+// The protocol (see docs/PROTOCOL.md):
+//   worker -> server   join(worker id)                      -> snapshot (after all expected
+//                                                              workers have joined)
+//   worker -> server   push(gradient)                       -> snapshot to compute on next
+//                                                              (async: at once; sync/backup:
+//                                                              when the round closes; a late
+//                                                              backup gradient: at once)
+//   server -> observer progress(snapshot, stats)              an evaluation point
+//   server -> observer done(snapshot, stats)                  the budget is spent
+//   any    -> server   stats()                              -> server_stats
+//   driver -> worker   start()                                begin training
+//   caller -> driver   run()                                -> run_summary when finished
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/deserializer.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/serializer.hpp>
+#include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
+#include <caf/replies_to.hpp>
+
+namespace psgd {
+
+// -- float_buffer -------------------------------------------------------------------------
+
+/// An immutable, shared vector of floats: parameters or a gradient.
+struct float_buffer {
+  std::shared_ptr<const std::vector<float>> ptr;
+
+  float_buffer() = default;
+  explicit float_buffer(std::shared_ptr<const std::vector<float>> p) : ptr(std::move(p)) {}
+  explicit float_buffer(std::vector<float> values)
+    : ptr(std::make_shared<const std::vector<float>>(std::move(values))) {}
+
+  size_t size() const { return ptr ? ptr->size() : 0; }
+  const float* data() const { return ptr ? ptr->data() : nullptr; }
+  bool empty() const { return size() == 0; }
+  const std::vector<float>& values() const;
+};
+
+bool operator==(const float_buffer& x, const float_buffer& y);
+
+/// Serialises a float_buffer as a length and one blob of bytes.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, float_buffer& x) {
+  if constexpr (std::is_base_of<caf::serializer, Inspector>::value) {
+    size_t n = x.size();
+    return caf::error::eval(
+      [&] { return f.begin_sequence(n); },
+      [&] {
+        return n > 0 ? f.apply_raw(n * sizeof(float), const_cast<float*>(x.data()))
+                     : caf::error{};
+      },
+      [&] { return f.end_sequence(); });
+  } else if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
+    size_t n = 0;
+    auto values = std::make_shared<std::vector<float>>();
+    auto err = caf::error::eval(
+      [&] { return f.begin_sequence(n); },
+      [&] {
+        values->resize(n);
+        return n > 0 ? f.apply_raw(n * sizeof(float), values->data()) : caf::error{};
+      },
+      [&] { return f.end_sequence(); });
+    if (!err)
+      x.ptr = std::move(values);
+    return err;
+  } else {
+    // Any other inspector (e.g. to_string): show the length, not the floats.
+    auto n = x.size();
+    return f(caf::meta::type_name("float_buffer"), n);
+  }
+}
+
+// -- messages -----------------------------------------------------------------------------
+
+/// The parameters of one server version.
+struct snapshot {
+  uint64_t version = 0;
+  float_buffer params;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot& x) {
+  return f(caf::meta::type_name("snapshot"), x.version, x.params);
+}
+
+/// A worker's minibatch gradient, computed on the parameters of `version_read`.
+struct gradient {
+  int32_t worker = 0;
+  uint64_t version_read = 0;
+  int32_t batch_size = 0;
+  float loss = 0;          ///< mean minibatch loss at version_read (a free progress signal)
+  float_buffer values;     ///< the mean gradient over the minibatch
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, gradient& x) {
+  return f(caf::meta::type_name("gradient"), x.worker, x.version_read, x.batch_size, x.loss,
+           x.values);
+}
+
+/// What happened to one worker's gradients.
+struct worker_stats {
+  int32_t worker = 0;
+  int64_t pushed = 0;      ///< gradients received by the server
+  int64_t applied = 0;     ///< gradients that went into an update
+  int64_t dropped = 0;     ///< late gradients dropped (backup) or stale ones (sync)
+  int64_t after_stop = 0;  ///< received after the budget was spent (not applied)
+  uint64_t staleness_sum = 0;  ///< over applied gradients
+  uint64_t staleness_max = 0;
+  bool lost = false;       ///< the worker died during the run
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
+  return f(caf::meta::type_name("worker_stats"), x.worker, x.pushed, x.applied, x.dropped,
+           x.after_stop, x.staleness_sum, x.staleness_max, x.lost);
+}
+
+/// The server's counters at one moment.
+struct server_stats {
+  uint64_t version = 0;           ///< updates applied so far
+  int64_t samples = 0;            ///< examples in applied gradients
+  int64_t gradients_applied = 0;
+  int64_t gradients_dropped = 0;
+  double seconds = 0;             ///< since training started (all workers joined)
+  float recent_loss = 0;          ///< mean minibatch loss of recently applied gradients
+  std::vector<int64_t> staleness_histogram;  ///< [s] = applied gradients of staleness s
+  std::vector<worker_stats> workers;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, server_stats& x) {
+  return f(caf::meta::type_name("server_stats"), x.version, x.samples, x.gradients_applied,
+           x.gradients_dropped, x.seconds, x.recent_loss, x.staleness_histogram, x.workers);
+}
+
+/// One evaluation of the parameters during or after training.
+struct eval_point {
+  double seconds = 0;        ///< training seconds when the snapshot was taken
+  uint64_t updates = 0;      ///< server version of the snapshot
+  int64_t samples = 0;       ///< samples applied up to the snapshot
+  double train_loss = 0;     ///< mean loss on the fixed training subsample
+  double test_loss = 0;      ///< mean loss on the test set
+  double test_accuracy = 0;  ///< fraction correct on the test set (0 for least squares)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, eval_point& x) {
+  return f(caf::meta::type_name("eval_point"), x.seconds, x.updates, x.samples, x.train_loss,
+           x.test_loss, x.test_accuracy);
+}
+
+/// What a finished run hands back: its evaluations, final counters and final parameters.
+struct run_summary {
+  std::vector<eval_point> evaluations;  ///< in training order; the last is the final one
+  server_stats final_stats;
+  snapshot final_params;
+  std::vector<std::string> events;      ///< notable events (a worker lost, ...), in order
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
+  return f(caf::meta::type_name("run_summary"), x.evaluations, x.final_stats, x.final_params,
+           x.events);
+}
+
+/// psgd's error codes (category atom "psgd").
+enum class error_code : uint8_t {
+  none = 0,
+  training_finished,   ///< the budget is spent: the receiver should stop
+  invalid_gradient,    ///< wrong length or unknown worker
+  not_a_member,        ///< the worker id is unknown or out of range
+  peer_lost,           ///< a peer actor died
+};
+
+std::string to_string(error_code x);
+caf::error make_error(error_code x, std::string context = {});
+
+} // namespace psgd
+
+// -- type IDs and atoms ---------------------------------------------------------------------
+
+CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(psgd, (psgd::float_buffer))
+  CAF_ADD_TYPE_ID(psgd, (psgd::snapshot))
+  CAF_ADD_TYPE_ID(psgd, (psgd::gradient))
+  CAF_ADD_TYPE_ID(psgd, (psgd::worker_stats))
+  CAF_ADD_TYPE_ID(psgd, (psgd::server_stats))
+  CAF_ADD_TYPE_ID(psgd, (psgd::eval_point))
+  CAF_ADD_TYPE_ID(psgd, (psgd::run_summary))
+  CAF_ADD_ATOM(psgd, psgd, join_atom, "join")
+  CAF_ADD_ATOM(psgd, psgd, push_atom, "push")
+  CAF_ADD_ATOM(psgd, psgd, stats_atom, "stats")
+  CAF_ADD_ATOM(psgd, psgd, progress_atom, "progress")
+  CAF_ADD_ATOM(psgd, psgd, done_atom, "done")
+  CAF_ADD_ATOM(psgd, psgd, start_atom, "start")
+  CAF_ADD_ATOM(psgd, psgd, run_atom, "run")
+  CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
+CAF_END_TYPE_ID_BLOCK(psgd)
+
+// -- typed actor interfaces -------------------------------------------------------------------
+
+namespace psgd {
+
+/// The parameter server.
+using server_actor = caf::typed_actor<
+  caf::replies_to<join_atom, int32_t>::with<snapshot>,
+  caf::replies_to<push_atom, gradient>::with<snapshot>,
+  caf::replies_to<stats_atom>::with<server_stats>>;
+
+/// Who the server reports to (the driver).
+using observer_actor = caf::typed_actor<
+  caf::reacts_to<progress_atom, snapshot, server_stats>,
+  caf::reacts_to<done_atom, snapshot, server_stats>>;
+
+/// A worker: idle until started. push() is its own timer: "send the gradient you hold" after
+/// an injected delay.
+using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>>;
+
+/// The driver: runs one training job and answers with its summary.
+using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_summary>>;
+
+/// Registers the vocabulary (type IDs and the psgd error category) with a config.
+void register_vocabulary(caf::actor_system_config& cfg);
+
+} // namespace psgd

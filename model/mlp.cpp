@@ -1,0 +1,157 @@
+#include "model/mlp.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <vector>
+
+#include "model/softmax.hpp"
+
+namespace psgd::model {
+
+namespace {
+
+/// splitmix64 (Steele, Lea, Flood 2014): a tiny, fully specified generator, so init() gives
+/// the same bits on every platform and standard library.
+class splitmix64 {
+public:
+  explicit splitmix64(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in (0, 1]: never 0, so log() below is finite.
+  double uniform() { return double((next() >> 11) + 1) * 0x1.0p-53; }
+
+private:
+  uint64_t state_;
+};
+
+/// Fills out[0..n) with N(0, stddev^2) by Box-Muller (both outputs of each pair are used).
+void fill_normal(splitmix64& rng, double stddev, float* out, int64_t n) {
+  constexpr double two_pi = 6.283185307179586476925286766559;
+  for (int64_t i = 0; i < n; i += 2) {
+    const double radius = std::sqrt(-2.0 * std::log(rng.uniform())) * stddev;
+    const double angle = two_pi * rng.uniform();
+    out[i] = float(radius * std::cos(angle));
+    if (i + 1 < n)
+      out[i + 1] = float(radius * std::sin(angle));
+  }
+}
+
+/// Scratch for one caller: the gathered batch and every intermediate of forward/backward.
+class mlp_workspace final : public workspace {
+public:
+  mlp_workspace(int max_batch, const model_spec& s)
+    : max_batch(max_batch), x(max_batch, s.input_dim), h(max_batch, s.hidden),
+      dh(max_batch, s.hidden), z(max_batch, s.classes),
+      product(Eigen::Index(std::max(max_batch, s.hidden)) * s.classes),
+      labels(size_t(max_batch)), scratch(size_t(max_batch)) {}
+
+  int max_batch;
+  row_matrix x;                  ///< max_batch x input_dim
+  row_matrix h;                  ///< max_batch x hidden: ReLU activations
+  row_matrix dh;                 ///< max_batch x hidden: gradient w.r.t. pre-activations
+  row_matrix z;                  ///< max_batch x classes: logits, then their gradient
+  Eigen::VectorXf product;       ///< narrow_product() scratch: logits or dL/dW2
+  std::vector<int32_t> labels;   ///< max_batch
+  std::vector<float> scratch;    ///< max_batch
+};
+
+} // namespace
+
+mlp_model::mlp_model(const model_spec& spec) : spec_(spec) {}
+
+int64_t mlp_model::b1_offset() const { return int64_t(spec_.input_dim) * spec_.hidden; }
+int64_t mlp_model::w2_offset() const { return b1_offset() + spec_.hidden; }
+int64_t mlp_model::b2_offset() const {
+  return w2_offset() + int64_t(spec_.hidden) * spec_.classes;
+}
+int64_t mlp_model::num_params() const { return b2_offset() + spec_.classes; }
+
+void mlp_model::init(uint64_t seed, float* params) const {
+  splitmix64 rng(seed);
+  fill_normal(rng, std::sqrt(2.0 / spec_.input_dim), params, b1_offset());
+  std::fill(params + b1_offset(), params + w2_offset(), 0.0f);
+  fill_normal(rng, std::sqrt(2.0 / spec_.hidden), params + w2_offset(),
+              b2_offset() - w2_offset());
+  std::fill(params + b2_offset(), params + num_params(), 0.0f);
+}
+
+std::unique_ptr<workspace> mlp_model::make_workspace(int max_batch) const {
+  return std::make_unique<mlp_workspace>(std::max(max_batch, 1), spec_);
+}
+
+void mlp_model::forward(const float* params, const float* x_data, int64_t n, float* h_data,
+                        float* z_data, float* product) const {
+  const int d = spec_.input_dim, hid = spec_.hidden, k = spec_.classes;
+  const_matrix_map w1(params, d, hid);
+  const_row_vector_map b1(params + b1_offset(), hid);
+  const_matrix_map w2(params + w2_offset(), hid, k);
+  const_row_vector_map b2(params + b2_offset(), k);
+  const_matrix_map x(x_data, n, d);
+  matrix_map h(h_data, n, hid);
+  matrix_map z(z_data, n, k);
+  h.noalias() = x * w1;
+  h.rowwise() += b1;
+  h = h.cwiseMax(0.0f);
+  narrow_product(h, w2, product, z);
+  z.rowwise() += b2;
+}
+
+float mlp_model::gradient(const float* params, const data::dataset& data,
+                          const int64_t* index, int count, float* grad,
+                          workspace& ws_base) const {
+  auto& ws = static_cast<mlp_workspace&>(ws_base);
+  assert(dynamic_cast<mlp_workspace*>(&ws_base) != nullptr);
+  assert(count <= ws.max_batch && data.dim == spec_.input_dim);
+  if (count <= 0) {   // no examples: no information, a zero step
+    std::fill(grad, grad + num_params(), 0.0f);
+    return 0.0f;
+  }
+  const int d = spec_.input_dim, hid = spec_.hidden, k = spec_.classes;
+  gather_rows(data, index, count, ws.x.data(), ws.labels.data());
+  forward(params, ws.x.data(), count, ws.h.data(), ws.z.data(), ws.product.data());
+  const float loss = softmax_cross_entropy_backward(ws.z.data(), count, k, ws.labels.data(),
+                                                    ws.scratch.data());
+  const_matrix_map x(ws.x.data(), count, d);
+  const_matrix_map h(ws.h.data(), count, hid);
+  const_matrix_map dz(ws.z.data(), count, k);
+  matrix_map dh(ws.dh.data(), count, hid);
+  const_matrix_map w2(params + w2_offset(), hid, k);
+  // Output layer (dz already carries the 1/n of the mean).
+  narrow_product(h.transpose(), dz, ws.product.data(),
+                 matrix_map(grad + w2_offset(), hid, k));
+  row_vector_map(grad + b2_offset(), k).noalias() = dz.colwise().sum();
+  // Back through the ReLU: its derivative is 1 where the activation is positive, else 0.
+  dh.noalias() = dz * w2.transpose();
+  dh.array() = (h.array() > 0.0f).select(dh.array(), 0.0f);
+  matrix_map(grad, d, hid).noalias() = x.transpose() * dh;
+  row_vector_map(grad + b1_offset(), hid).noalias() = dh.colwise().sum();
+  return loss;
+}
+
+evaluation mlp_model::evaluate(const float* params, const data::dataset& data) const {
+  assert(data.dim == spec_.input_dim && data.is_classification());
+  evaluation result;
+  if (data.rows == 0)
+    return result;
+  const int64_t chunk = std::min(data.rows, eval_chunk_rows);
+  row_matrix h(chunk, spec_.hidden), z(chunk, spec_.classes);
+  Eigen::VectorXf product(chunk * spec_.classes);
+  double loss_sum = 0;
+  int64_t hits = 0;
+  for (int64_t start = 0; start < data.rows; start += eval_chunk_rows) {
+    const int64_t n = std::min(eval_chunk_rows, data.rows - start);
+    forward(params, data.row(start), n, h.data(), z.data(), product.data());
+    accumulate_cross_entropy(z.data(), n, spec_.classes, data.labels.data() + start,
+                             loss_sum, hits);
+  }
+  result.loss = loss_sum / double(data.rows);
+  result.accuracy = double(hits) / double(data.rows);
+  return result;
+}
+
+} // namespace psgd::model
