@@ -23,6 +23,8 @@ public:
 
   buffer_pool(const buffer_pool&) = delete;
   buffer_pool& operator=(const buffer_pool&) = delete;
+  buffer_pool(buffer_pool&&) = default;
+  buffer_pool& operator=(buffer_pool&&) = default;
 
   size_t length() const { return length_; }
   std::shared_ptr<std::vector<float>> acquire();

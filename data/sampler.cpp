@@ -48,6 +48,8 @@ void shard_sampler::seek(int64_t epoch, int64_t step) {
 }
 
 const int64_t* shard_sampler::next() {
+  if (steps_per_epoch_ == 0)
+    return nullptr;
   if (step_ >= steps_per_epoch_)
     seek(epoch_ + 1, 0);
   return shard_.data() + (step_++) * batch_;

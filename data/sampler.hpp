@@ -28,7 +28,8 @@ public:
   /// is larger than a shard).
   static int64_t steps_per_epoch(int64_t rows, int workers, int batch);
 
-  /// The next minibatch: batch() indices into the training set, valid until the next call.
+  /// The next minibatch: batch() indices into the training set, valid until the next call;
+  /// nullptr when the batch is larger than the shard (steps_per_epoch() == 0).
   const int64_t* next();
 
   int batch() const { return batch_; }

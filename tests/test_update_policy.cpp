@@ -1,0 +1,157 @@
+// The server's update rules, one gradient at a time (no actors).
+#include <catch2/catch.hpp>
+
+#include "actors/update_policy.hpp"
+
+using namespace psgd;
+using verdict = server_core::verdict;
+
+namespace {
+
+server_settings settings_for(train_mode mode, int quorum, int workers, double lr = 1.0,
+                             aggregate_rule agg = aggregate_rule::mean) {
+  server_settings s;
+  s.mode = mode;
+  s.quorum = quorum;
+  s.expected_workers = workers;
+  s.lr = lr;
+  s.aggregate = agg;
+  return s;
+}
+
+gradient grad(int32_t worker, uint64_t read, std::vector<float> values, int32_t batch = 4) {
+  return gradient{worker, read, batch, 0.0f, float_buffer{std::move(values)}};
+}
+
+server_core joined(server_settings s, std::vector<float> x0) {
+  server_core core{s, std::move(x0)};
+  for (int i = 0; i < s.expected_workers; ++i)
+    REQUIRE(core.join(i));
+  return core;
+}
+
+} // namespace
+
+TEST_CASE("sync: the round closes with every worker's gradient and applies the mean",
+          "[policy]") {
+  auto core = joined(settings_for(train_mode::sync, 3, 3, 0.5), {1, 1});
+  CHECK(core.push(grad(0, 0, {1, 0})) == verdict::waiting);
+  CHECK(core.push(grad(1, 0, {2, 0})) == verdict::waiting);
+  CHECK(core.current().version == 0);
+  CHECK(core.push(grad(2, 0, {3, 6})) == verdict::round_closed);
+  CHECK(core.current().version == 1);
+  // x - lr * mean = 1 - 0.5 * (2, 2)
+  CHECK(core.current().params.values()[0] == Approx(0).margin(1e-6));
+  CHECK(core.current().params.values()[1] == Approx(0).margin(1e-6));
+  CHECK(core.last_round() == std::vector<int32_t>{0, 1, 2});
+  auto s = core.stats();
+  CHECK(s.gradients_applied == 3);
+  CHECK(s.samples == 12);
+  CHECK(s.staleness_histogram == std::vector<int64_t>{3});
+}
+
+TEST_CASE("sum aggregate applies the sum (the lecture's Algorithm 1)", "[policy]") {
+  auto core = joined(settings_for(train_mode::sync, 2, 2, 0.5, aggregate_rule::sum), {1, 1});
+  core.push(grad(0, 0, {1, 0}));
+  core.push(grad(1, 0, {1, 2}));
+  CHECK(core.current().params.values() == std::vector<float>{0, 0});
+}
+
+TEST_CASE("snapshots handed out are never modified", "[policy]") {
+  auto core = joined(settings_for(train_mode::async, 1, 1), {5});
+  auto before = core.current();
+  core.push(grad(0, 0, {1}));
+  CHECK(before.params.values() == std::vector<float>{5});
+  CHECK(core.current().params.values() == std::vector<float>{4});
+}
+
+TEST_CASE("backup: first m gradients of the round apply, late ones are dropped", "[policy]") {
+  auto core = joined(settings_for(train_mode::backup, 2, 3), {0});
+  CHECK(core.push(grad(2, 0, {1})) == verdict::waiting);
+  CHECK(core.push(grad(0, 0, {3})) == verdict::round_closed);
+  CHECK(core.last_round() == std::vector<int32_t>{2, 0});
+  CHECK(core.current().params.values() == std::vector<float>{-2});
+  // Worker 1 computed on version 0: late.
+  CHECK(core.push(grad(1, 0, {100})) == verdict::dropped_late);
+  CHECK(core.current().version == 1);
+  auto s = core.stats();
+  CHECK(s.gradients_applied == 2);
+  CHECK(s.gradients_dropped == 1);
+  CHECK(s.workers[1].dropped == 1);
+  CHECK(s.workers[1].applied == 0);
+}
+
+TEST_CASE("async: staleness = version at apply - version read", "[policy]") {
+  auto core = joined(settings_for(train_mode::async, 1, 2), {0});
+  CHECK(core.push(grad(0, 0, {1})) == verdict::applied); // staleness 0
+  CHECK(core.push(grad(0, 1, {1})) == verdict::applied); // 0
+  CHECK(core.push(grad(0, 2, {1})) == verdict::applied); // 0
+  CHECK(core.push(grad(1, 0, {1})) == verdict::applied); // 3
+  CHECK(core.current().version == 4);
+  auto s = core.stats();
+  CHECK(s.staleness_histogram == std::vector<int64_t>{3, 0, 0, 1});
+  CHECK(s.workers[1].staleness_max == 3);
+  CHECK(s.workers[1].staleness_sum == 3);
+}
+
+TEST_CASE("a lost worker leaves the quorum and closes a round waiting for it", "[policy]") {
+  SECTION("sync") {
+    auto core = joined(settings_for(train_mode::sync, 3, 3), {0});
+    core.push(grad(0, 0, {1}));
+    core.push(grad(1, 0, {2}));
+    CHECK(core.lose(2));
+    CHECK(core.current().version == 1);
+    CHECK(core.live_workers() == 2);
+    // The next round needs only the two live workers.
+    CHECK(core.push(grad(0, 1, {1})) == verdict::waiting);
+    CHECK(core.push(grad(1, 1, {1})) == verdict::round_closed);
+    CHECK(core.stats().workers[2].lost);
+  }
+  SECTION("backup with fewer than m live workers closes with all live workers") {
+    auto core = joined(settings_for(train_mode::backup, 2, 3), {0});
+    core.lose(1);
+    core.lose(2);
+    CHECK(core.push(grad(0, 0, {1})) == verdict::round_closed);
+  }
+  SECTION("a lost worker's gradients are rejected") {
+    auto core = joined(settings_for(train_mode::async, 1, 2), {0});
+    core.lose(1);
+    CHECK(core.push(grad(1, 0, {1})) == verdict::rejected);
+  }
+}
+
+TEST_CASE("wrong length and unknown workers are rejected and ids are admitted once", "[policy]") {
+  server_core core{settings_for(train_mode::async, 1, 2), {0, 0}};
+  CHECK(core.join(0));
+  CHECK_FALSE(core.join(0));
+  CHECK_FALSE(core.join(2));
+  CHECK_FALSE(core.join(-1));
+  CHECK_FALSE(core.all_joined());
+  CHECK(core.join(1));
+  CHECK(core.all_joined());
+  CHECK(core.push(grad(0, 0, {1})) == verdict::rejected);
+  CHECK(core.push(grad(5, 0, {1, 1})) == verdict::rejected);
+  CHECK(core.current().version == 0);
+}
+
+TEST_CASE("the budget ends the run: later gradients are not applied", "[policy]") {
+  auto s = settings_for(train_mode::async, 1, 1);
+  s.max_updates = 2;
+  auto core = joined(s, {0});
+  core.push(grad(0, 0, {1}));
+  CHECK_FALSE(core.finished());
+  core.push(grad(0, 1, {1}));
+  CHECK(core.finished());
+  CHECK(core.push(grad(0, 2, {1})) == verdict::after_stop);
+  CHECK(core.current().version == 2);
+  CHECK(core.stats().workers[0].after_stop == 1);
+
+  auto by_samples = settings_for(train_mode::async, 1, 1);
+  by_samples.sample_budget = 10;
+  auto core2 = joined(by_samples, {0});
+  core2.push(grad(0, 0, {1}, 4));
+  core2.push(grad(0, 1, {1}, 4));
+  CHECK_FALSE(core2.finished());
+  core2.push(grad(0, 2, {1}, 4));
+  CHECK(core2.finished());
+}

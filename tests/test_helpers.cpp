@@ -1,0 +1,108 @@
+#include "tests/test_helpers.hpp"
+
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+#include "data/fashion_mnist.hpp"
+
+namespace psgd::testing {
+
+temp_dir::temp_dir() {
+  char tmpl[] = "/tmp/psgd-test-XXXXXX";
+  const char* p = mkdtemp(tmpl);
+  REQUIRE(p != nullptr);
+  path_ = p;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void write_gz(const std::string& path, const std::vector<unsigned char>& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  REQUIRE(f != nullptr);
+  REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == int(bytes.size()));
+  gzclose(f);
+}
+
+namespace {
+
+void put_be32(std::vector<unsigned char>& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<unsigned char>(v >> shift));
+}
+
+} // namespace
+
+std::vector<unsigned char> idx_images(uint32_t count, uint32_t side, unsigned char fill) {
+  std::vector<unsigned char> out;
+  put_be32(out, 0x803);
+  put_be32(out, count);
+  put_be32(out, side);
+  put_be32(out, side);
+  out.resize(out.size() + size_t(count) * side * side, fill);
+  return out;
+}
+
+std::vector<unsigned char> idx_labels(uint32_t count, unsigned char label) {
+  std::vector<unsigned char> out;
+  put_be32(out, 0x801);
+  put_be32(out, count);
+  out.resize(out.size() + count, label);
+  return out;
+}
+
+void copy_fashion_mnist(const std::string& dir) {
+  for (auto name : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                    "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
+    std::filesystem::copy_file(std::string{PSGD_DATA_DIR} + "/" + name, dir + "/" + name);
+}
+
+std::shared_ptr<const data::split> fashion_mnist() {
+  static std::mutex mtx;
+  static std::shared_ptr<const data::split> cached;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (!cached) {
+    auto loaded = data::load_fashion_mnist(PSGD_DATA_DIR);
+    INFO(loaded.error());
+    REQUIRE(loaded);
+    cached = std::make_shared<const data::split>(std::move(*loaded));
+  }
+  return cached;
+}
+
+command_result run_psgd(const std::string& args) {
+  std::string cmd = std::string{PSGD_BINARY} + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0)
+    output.append(buf, n);
+  int status = pclose(pipe);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return {code, output};
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty())
+      out.push_back(line);
+  return out;
+}
+
+} // namespace psgd::testing
