@@ -1,0 +1,105 @@
+// Bad input through the real CLI: exit code 2 and one line naming the problem.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/test_helpers.hpp"
+
+using namespace psgd::testing;
+
+namespace {
+
+void expect_usage_error(const std::string& args, const std::string& names) {
+  auto r = run_psgd("train " + args);
+  INFO("psgd train " << args << "\n" << r.output);
+  CHECK(r.exit_code == 2);
+  auto lines = lines_of(r.output);
+  REQUIRE(lines.size() == 1);
+  CHECK_THAT(lines[0], Catch::StartsWith("psgd: ") && Catch::Contains(names));
+}
+
+} // namespace
+
+TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]") {
+  expect_usage_error("--mode turbo", "turbo");
+  expect_usage_error("--workers 0", "--workers");
+  expect_usage_error("--mode backup --backup -1", "--backup");
+  expect_usage_error("--lr 0", "--lr");
+  expect_usage_error("--lr -1", "--lr");
+  expect_usage_error("--batch 40000", "--batch");
+  expect_usage_error("--frobnicate 3", "--frobnicate");
+  expect_usage_error("--workers two", "--workers");
+  expect_usage_error("--model resnet", "resnet");
+  expect_usage_error("stray", "stray");
+}
+
+TEST_CASE("CLI: data problems exit 2 with one line naming the file", "[cli]") {
+  temp_dir dir;
+  SECTION("missing data directory") {
+    expect_usage_error("--data /nonexistent/fmnist", "/nonexistent/fmnist");
+  }
+  SECTION("truncated .gz") {
+    copy_fashion_mnist(dir.path());
+    auto victim = dir.file("train-labels-idx1-ubyte.gz");
+    std::filesystem::resize_file(victim, std::filesystem::file_size(victim) / 2);
+    expect_usage_error("--data " + dir.path(), "train-labels-idx1-ubyte.gz");
+  }
+  SECTION("wrong magic number") {
+    copy_fashion_mnist(dir.path());
+    write_gz(dir.file("t10k-labels-idx1-ubyte.gz"), idx_images(3, 28));
+    expect_usage_error("--data " + dir.path(), "magic");
+  }
+}
+
+TEST_CASE("CLI: config-file keys are checked", "[cli]") {
+  temp_dir dir;
+  std::ofstream{dir.file("bad.ini")} << "mode=\"async\"\nwrokers=3\n";
+  expect_usage_error("--config-file=" + dir.file("bad.ini"), "wrokers");
+  expect_usage_error("--config-file=" + dir.file("missing.ini"), "missing.ini");
+}
+
+TEST_CASE("CLI: unknown command and no command exit 2", "[cli]") {
+  CHECK(run_psgd("fly").exit_code == 2);
+  CHECK(run_psgd("").exit_code == 2);
+  CHECK(run_psgd("help").exit_code == 0);
+}
+
+TEST_CASE("CLI: --help lists the options and exits 0", "[cli]") {
+  auto r = run_psgd("train --help");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("--workers") && Catch::Contains("--aggregate"));
+}
+
+TEST_CASE("CLI: a short run writes JSON lines and parameters that eval reads back", "[cli]") {
+  temp_dir dir;
+  auto out = dir.file("run.jsonl");
+  auto params = dir.file("run.params");
+  auto r = run_psgd("train --mode async --workers 2 --epochs 0.2 --quiet --out " + out
+                    + " --save " + params);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream in{out};
+  std::string line, last;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    last = line;
+    ++lines;
+  }
+  CHECK(lines >= 2);
+  CHECK_THAT(last, Catch::Contains("\"type\":\"summary\"") && Catch::Contains("\"mode\":\"async\"")
+                     && Catch::Contains("\"aggregate\":\"mean\"")
+                     && Catch::Contains("staleness_histogram"));
+  auto e = run_psgd("eval --load " + params);
+  INFO(e.output);
+  CHECK(e.exit_code == 0);
+  CHECK_THAT(e.output, Catch::Contains("test accuracy 0."));
+  auto rep = run_psgd("report " + out);
+  CHECK(rep.exit_code == 0);
+  CHECK_THAT(rep.output, Catch::Contains("async"));
+  // A damaged parameter file is refused with one line.
+  std::filesystem::resize_file(params, std::filesystem::file_size(params) - 8);
+  auto bad = run_psgd("eval --load " + params);
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("truncated"));
+}
