@@ -4,7 +4,7 @@
 #include <cassert>
 #include <vector>
 
-#include "model/softmax.hpp"
+#include "model/kernels.hpp"
 
 namespace psgd::model {
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "model/softmax.hpp"
+#include "model/kernels.hpp"
 
 namespace psgd::model {
 
@@ -41,23 +41,39 @@ void fill_normal(splitmix64& rng, double stddev, float* out, int64_t n) {
   }
 }
 
-/// Scratch for one caller: the gathered batch and every intermediate of forward/backward.
+} // namespace
+
+struct mlp_model::forward_scratch {
+  forward_scratch(int64_t rows, const model_spec& s)
+    : h(rows, s.hidden), z(rows, s.classes), hidden(rows, s.hidden, s.input_dim),
+      output(rows, s.classes, s.hidden) {}
+  row_matrix h;                               ///< rows x hidden: ReLU activations
+  row_matrix z;                               ///< rows x classes: logits
+  gemm_buffers<Eigen::RowMajor> hidden;       ///< x W1
+  narrow_product_buffers output;              ///< h W2
+};
+
+namespace {
+
+/// Scratch for one caller: the gathered batch, the forward pass, the gradient with respect
+/// to the hidden pre-activations and the buffers of every backward product.
 class mlp_workspace final : public workspace {
 public:
   mlp_workspace(int max_batch, const model_spec& s)
-    : max_batch(max_batch), x(max_batch, s.input_dim), h(max_batch, s.hidden),
-      dh(max_batch, s.hidden), z(max_batch, s.classes),
-      product(Eigen::Index(std::max(max_batch, s.hidden)) * s.classes),
+    : max_batch(max_batch), x(max_batch, s.input_dim), forward(max_batch, s),
+      dh(max_batch, s.hidden), grad_w2(s.hidden, s.classes, max_batch),
+      grad_h(max_batch, s.hidden, s.classes), grad_w1(s.input_dim, s.hidden, max_batch),
       labels(size_t(max_batch)), scratch(size_t(max_batch)) {}
 
   int max_batch;
-  row_matrix x;                  ///< max_batch x input_dim
-  row_matrix h;                  ///< max_batch x hidden: ReLU activations
-  row_matrix dh;                 ///< max_batch x hidden: gradient w.r.t. pre-activations
-  row_matrix z;                  ///< max_batch x classes: logits, then their gradient
-  Eigen::VectorXf product;       ///< narrow_product() scratch: logits or dL/dW2
-  std::vector<int32_t> labels;   ///< max_batch
-  std::vector<float> scratch;    ///< max_batch
+  row_matrix x;                            ///< max_batch x input_dim
+  mlp_model::forward_scratch forward;      ///< z: logits, then their gradient
+  row_matrix dh;                           ///< max_batch x hidden
+  narrow_product_buffers grad_w2;          ///< h^T dz
+  gemm_buffers<Eigen::RowMajor> grad_h;    ///< dz W2^T
+  gemm_buffers<Eigen::RowMajor> grad_w1;   ///< x^T dh
+  std::vector<int32_t> labels;             ///< max_batch
+  std::vector<float> scratch;              ///< max_batch
 };
 
 } // namespace
@@ -84,21 +100,15 @@ std::unique_ptr<workspace> mlp_model::make_workspace(int max_batch) const {
   return std::make_unique<mlp_workspace>(std::max(max_batch, 1), spec_);
 }
 
-void mlp_model::forward(const float* params, const float* x_data, int64_t n, float* h_data,
-                        float* z_data, float* product) const {
+void mlp_model::forward(const float* params, const float* x, int64_t n,
+                        forward_scratch& s) const {
   const int d = spec_.input_dim, hid = spec_.hidden, k = spec_.classes;
-  const_matrix_map w1(params, d, hid);
-  const_row_vector_map b1(params + b1_offset(), hid);
-  const_matrix_map w2(params + w2_offset(), hid, k);
-  const_row_vector_map b2(params + b2_offset(), k);
-  const_matrix_map x(x_data, n, d);
-  matrix_map h(h_data, n, hid);
-  matrix_map z(z_data, n, k);
-  h.noalias() = x * w1;
-  h.rowwise() += b1;
+  matrix_map h(s.h.data(), n, hid);
+  affine_product(const_matrix_map(x, n, d), const_matrix_map(params, d, hid),
+                 params + b1_offset(), h, s.hidden);
   h = h.cwiseMax(0.0f);
-  narrow_product(h, w2, product, z);
-  z.rowwise() += b2;
+  narrow_affine_product(h, const_matrix_map(params + w2_offset(), hid, k),
+                        params + b2_offset(), matrix_map(s.z.data(), n, k), s.output);
 }
 
 float mlp_model::gradient(const float* params, const data::dataset& data,
@@ -113,22 +123,22 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
   }
   const int d = spec_.input_dim, hid = spec_.hidden, k = spec_.classes;
   gather_rows(data, index, count, ws.x.data(), ws.labels.data());
-  forward(params, ws.x.data(), count, ws.h.data(), ws.z.data(), ws.product.data());
-  const float loss = softmax_cross_entropy_backward(ws.z.data(), count, k, ws.labels.data(),
-                                                    ws.scratch.data());
+  forward(params, ws.x.data(), count, ws.forward);
+  const float loss = softmax_cross_entropy_backward(ws.forward.z.data(), count, k,
+                                                    ws.labels.data(), ws.scratch.data());
   const_matrix_map x(ws.x.data(), count, d);
-  const_matrix_map h(ws.h.data(), count, hid);
-  const_matrix_map dz(ws.z.data(), count, k);
+  const_matrix_map h(ws.forward.h.data(), count, hid);
+  const_matrix_map dz(ws.forward.z.data(), count, k);
   matrix_map dh(ws.dh.data(), count, hid);
-  const_matrix_map w2(params + w2_offset(), hid, k);
   // Output layer (dz already carries the 1/n of the mean).
-  narrow_product(h.transpose(), dz, ws.product.data(),
-                 matrix_map(grad + w2_offset(), hid, k));
+  narrow_affine_product(h.transpose(), dz, nullptr, matrix_map(grad + w2_offset(), hid, k),
+                        ws.grad_w2);
   row_vector_map(grad + b2_offset(), k).noalias() = dz.colwise().sum();
   // Back through the ReLU: its derivative is 1 where the activation is positive, else 0.
-  dh.noalias() = dz * w2.transpose();
+  affine_product(dz, const_matrix_map(params + w2_offset(), hid, k).transpose(), nullptr, dh,
+                 ws.grad_h);
   dh.array() = (h.array() > 0.0f).select(dh.array(), 0.0f);
-  matrix_map(grad, d, hid).noalias() = x.transpose() * dh;
+  affine_product(x.transpose(), dh, nullptr, matrix_map(grad, d, hid), ws.grad_w1);
   row_vector_map(grad + b1_offset(), hid).noalias() = dh.colwise().sum();
   return loss;
 }
@@ -138,15 +148,13 @@ evaluation mlp_model::evaluate(const float* params, const data::dataset& data) c
   evaluation result;
   if (data.rows == 0)
     return result;
-  const int64_t chunk = std::min(data.rows, eval_chunk_rows);
-  row_matrix h(chunk, spec_.hidden), z(chunk, spec_.classes);
-  Eigen::VectorXf product(chunk * spec_.classes);
+  forward_scratch s(std::min(data.rows, eval_chunk_rows), spec_);
   double loss_sum = 0;
   int64_t hits = 0;
   for (int64_t start = 0; start < data.rows; start += eval_chunk_rows) {
     const int64_t n = std::min(eval_chunk_rows, data.rows - start);
-    forward(params, data.row(start), n, h.data(), z.data(), product.data());
-    accumulate_cross_entropy(z.data(), n, spec_.classes, data.labels.data() + start,
+    forward(params, data.row(start), n, s);
+    accumulate_cross_entropy(s.z.data(), n, spec_.classes, data.labels.data() + start,
                              loss_sum, hits);
   }
   result.loss = loss_sum / double(data.rows);

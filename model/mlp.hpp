@@ -12,9 +12,11 @@
 // - init(seed): He-normal weights, W1 ~ N(0, 2 / input_dim), W2 ~ N(0, 2 / hidden) (keeps
 //   the activation variance roughly constant through the ReLU layer, so lr 0.1 at batch 32
 //   trains from the first step), biases zero. The normals come from a hand-rolled
-//   splitmix64 stream (seeded with `seed`) through Box-Muller, drawn in layout order, so the
-//   same seed gives the same parameters with any standard library (std::normal_distribution
-//   is implementation-defined); different seeds give different parameters.
+//   splitmix64 stream (seeded with `seed`) through Box-Muller in double, drawn in layout
+//   order, so the same seed gives the same parameters with any standard library
+//   (std::normal_distribution is implementation-defined; libm's last-bit differences in
+//   log/cos/sin almost never survive the rounding to float); different seeds give different
+//   parameters.
 // - The model is immutable and thread-safe; gradient() uses only the caller's workspace and
 //   allocates nothing once the workspace exists.
 // - data must match the spec: dim == input_dim, labels in [0, classes) (asserts only).
@@ -37,16 +39,18 @@ public:
                  int count, float* grad, workspace& ws) const override;
   evaluation evaluate(const float* params, const data::dataset& data) const override;
 
+  /// Activations, logits and the buffers that compute them, for up to `rows` examples
+  /// (defined in the .cpp; public only so that the workspace there can hold one).
+  struct forward_scratch;
+
 private:
   /// Offsets of each block in the flat parameter vector (see the layout above).
   int64_t b1_offset() const;
   int64_t w2_offset() const;
   int64_t b2_offset() const;
 
-  /// h = relu(x W1 + b1) (n x hidden) and z = h W2 + b2 (n x classes) for the n rows of x.
-  /// `product` is narrow_product() scratch of n * classes floats.
-  void forward(const float* params, const float* x, int64_t n, float* h, float* z,
-               float* product) const;
+  /// s.h = relu(x W1 + b1) and s.z = s.h W2 + b2 for the n rows of x (n x input_dim).
+  void forward(const float* params, const float* x, int64_t n, forward_scratch& s) const;
 
   model_spec spec_;
 };

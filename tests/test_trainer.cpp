@@ -134,8 +134,11 @@ TEST_CASE("softmax on Fashion-MNIST reaches 0.80 test accuracy after one epoch",
     cfg.backup = 1;
     cfg.epochs = 1;
     // At lr 0.1 (b=32) the final iterate swings by +-0.03 between evaluations (so do the
-    // PyTorch peers'); lr 0.05 tests that the algorithm learns, not the luck of the last step.
-    cfg.lr = 0.05;
+    // PyTorch peers'), and still by +-0.015 at lr 0.05. Async at lr 0.03 lands in 0.807-0.816
+    // over 8 seeds; sync and backup average m=2 gradients (batch 64), so by the linear
+    // scaling rule they take lr 0.06 (0.802-0.816 over 8 seeds). The test checks that each
+    // algorithm learns, not the luck of the last step.
+    cfg.lr = mode == "async" ? 0.03 : 0.03 * cfg.workers;
     auto r = train(cfg, data);
     INFO(mode);
     CHECK(r.final_stats.samples >= 60000);
