@@ -1,5 +1,7 @@
 #include "actors/worker.hpp"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
 
 namespace psgd {
@@ -30,14 +32,24 @@ void step(self_ptr self, snapshot snap) {
 
 void push(self_ptr self, gradient g) {
   auto& st = self->state;
-  self->request(st.server, st.settings.timeout, push_atom::value, std::move(g))
-    .then([=](snapshot& next) { step(self, std::move(next)); },
+  st.awaiting = true;
+  st.sent = std::chrono::steady_clock::now();
+  // Bounded by the watchdog (see tick), not by a per-request timer.
+  self->request(st.server, caf::infinite, push_atom::value, std::move(g))
+    .then([=](snapshot& next) {
+            self->state.awaiting = false;
+            step(self, std::move(next));
+          },
           [=](caf::error& err) {
             if (err == make_error(error_code::training_finished))
               self->quit();
             else
               self->quit(std::move(err));
           });
+}
+
+std::chrono::milliseconds tick_interval(const worker_settings& s) {
+  return std::clamp(s.timeout / 4, std::chrono::milliseconds{1}, std::chrono::milliseconds{1000});
 }
 
 } // namespace
@@ -66,6 +78,7 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
       if (st.started)
         return;
       st.started = true;
+      self->delayed_send(self, tick_interval(st.settings), tick_atom::value);
       self->request(st.server, st.settings.timeout, join_atom::value, st.settings.id)
         .then([=](snapshot& first) { step(self, std::move(first)); },
               [=](caf::error& err) { self->quit(std::move(err)); });
@@ -77,6 +90,18 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
         st.held.reset();
         push(self, std::move(g));
       }
+    },
+    [=](tick_atom) {
+      auto& st = self->state;
+      auto waited = std::chrono::steady_clock::now() - st.sent;
+      if (st.awaiting && waited > st.settings.timeout) {
+        self->quit(caf::make_error(caf::sec::request_timeout,
+                                   "worker " + std::to_string(st.settings.id)
+                                     + ": the server did not answer a push within "
+                                     + std::to_string(st.settings.timeout.count()) + " ms"));
+        return;
+      }
+      self->delayed_send(self, tick_interval(st.settings), tick_atom::value);
     },
   };
 }

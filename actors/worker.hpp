@@ -8,7 +8,11 @@
 // - The snapshot is released before the push, so the server's buffers recycle.
 // - `step_delay` > 0 makes every step really take that much longer (a straggler): the
 //   gradient is pushed after a timer, without blocking a scheduler thread.
-// - Every request carries a timeout; the server is monitored.
+// - No request waits longer than `timeout` for the server: a watchdog tick (every
+//   timeout / 4, at most 1 s) ends the worker with request_timeout when the join or push in
+//   flight is older than that. Why not CAF's per-request timeout: in 0.17 every timed request
+//   wakes CAF's timer thread, which cost ~20% of an async softmax step on 2 cores. The join,
+//   which happens once, keeps its per-request timeout. The server is monitored.
 // A worker computes inside its handler: spawn it detached (own thread) or on a scheduler
 // sized for it, so that it never stalls the server (see docs/DESIGN notes).
 #pragma once
@@ -46,6 +50,8 @@ struct worker_state {
   std::unique_ptr<buffer_pool> gradients;
   std::optional<gradient> held;  ///< computed, waiting for the step delay to pass
   bool started = false;
+  bool awaiting = false;         ///< a push is in flight
+  std::chrono::steady_clock::time_point sent;  ///< when it was sent
 };
 
 worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,

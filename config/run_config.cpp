@@ -156,6 +156,10 @@ psgd_config::psgd_config() {
   // worker up at once, and still backs off to CAF's relaxed 10 ms sleep when truly idle.
   set("work-stealing.aggressive-poll-attempts", 10000);
   set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds{5}});
+  // One message per resume: when two pushes meet at the server it yields after the first,
+  // so the second worker's thread picks the server up (and then its own worker) instead of
+  // both workers being queued behind the server's thread and swapping cores.
+  set("scheduler.max-throughput", 1);
 }
 
 std::vector<std::string> join_option_values(const caf::config_option_set& options,

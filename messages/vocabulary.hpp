@@ -219,6 +219,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, done_atom, "done")
   CAF_ADD_ATOM(psgd, psgd, start_atom, "start")
   CAF_ADD_ATOM(psgd, psgd, run_atom, "run")
+  CAF_ADD_ATOM(psgd, psgd, tick_atom, "tick")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -237,9 +238,10 @@ using observer_actor = caf::typed_actor<
   caf::reacts_to<progress_atom, snapshot, server_stats>,
   caf::reacts_to<done_atom, snapshot, server_stats>>;
 
-/// A worker: idle until started. push() is its own timer: "send the gradient you hold" after
-/// an injected delay.
-using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>>;
+/// A worker: idle until started. push() and tick() are its own timers: "send the gradient
+/// you hold" after an injected delay, and "check that the server answered in time".
+using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
+                                      caf::reacts_to<tick_atom>>;
 
 /// The driver: runs one training job and answers with its summary.
 using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_summary>>;
