@@ -19,7 +19,6 @@ server_settings server_settings::from(const run_config& cfg, int64_t train_rows)
 
 server_core::server_core(server_settings settings, std::vector<float> initial)
   : settings_(settings), pool_(initial.size()) {
-  round_sum_.assign(initial.size(), 0.0f);
   current_.version = 0;
   current_.params = float_buffer{std::move(initial)};
 }
@@ -65,7 +64,8 @@ server_core::verdict server_core::push(const gradient& g) {
   }
   if (settings_.mode == train_mode::async || settings_.mode == train_mode::sequential) {
     record_applied(*w, current_.version - g.version_read);
-    apply(g.values.data(), 1.0f, g.batch_size, g.loss);
+    const float* values = g.values.data();
+    apply(&values, 1, 1.0f, g.batch_size, g.loss);
     return verdict::applied;
   }
   if (g.version_read != current_.version) {
@@ -97,10 +97,8 @@ bool server_core::lose(int32_t worker) {
 }
 
 void server_core::add_to_round(const gradient& g) {
-  const float* v = g.values.data();
-  float* acc = round_sum_.data();
-  for (size_t i = 0, n = round_sum_.size(); i < n; ++i)
-    acc[i] += v[i];
+  round_gradients_.push_back(g.values);
+  round_data_.push_back(g.values.data());
   round_members_.push_back(g.worker);
   round_samples_ += g.batch_size;
   round_loss_ += g.loss;
@@ -109,21 +107,42 @@ void server_core::add_to_round(const gradient& g) {
 void server_core::close_round() {
   const float count = static_cast<float>(round_members_.size());
   const float scale = settings_.aggregate == aggregate_rule::mean ? 1.0f / count : 1.0f;
-  apply(round_sum_.data(), scale, round_samples_, round_loss_ / count);
-  std::fill(round_sum_.begin(), round_sum_.end(), 0.0f);
+  apply(round_data_.data(), round_data_.size(), scale, round_samples_, round_loss_ / count);
+  round_gradients_.clear();
+  round_data_.clear();
   round_samples_ = 0;
   round_loss_ = 0;
   last_round_.swap(round_members_);
   round_members_.clear();
 }
 
-void server_core::apply(const float* g, float scale, int64_t samples, float loss) {
+void server_core::apply(const float* const* grads, size_t k, float scale, int64_t samples,
+                        float loss) {
   auto next = pool_.acquire();
   const float* x = current_.params.data();
   float* y = next->data();
   const float step = static_cast<float>(settings_.lr) * scale;
-  for (size_t i = 0, n = next->size(); i < n; ++i)
-    y[i] = x[i] - step * g[i];
+  const size_t n = next->size();
+  if (k == 1) {
+    const float* g = grads[0];
+    for (size_t i = 0; i < n; ++i)
+      y[i] = x[i] - step * g[i];
+  } else {
+    // Blocks that stay in L1: sum the k gradients into the block, then step.
+    constexpr size_t block = 1024;
+    float sum[block];
+    for (size_t lo = 0; lo < n; lo += block) {
+      const size_t len = std::min(block, n - lo);
+      std::copy(grads[0] + lo, grads[0] + lo + len, sum);
+      for (size_t j = 1; j < k; ++j) {
+        const float* g = grads[j] + lo;
+        for (size_t i = 0; i < len; ++i)
+          sum[i] += g[i];
+      }
+      for (size_t i = 0; i < len; ++i)
+        y[lo + i] = x[lo + i] - step * sum[i];
+    }
+  }
   current_.params = float_buffer{std::move(next)};
   ++current_.version;
   samples_ += samples;

@@ -81,7 +81,9 @@ private:
   worker_stats* find(int32_t worker);
   void add_to_round(const gradient& g);
   void close_round();
-  void apply(const float* g, float scale, int64_t samples, float loss);
+  /// current <- current - lr * scale * (sum of the k gradients), as a new buffer, in one
+  /// pass (the sum in the order given, so sync equals sequential to float rounding).
+  void apply(const float* const* grads, size_t k, float scale, int64_t samples, float loss);
   void record_applied(worker_stats& w, uint64_t staleness);
   int round_target() const;
 
@@ -91,8 +93,10 @@ private:
   std::map<int32_t, worker_stats> workers_;
   int joined_ = 0;
   int live_ = 0;
-  // The open round (sync, backup).
-  std::vector<float> round_sum_;
+  // The open round (sync, backup): its gradients are held (shared, not copied) and summed
+  // once, when it closes.
+  std::vector<float_buffer> round_gradients_;
+  std::vector<const float*> round_data_;
   std::vector<int32_t> round_members_;
   std::vector<int32_t> last_round_;
   int64_t round_samples_ = 0;

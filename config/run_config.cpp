@@ -149,12 +149,12 @@ psgd_config::psgd_config() {
          "timeout of every request between actors, ms (default 60000)");
   // Compute-bound actors: one scheduler thread per core (CAF's default starts 4 even on 2).
   set("scheduler.max-threads", std::max(1u, std::thread::hardware_concurrency()));
-  // A push is answered within microseconds, usually on the other thread's queue. CAF's
-  // default work stealing lets an idle thread sleep 50 us between steal attempts, which
-  // left each worker idle for most of a step (async m=2 at 0.76x sequential instead of
-  // ~1.5x, see docs/BENCHMARKS.md). Poll longer and sleep 5 us: an idle thread picks the
-  // worker up at once, and still backs off to CAF's relaxed 10 ms sleep when truly idle.
-  set("work-stealing.aggressive-poll-attempts", 10000);
+  // A push is answered within microseconds, and a closing sync round makes both workers
+  // runnable on the server's thread: the other thread must steal one at once. With CAF's
+  // defaults an idle thread soon sleeps 50 us, then 10 ms, between steal attempts, and the
+  // workers ended up taking turns on one thread (async m=2 at 0.76x sequential). Spin for
+  // 10^6 attempts (well under a second) before backing off, and sleep 5 us, not 50, after.
+  set("work-stealing.aggressive-poll-attempts", 1000000);
   set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds{5}});
   // One message per resume: when two pushes meet at the server it yields after the first,
   // so the second worker's thread picks the server up (and then its own worker) instead of
