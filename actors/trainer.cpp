@@ -60,7 +60,9 @@ caf::expected<run_summary> run_training(caf::actor_system& sys, const training_j
   if (job.cfg.parsed_mode == train_mode::sequential)
     return run_sequential(job);
   auto shared_job = std::make_shared<const training_job>(job);
-  auto d = sys.spawn(driver, shared_job);
+  // Detached: an evaluation (20-200 ms) must not hold one of the scheduler threads the
+  // workers compute on (a worker queued behind it starved for hundreds of updates).
+  auto d = sys.spawn<caf::detached>(driver, shared_job);
   caf::expected<run_summary> result{caf::error{}};
   caf::scoped_actor self{sys};
   // The driver answers exactly once, on success or failure (see its contract), and every
