@@ -65,11 +65,28 @@ caf::expected<run_summary> run_training(caf::actor_system& sys, const training_j
   auto d = sys.spawn<caf::detached>(driver, shared_job);
   caf::expected<run_summary> result{caf::error{}};
   caf::scoped_actor self{sys};
-  // The driver answers exactly once, on success or failure (see its contract), and every
-  // request it and the workers make has a timeout; so the caller can wait without one.
-  self->request(d, caf::infinite, run_atom::value)
-    .receive([&](run_summary& r) { result = std::move(r); },
-             [&](caf::error& err) { result = std::move(err); });
+  // The driver answers exactly once, on success or failure (see its contract). CAF 0.17 has
+  // no broken-promise error, so we also watch the driver itself: if it ever died without
+  // answering, its down message ends the wait instead of a hang.
+  self->monitor(d);
+  self->send(d, run_atom::value);
+  bool done = false;
+  self->receive_while([&] { return !done; })(
+    [&](run_summary& r) {
+      result = std::move(r);
+      done = true;
+    },
+    [&](caf::error& err) {
+      result = std::move(err);
+      done = true;
+    },
+    [&](caf::down_msg& msg) {
+      if (msg.source == d.address()) {
+        result = make_error(error_code::peer_lost,
+                            "the driver died: " + sys.render(msg.reason));
+        done = true;
+      }
+    });
   return result;
 }
 
