@@ -109,11 +109,12 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
     },
     [=](progress_atom, const snapshot& snap, const server_stats& stats) {
       auto& st = self->state;
-      if (st.finished)
-        return;
-      auto p = evaluate(self, snap, stats);
-      st.summary.evaluations.push_back(p);
-      say(self, progress_line(st.job->cfg, p, stats, st.job->data->train.rows));
+      if (!st.finished) {
+        auto p = evaluate(self, snap, stats);
+        st.summary.evaluations.push_back(p);
+        say(self, progress_line(st.job->cfg, p, stats, st.job->data->train.rows));
+      }
+      return resume_atom::value;
     },
     [=](done_atom, const snapshot& snap, const server_stats& stats) {
       auto& st = self->state;

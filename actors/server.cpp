@@ -7,22 +7,52 @@ namespace psgd {
 namespace {
 
 using self_ptr = server_actor::stateful_pointer<server_state>;
+using promise = caf::typed_response_promise<snapshot>;
 
-/// Answers the members of the round that just closed (except `skip`, answered directly).
-void answer_round(self_ptr self, int32_t skip) {
+void handle_push(self_ptr self, const gradient& g, promise rp);
+
+/// Answers one worker with the current snapshot; held while an evaluation pauses training.
+void answer(self_ptr self, promise& rp) {
+  auto& st = self->state;
+  if (st.done_sent)
+    rp.deliver(make_error(error_code::training_finished));
+  else if (st.paused)
+    st.held.push_back(std::move(rp));
+  else
+    rp.deliver(st.core->current());
+}
+
+/// Answers the members of the round that just closed.
+void answer_round(self_ptr self) {
   auto& st = self->state;
   for (auto id : st.core->last_round()) {
-    if (id == skip)
-      continue;
     auto i = st.waiting.find(id);
     if (i != st.waiting.end()) {
-      i->second.deliver(st.core->current());
+      auto rp = std::move(i->second);
       st.waiting.erase(i);
+      answer(self, rp);
     }
   }
 }
 
-/// After an update: report progress, or the end of the budget.
+/// Ends an evaluation pause: answer the held workers, then the pushes that came meanwhile
+/// (until one of them pauses again).
+void resume(self_ptr self) {
+  auto& st = self->state;
+  st.paused = false;
+  st.core->resume_clock();
+  auto held = std::move(st.held);
+  st.held.clear();
+  for (auto& rp : held)
+    answer(self, rp);
+  while (!st.paused && !st.deferred.empty()) {
+    auto [g, rp] = std::move(st.deferred.front());
+    st.deferred.pop_front();
+    handle_push(self, g, std::move(rp));
+  }
+}
+
+/// After an update: the end of the budget, or an evaluation point (which pauses training).
 void report(self_ptr self) {
   auto& st = self->state;
   if (st.done_sent)
@@ -37,7 +67,45 @@ void report(self_ptr self) {
   }
   if (st.eval_every > 0 && st.core->current().version >= st.next_eval) {
     st.next_eval += st.eval_every;
-    self->send(st.observer, progress_atom::value, st.core->current(), st.core->stats());
+    st.paused = true;
+    st.core->pause_clock();
+    // A failed or late evaluation must not stop training: resume either way.
+    self->request(st.observer, st.core->settings().request_timeout, progress_atom::value,
+                  st.core->current(), st.core->stats())
+      .then([=](resume_atom) { resume(self); }, [=](caf::error&) { resume(self); });
+  }
+}
+
+void handle_push(self_ptr self, const gradient& g, promise rp) {
+  auto& st = self->state;
+  if (st.paused) {
+    st.deferred.emplace_back(g, std::move(rp));
+    return;
+  }
+  switch (st.core->push(g)) {
+    case server_core::verdict::rejected:
+      rp.deliver(make_error(error_code::invalid_gradient,
+                            "gradient from worker " + std::to_string(g.worker) + " of length "
+                              + std::to_string(g.values.size())));
+      return;
+    case server_core::verdict::after_stop:
+      rp.deliver(make_error(error_code::training_finished));
+      return;
+    case server_core::verdict::waiting:
+      st.waiting.insert_or_assign(g.worker, std::move(rp));
+      return;
+    case server_core::verdict::round_closed:
+      st.waiting.insert_or_assign(g.worker, std::move(rp));
+      report(self); // first: at the end of the budget the round gets errors instead
+      answer_round(self);
+      return;
+    case server_core::verdict::applied:
+      report(self);
+      answer(self, rp);
+      return;
+    case server_core::verdict::dropped_late:
+      answer(self, rp);
+      return;
   }
 }
 
@@ -66,7 +134,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
     st.waiting.erase(id);
     if (st.core->lose(id)) {
       report(self);
-      answer_round(self, -1);
+      answer_round(self);
     }
   });
   return {
@@ -92,32 +160,9 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       return st.core->current();
     },
     [=](push_atom, const gradient& g) -> caf::result<snapshot> {
-      auto& st = self->state;
-      switch (st.core->push(g)) {
-        case server_core::verdict::rejected:
-          return make_error(error_code::invalid_gradient,
-                            "gradient from worker " + std::to_string(g.worker) + " of length "
-                              + std::to_string(g.values.size()));
-        case server_core::verdict::after_stop:
-          return make_error(error_code::training_finished);
-        case server_core::verdict::waiting: {
-          auto rp = self->make_response_promise<snapshot>();
-          st.waiting.insert_or_assign(g.worker, rp);
-          return rp;
-        }
-        case server_core::verdict::round_closed:
-          report(self); // first: at the end of the budget the round gets errors instead
-          answer_round(self, g.worker);
-          break;
-        case server_core::verdict::applied:
-          report(self);
-          break;
-        case server_core::verdict::dropped_late:
-          break;
-      }
-      if (st.done_sent)
-        return make_error(error_code::training_finished);
-      return st.core->current();
+      auto rp = self->make_response_promise<snapshot>();
+      handle_push(self, g, rp);
+      return rp;
     },
     [=](stats_atom) { return self->state.core->stats(); },
   };

@@ -11,13 +11,18 @@
 // - Every member is monitored: a dead worker leaves the quorum (a round waiting for it
 //   closes with the live workers) and is marked lost in the stats. A dead observer stops the
 //   server.
-// - Sends observer progress(snapshot, stats) every `eval_every` updates (0 = never) and
-//   done(snapshot, stats) exactly once.
+// - Every `eval_every` updates (0 = never) it asks the observer to evaluate the snapshot and
+//   PAUSES training until the answer: replies are held and new pushes deferred, and the
+//   training clock stops (as sequential SGD pauses for its evaluations, so throughput
+//   compares fairly). An evaluation that fails or times out resumes training too. At the end
+//   of the budget it sends done(snapshot, stats) exactly once.
 // Runs on CAF's scheduler; its handlers are short (one pass over the parameters).
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <caf/typed_event_based_actor.hpp>
@@ -34,10 +39,15 @@ struct server_state {
   uint64_t eval_every = 0;
   uint64_t next_eval = 0;
   bool done_sent = false;
+  bool paused = false;   ///< an evaluation is under way
   /// Join requests held until every expected worker has joined.
   std::vector<caf::typed_response_promise<snapshot>> joins;
   /// Workers whose gradient is in the open round, waiting for it to close.
   std::map<int32_t, caf::typed_response_promise<snapshot>> waiting;
+  /// Replies held during an evaluation pause (answered with the snapshot on resume).
+  std::vector<caf::typed_response_promise<snapshot>> held;
+  /// Pushes that arrived during an evaluation pause, handled in order on resume.
+  std::deque<std::pair<gradient, caf::typed_response_promise<snapshot>>> deferred;
   /// Member actors by address, for the down handler.
   std::map<caf::actor_addr, int32_t> members;
 };

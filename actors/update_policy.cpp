@@ -14,6 +14,7 @@ server_settings server_settings::from(const run_config& cfg, int64_t train_rows)
   s.aggregate = cfg.parsed_aggregate;
   s.max_updates = static_cast<uint64_t>(cfg.max_updates);
   s.sample_budget = static_cast<int64_t>(std::ceil(cfg.epochs * double(train_rows)));
+  s.request_timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   return s;
 }
 
@@ -51,6 +52,20 @@ int server_core::round_target() const {
 void server_core::start_clock() {
   started_ = std::chrono::steady_clock::now();
   clock_running_ = true;
+}
+
+void server_core::pause_clock() {
+  if (clock_paused_)
+    return;
+  pause_started_ = std::chrono::steady_clock::now();
+  clock_paused_ = true;
+}
+
+void server_core::resume_clock() {
+  if (!clock_paused_)
+    return;
+  paused_ += std::chrono::steady_clock::now() - pause_started_;
+  clock_paused_ = false;
 }
 
 server_core::verdict server_core::push(const gradient& g) {
@@ -167,9 +182,10 @@ server_stats server_core::stats() const {
   s.gradients_applied = applied_;
   s.gradients_dropped = dropped_;
   s.recent_loss = recent_loss_;
-  if (clock_running_)
-    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_)
-                  .count();
+  if (clock_running_) {
+    auto end = clock_paused_ ? pause_started_ : std::chrono::steady_clock::now();
+    s.seconds = std::chrono::duration<double>(end - started_ - paused_).count();
+  }
   s.staleness_histogram = staleness_histogram_;
   for (auto& [id, w] : workers_)
     s.workers.push_back(w);

@@ -42,6 +42,7 @@ struct server_settings {
   aggregate_rule aggregate = aggregate_rule::mean;
   uint64_t max_updates = 0;   ///< 0 = no limit
   int64_t sample_budget = 0;  ///< stop once this many samples were applied; 0 = no limit
+  std::chrono::milliseconds request_timeout{60000};  ///< bound of the server's own requests
 
   static server_settings from(const run_config& cfg, int64_t train_rows);
 };
@@ -75,6 +76,9 @@ public:
 
   /// Starts the training clock (all workers joined).
   void start_clock();
+  /// Stops and restarts the clock around an evaluation pause: training seconds exclude it.
+  void pause_clock();
+  void resume_clock();
   server_stats stats() const;
 
 private:
@@ -109,7 +113,10 @@ private:
   bool have_loss_ = false;
   std::vector<int64_t> staleness_histogram_;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point pause_started_;
+  std::chrono::steady_clock::duration paused_{0};
   bool clock_running_ = false;
+  bool clock_paused_ = false;
 };
 
 } // namespace psgd

@@ -153,8 +153,9 @@ psgd_config::psgd_config() {
   // runnable on the server's thread: the other thread must steal one at once. With CAF's
   // defaults an idle thread soon sleeps 50 us, then 10 ms, between steal attempts, and the
   // workers ended up taking turns on one thread (async m=2 at 0.76x sequential). Spin for
-  // 10^6 attempts (well under a second) before backing off, and sleep 5 us, not 50, after.
-  set("work-stealing.aggressive-poll-attempts", 1000000);
+  // 10^7 attempts (a fraction of a second: longer than an evaluation pause, after which the
+  // workers must find both threads awake) before backing off, and sleep 5 us, not 50, after.
+  set("work-stealing.aggressive-poll-attempts", 10000000);
   set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::microseconds{5}});
   // One message per resume: when two pushes meet at the server it yields after the first,
   // so the second worker's thread picks the server up (and then its own worker) instead of

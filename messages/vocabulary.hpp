@@ -19,7 +19,8 @@
 //                                                              (async: at once; sync/backup:
 //                                                              when the round closes; a late
 //                                                              backup gradient: at once)
-//   server -> observer progress(snapshot, stats)              an evaluation point
+//   server -> observer progress(snapshot, stats)            -> resume (training pauses while
+//                                                              the observer evaluates)
 //   server -> observer done(snapshot, stats)                  the budget is spent
 //   any    -> server   stats()                              -> server_stats
 //   driver -> worker   start()                                begin training
@@ -220,6 +221,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, start_atom, "start")
   CAF_ADD_ATOM(psgd, psgd, run_atom, "run")
   CAF_ADD_ATOM(psgd, psgd, tick_atom, "tick")
+  CAF_ADD_ATOM(psgd, psgd, resume_atom, "resume")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -233,9 +235,10 @@ using server_actor = caf::typed_actor<
   caf::replies_to<push_atom, gradient>::with<snapshot>,
   caf::replies_to<stats_atom>::with<server_stats>>;
 
-/// Who the server reports to (the driver).
+/// Who the server reports to (the driver). Training pauses while the observer evaluates a
+/// progress snapshot; its answer (resume) lets it go on.
 using observer_actor = caf::typed_actor<
-  caf::reacts_to<progress_atom, snapshot, server_stats>,
+  caf::replies_to<progress_atom, snapshot, server_stats>::with<resume_atom>,
   caf::reacts_to<done_atom, snapshot, server_stats>>;
 
 /// A worker: idle until started. push() and tick() are its own timers: "send the gradient
