@@ -5,35 +5,19 @@
 #include <cmath>
 #include <vector>
 
+#include "data/random.hpp"
 #include "model/kernels.hpp"
 
 namespace psgd::model {
 
 namespace {
 
-/// splitmix64 (Steele, Lea, Flood 2014): a tiny, fully specified generator, so init() gives
-/// the same bits on every platform and standard library.
-class splitmix64 {
-public:
-  explicit splitmix64(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in (0, 1]: never 0, so log() below is finite.
-  double uniform() { return double((next() >> 11) + 1) * 0x1.0p-53; }
-
-private:
-  uint64_t state_;
-};
-
 /// Fills out[0..n) with N(0, stddev^2) by Box-Muller (both outputs of each pair are used).
-void fill_normal(splitmix64& rng, double stddev, float* out, int64_t n) {
+void fill_normal(data::splitmix64& rng, double stddev, float* out, int64_t n) {
   constexpr double two_pi = 6.283185307179586476925286766559;
   for (int64_t i = 0; i < n; i += 2) {
-    const double radius = std::sqrt(-2.0 * std::log(rng.uniform())) * stddev;
+    // 1 - uniform() is in (0, 1]: the log is finite.
+    const double radius = std::sqrt(-2.0 * std::log(1.0 - rng.uniform())) * stddev;
     const double angle = two_pi * rng.uniform();
     out[i] = float(radius * std::cos(angle));
     if (i + 1 < n)
@@ -88,7 +72,7 @@ int64_t mlp_model::b2_offset() const {
 int64_t mlp_model::num_params() const { return b2_offset() + spec_.classes; }
 
 void mlp_model::init(uint64_t seed, float* params) const {
-  splitmix64 rng(seed);
+  data::splitmix64 rng(seed);
   fill_normal(rng, std::sqrt(2.0 / spec_.input_dim), params, b1_offset());
   std::fill(params + b1_offset(), params + w2_offset(), 0.0f);
   fill_normal(rng, std::sqrt(2.0 / spec_.hidden), params + w2_offset(),
@@ -145,21 +129,11 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
 
 evaluation mlp_model::evaluate(const float* params, const data::dataset& data) const {
   assert(data.dim == spec_.input_dim && data.is_classification());
-  evaluation result;
-  if (data.rows == 0)
-    return result;
-  forward_scratch s(std::min(data.rows, eval_chunk_rows), spec_);
-  double loss_sum = 0;
-  int64_t hits = 0;
-  for (int64_t start = 0; start < data.rows; start += eval_chunk_rows) {
-    const int64_t n = std::min(eval_chunk_rows, data.rows - start);
+  forward_scratch s(std::max<int64_t>(1, std::min(data.rows, eval_chunk_rows)), spec_);
+  return evaluate_classifier(data, spec_.classes, [&](int64_t start, int64_t n) {
     forward(params, data.row(start), n, s);
-    accumulate_cross_entropy(s.z.data(), n, spec_.classes, data.labels.data() + start,
-                             loss_sum, hits);
-  }
-  result.loss = loss_sum / double(data.rows);
-  result.accuracy = double(hits) / double(data.rows);
-  return result;
+    return s.z.data();
+  });
 }
 
 } // namespace psgd::model

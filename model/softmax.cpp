@@ -85,21 +85,11 @@ float softmax_model::gradient(const float* params, const data::dataset& data,
 
 evaluation softmax_model::evaluate(const float* params, const data::dataset& data) const {
   assert(data.dim == spec_.input_dim && data.is_classification());
-  evaluation result;
-  if (data.rows == 0)
-    return result;
-  forward_scratch s(std::min(data.rows, eval_chunk_rows), spec_);
-  double loss_sum = 0;
-  int64_t hits = 0;
-  for (int64_t start = 0; start < data.rows; start += eval_chunk_rows) {
-    const int64_t n = std::min(eval_chunk_rows, data.rows - start);
+  forward_scratch s(std::max<int64_t>(1, std::min(data.rows, eval_chunk_rows)), spec_);
+  return evaluate_classifier(data, spec_.classes, [&](int64_t start, int64_t n) {
     logits(params, data.row(start), n, s);
-    accumulate_cross_entropy(s.z.data(), n, spec_.classes, data.labels.data() + start,
-                             loss_sum, hits);
-  }
-  result.loss = loss_sum / double(data.rows);
-  result.accuracy = double(hits) / double(data.rows);
-  return result;
+    return s.z.data();
+  });
 }
 
 } // namespace psgd::model
