@@ -17,8 +17,9 @@
 namespace psgd::testing {
 
 temp_dir::temp_dir() {
-  char tmpl[] = "/tmp/psgd-test-XXXXXX";
-  const char* p = mkdtemp(tmpl);
+  // mkdtemp replaces the trailing six 'X's with a unique suffix.
+  std::string tmpl = "/tmp/psgd-test-" + std::string(6, 'X');
+  const char* p = mkdtemp(tmpl.data());
   REQUIRE(p != nullptr);
   path_ = p;
 }
