@@ -59,7 +59,7 @@ TEST_CASE("the summary record names the run and its outcome", "[results]") {
   CHECK(j["events"][0] == "worker 2 lost: killed");
 }
 
-TEST_CASE("--out writes one eval line per evaluation and the summary last", "[results]") {
+TEST_CASE("the results file has one eval line per evaluation and the summary last", "[results]") {
   testing::temp_dir dir;
   auto path = dir.file("r.jsonl");
   REQUIRE(write_results(path, backup_config(), backup_summary(), 60000).empty());
