@@ -1,5 +1,6 @@
 #include "actors/driver.hpp"
 
+#include <algorithm>
 #include <iostream>
 
 #include <caf/all.hpp>
@@ -8,6 +9,7 @@
 #include "actors/results.hpp"
 #include "actors/server.hpp"
 #include "actors/worker.hpp"
+#include "data/random.hpp"
 
 namespace psgd {
 
@@ -20,6 +22,42 @@ void say(self_ptr self, const std::string& line) {
     std::cerr << line << std::endl;
 }
 
+/// A notable event: on stderr and in the summary.
+void record_event(self_ptr self, std::string text) {
+  auto& st = self->state;
+  say(self, "[" + st.job->cfg.mode + "] " + text);
+  st.summary.events.push_back(std::move(text));
+}
+
+/// Spawns the next worker (monitored); the caller starts it.
+worker_actor spawn_worker(self_ptr self) {
+  auto& st = self->state;
+  const auto& job = *st.job;
+  const auto& cfg = job.cfg;
+  const int32_t id = st.next_worker_id++;
+  worker_settings ws;
+  ws.id = id;
+  ws.shards = cfg.total_workers();
+  // A worker that joins mid-run takes shard id % shards of its own permutation.
+  ws.seed = id < cfg.total_workers() ? cfg.seed : data::mix_seed(cfg.seed, 0x101, id);
+  ws.batch = cfg.batch;
+  ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
+  if (auto d = job.step_delays.find(id); d != job.step_delays.end())
+    ws.step_delay = d->second;
+  // The workers share the training set; the split outlives them through this aliasing
+  // pointer.
+  std::shared_ptr<const data::dataset> train{job.data, &job.data->train};
+  auto observer = caf::actor_cast<observer_actor>(self);
+  worker_actor w = cfg.placement == "detached"
+                     ? self->spawn<caf::detached>(worker, st.server, observer, job.model,
+                                                  train, ws)
+                     : self->spawn(worker, st.server, observer, job.model, train, ws);
+  self->monitor(w);
+  st.worker_ids.emplace(w.address(), id);
+  st.workers.push_back(w);
+  return w;
+}
+
 void spawn_team(self_ptr self) {
   auto& st = self->state;
   const auto& job = *st.job;
@@ -29,25 +67,8 @@ void spawn_team(self_ptr self) {
   st.server = self->spawn(server, settings, job.initial,
                           caf::actor_cast<observer_actor>(self), eval_interval(cfg, rows));
   self->monitor(st.server);
-  // The workers share the training set and the model; the split outlives them through
-  // this aliasing pointer.
-  std::shared_ptr<const data::dataset> train{job.data, &job.data->train};
-  for (int32_t id = 0; id < cfg.total_workers(); ++id) {
-    worker_settings ws;
-    ws.id = id;
-    ws.shards = cfg.total_workers();
-    ws.batch = cfg.batch;
-    ws.seed = cfg.seed;
-    ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
-    if (auto d = job.step_delays.find(id); d != job.step_delays.end())
-      ws.step_delay = d->second;
-    worker_actor w = cfg.placement == "detached"
-                       ? self->spawn<caf::detached>(worker, st.server, job.model, train, ws)
-                       : self->spawn(worker, st.server, job.model, train, ws);
-    self->monitor(w);
-    st.worker_ids.emplace(w.address(), id);
-    st.workers.push_back(w);
-  }
+  for (int32_t id = 0; id < cfg.total_workers(); ++id)
+    spawn_worker(self);
   for (auto& w : st.workers)
     self->send(w, start_atom::value);
 }
@@ -67,6 +88,23 @@ void finish(self_ptr self, caf::expected<run_summary> outcome) {
   self->quit();
 }
 
+/// The end of the budget, step 2: the server's final counters and the workers' reports.
+void collect(self_ptr self) {
+  auto& st = self->state;
+  if (st.finished)
+    return;
+  auto finish_with = [=](server_stats stats) {
+    auto& st = self->state;
+    merge_reports(stats, st.reported);
+    st.summary.final_stats = std::move(stats);
+    finish(self, std::move(st.summary));
+  };
+  self->request(st.server, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},
+                stats_atom::value)
+    .then([=](server_stats& stats) { finish_with(std::move(stats)); },
+          [=](caf::error&) { finish_with(self->state.summary.final_stats); });
+}
+
 eval_point evaluate(self_ptr self, const snapshot& snap, const server_stats& stats) {
   const auto& job = *self->state.job;
   return evaluate_at(*job.model, snap.params.data(), self->state.loss_subsample,
@@ -83,17 +121,24 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
     if (st.finished)
       return;
     if (msg.source == st.server.address()) {
-      finish(self, make_error(error_code::peer_lost,
-                              "the server died: " + self->system().render(msg.reason)));
+      if (st.finishing)
+        finish(self, std::move(st.summary));
+      else
+        finish(self, make_error(error_code::peer_lost,
+                                "the server stopped: " + self->system().render(msg.reason)));
       return;
     }
     auto i = st.worker_ids.find(msg.source);
     if (i == st.worker_ids.end())
       return;
-    auto event = fmt::format("worker {} lost: {}", i->second, self->system().render(msg.reason));
-    say(self, "[" + st.job->cfg.mode + "] " + event);
-    st.summary.events.push_back(event);
+    const int32_t id = i->second;
     st.worker_ids.erase(i);
+    if (st.finishing) {
+      if (st.worker_ids.empty())
+        collect(self);
+      return;
+    }
+    record_event(self, fmt::format("worker {} lost: {}", id, self->system().render(msg.reason)));
     if (st.worker_ids.empty())
       finish(self, make_error(error_code::peer_lost, "every worker was lost"));
   });
@@ -118,13 +163,24 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
     },
     [=](done_atom, const snapshot& snap, const server_stats& stats) {
       auto& st = self->state;
-      if (st.finished)
+      if (st.finished || st.finishing)
         return;
+      st.finishing = true;
       st.summary.evaluations.push_back(evaluate(self, snap, stats));
       st.summary.final_stats = stats;
       st.summary.final_params = snap;
-      finish(self, std::move(st.summary));
+      // Step 1: the workers stop as their next push is refused; wait for their reports.
+      if (st.worker_ids.empty())
+        collect(self);
+      else
+        self->delayed_send(self, report_wait, tick_atom::value);
     },
+    [=](event_atom, std::string& text) { record_event(self, std::move(text)); },
+    [=](report_atom, int32_t id, int64_t computed) {
+      auto& n = self->state.reported[id];
+      n = std::max(n, computed);
+    },
+    [=](tick_atom) { collect(self); },
   };
 }
 

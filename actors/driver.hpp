@@ -9,7 +9,10 @@
 //   dies or every worker is lost before the budget is spent. No path leaves an actor it
 //   spawned running.
 // - It monitors the server and every worker; a lost worker is named in the summary's events
-//   and on stderr (the server takes it out of the quorum).
+//   and on stderr (the server takes it out of the quorum), as are the server's events.
+// - At the end of the budget it waits (at most `report_wait`) for every worker's report of
+//   its computed gradients, then takes the server's final counters, so the summary's no-loss
+//   equation counts the gradients pushed after the end too.
 // - Evaluation runs in the driver's handler, concurrently with training.
 #pragma once
 
@@ -33,9 +36,15 @@ struct driver_state {
   std::map<caf::actor_addr, int32_t> worker_ids;
   run_summary summary;
   caf::typed_response_promise<run_summary> result;
+  std::map<int32_t, int64_t> reported;  ///< worker id -> its count of computed gradients
+  int32_t next_worker_id = 0;
   bool started = false;
+  bool finishing = false;  ///< the budget is spent: collecting reports
   bool finished = false;
 };
+
+/// How long the driver waits for the workers' reports after the budget is spent.
+inline constexpr std::chrono::seconds report_wait{2};
 
 driver_actor::behavior_type driver(driver_actor::stateful_pointer<driver_state> self,
                                    std::shared_ptr<const training_job> job);

@@ -11,6 +11,7 @@
 //   the staleness histogram and the dropped gradients per worker.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,10 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
 /// Writes the eval records and the summary as JSON lines. Returns an error line or "".
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
                           int64_t train_rows);
+
+/// Folds the workers' own counts of computed gradients into `s` and recomputes each
+/// worker's gradients lost in flight (computed minus everything the server accounted for).
+void merge_reports(server_stats& s, const std::map<int32_t, int64_t>& computed);
 
 /// The updates between evaluations: cfg.eval_every, or four per epoch when it is 0.
 uint64_t eval_interval(const run_config& cfg, int64_t train_rows);

@@ -1,6 +1,10 @@
 #include "actors/server.hpp"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace psgd {
 
@@ -52,11 +56,24 @@ void resume(self_ptr self) {
   }
 }
 
-/// After an update: the end of the budget, or an evaluation point (which pauses training).
+/// Tells the observer about a notable event (it logs it and keeps it in the results).
+void tell(self_ptr self, std::string text) {
+  self->send(self->state.observer, event_atom::value, std::move(text));
+}
+
+/// After an update: divergence, the end of the budget, or an evaluation point (which pauses
+/// training).
 void report(self_ptr self) {
   auto& st = self->state;
   if (st.done_sent)
     return;
+  if (st.core->diverged()) {
+    self->quit(make_error(error_code::diverged,
+                          fmt::format("minibatch loss {} at update {} (--divergence-loss {})",
+                                      st.core->last_loss(), st.core->current().version,
+                                      st.core->settings().divergence_loss)));
+    return;
+  }
   if (st.core->finished()) {
     st.done_sent = true;
     for (auto& [id, rp] : st.waiting)
@@ -76,17 +93,38 @@ void report(self_ptr self) {
   }
 }
 
+/// A rejected gradient: the worker gets an error; a quarantine is announced, and may close
+/// a round that waited for that worker.
+void reject(self_ptr self, const gradient& g, promise& rp, uint64_t version_before) {
+  auto& st = self->state;
+  auto why = to_string(st.core->last_rejection());
+  rp.deliver(make_error(error_code::rejected,
+                        fmt::format("gradient of worker {} on version {}: {}", g.worker,
+                                    g.version_read, why)));
+  if (!st.core->quarantined_now())
+    return;
+  tell(self, fmt::format("worker {} quarantined after {} bad gradients in a row (last: {})",
+                         g.worker, st.core->settings().quarantine_after, why));
+  if (st.core->current().version > version_before) {
+    report(self);
+    answer_round(self);
+  }
+}
+
 void handle_push(self_ptr self, const gradient& g, promise rp) {
   auto& st = self->state;
   if (st.paused) {
     st.deferred.emplace_back(g, std::move(rp));
     return;
   }
+  const auto version_before = st.core->current().version;
   switch (st.core->push(g)) {
+    case server_core::verdict::unknown:
+      rp.deliver(make_error(error_code::not_a_member,
+                            fmt::format("worker {} never joined", g.worker)));
+      return;
     case server_core::verdict::rejected:
-      rp.deliver(make_error(error_code::invalid_gradient,
-                            "gradient from worker " + std::to_string(g.worker) + " of length "
-                              + std::to_string(g.values.size())));
+      reject(self, g, rp, version_before);
       return;
     case server_core::verdict::after_stop:
       rp.deliver(make_error(error_code::training_finished));
@@ -106,6 +144,34 @@ void handle_push(self_ptr self, const gradient& g, promise rp) {
     case server_core::verdict::dropped_late:
       answer(self, rp);
       return;
+  }
+}
+
+std::chrono::milliseconds tick_interval(const server_settings& s) {
+  auto quarter = std::chrono::duration_cast<std::chrono::milliseconds>(s.round_timeout / 4);
+  return std::clamp(quarter, std::chrono::milliseconds{10}, std::chrono::milliseconds{1000});
+}
+
+/// The round-timeout guard: a round open longer than --round-timeout names the workers it
+/// waits for, then drops them from the quorum or stops the run (the configured policy).
+void check_round(self_ptr self) {
+  auto& st = self->state;
+  const auto& settings = st.core->settings();
+  if (st.done_sent || st.paused || settings.round_timeout.count() <= 0
+      || st.core->round_age() < settings.round_timeout)
+    return;
+  auto late = st.core->waiting_for();
+  auto text = fmt::format("round {} waited {:.1f} s for worker(s) {}",
+                          st.core->current().version, st.core->round_age().count(),
+                          fmt::join(late, ", "));
+  if (settings.stop_on_round_timeout) {
+    self->quit(make_error(error_code::round_timeout, text + "; stopping (--round-timeout-policy stop)"));
+    return;
+  }
+  tell(self, text + "; dropped from the quorum until they push again");
+  if (st.core->suspend(late)) {
+    report(self);
+    answer_round(self);
   }
 }
 
@@ -148,12 +214,19 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
         self->monitor(sender);
         st.members.emplace(sender.address(), id);
       }
+      if (st.started) {
+        tell(self, fmt::format("worker {} joined at update {}", id, st.core->current().version));
+        return st.core->current();
+      }
       if (!st.core->all_joined()) {
         auto rp = self->make_response_promise<snapshot>();
         st.joins.push_back(rp);
         return rp;
       }
+      st.started = true;
       st.core->start_clock();
+      if (settings.round_timeout.count() > 0 && settings.mode != train_mode::async)
+        self->delayed_send(self, tick_interval(settings), tick_atom::value);
       for (auto& rp : st.joins)
         rp.deliver(st.core->current());
       st.joins.clear();
@@ -165,6 +238,10 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       return rp;
     },
     [=](stats_atom) { return self->state.core->stats(); },
+    [=](tick_atom) {
+      check_round(self);
+      self->delayed_send(self, tick_interval(self->state.core->settings()), tick_atom::value);
+    },
   };
 }
 

@@ -11,6 +11,12 @@
 // - Every member is monitored: a dead worker leaves the quorum (a round waiting for it
 //   closes with the live workers) and is marked lost in the stats. A dead observer stops the
 //   server.
+// - A worker may join after training started: it gets the current snapshot at once.
+// - Rejected gradients (see server_core) are answered with error `rejected`; quarantines,
+//   late joins and round timeouts are told to the observer as events.
+// - A round open longer than the round timeout names the workers it waits for; the policy
+//   drops them from the quorum, or stops the server with error round_timeout. Divergence
+//   stops it with error diverged.
 // - Every `eval_every` updates (0 = never) it asks the observer to evaluate the snapshot and
 //   PAUSES training until the answer: replies are held and new pushes deferred, and the
 //   training clock stops (as sequential SGD pauses for its evaluations, so throughput
@@ -39,6 +45,7 @@ struct server_state {
   uint64_t eval_every = 0;
   uint64_t next_eval = 0;
   bool done_sent = false;
+  bool started = false;  ///< every expected worker joined; training runs
   bool paused = false;   ///< an evaluation is under way
   /// Join requests held until every expected worker has joined.
   std::vector<caf::typed_response_promise<snapshot>> joins;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <algorithm>
 
 namespace psgd {
 
@@ -15,6 +16,10 @@ server_settings server_settings::from(const run_config& cfg, int64_t train_rows)
   s.max_updates = static_cast<uint64_t>(cfg.max_updates);
   s.sample_budget = static_cast<int64_t>(std::ceil(cfg.epochs * double(train_rows)));
   s.request_timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
+  s.quarantine_after = cfg.quarantine_after;
+  s.divergence_loss = cfg.divergence_loss;
+  s.round_timeout = std::chrono::duration<double>(cfg.round_timeout);
+  s.stop_on_round_timeout = cfg.round_timeout_policy == "stop";
   return s;
 }
 
@@ -30,23 +35,31 @@ bool server_core::finished() const {
 }
 
 bool server_core::join(int32_t worker) {
-  if (worker < 0 || worker >= settings_.expected_workers || workers_.count(worker) > 0)
+  const bool started = clock_running_;
+  if (worker < 0 || members_.count(worker) > 0
+      || (!started && worker >= settings_.expected_workers))
     return false;
-  workers_[worker].worker = worker;
+  auto& m = members_[worker];
+  m.stats.worker = worker;
+  m.stats.joined_late = started;
   ++joined_;
   ++live_;
   return true;
 }
 
-worker_stats* server_core::find(int32_t worker) {
-  auto i = workers_.find(worker);
-  return i == workers_.end() || i->second.lost ? nullptr : &i->second;
+server_core::member* server_core::find(int32_t worker) {
+  auto i = members_.find(worker);
+  return i == members_.end() ? nullptr : &i->second;
 }
 
 int server_core::round_target() const {
   // Sync waits for every live worker; backup for the first m of them.
   int target = settings_.mode == train_mode::sync ? live_ : std::min(settings_.quorum, live_);
   return std::max(target, 1);
+}
+
+bool server_core::round_complete() const {
+  return !round_members_.empty() && static_cast<int>(round_members_.size()) >= round_target();
 }
 
 void server_core::start_clock() {
@@ -68,50 +81,143 @@ void server_core::resume_clock() {
   clock_paused_ = false;
 }
 
+namespace {
+
+/// True if every value is finite: x * 0 is 0 for finite x and NaN for NaN or Inf, so one
+/// vectorisable pass decides it without branches (and without overflow, unlike a sum).
+bool all_finite(const float* v, size_t n) {
+  float probe = 0.0f;
+  for (size_t i = 0; i < n; ++i)
+    probe += v[i] * 0.0f;
+  return probe == 0.0f;
+}
+
+} // namespace
+
+bool server_core::admit(member& m, const gradient& g) {
+  auto reject = [&](reject_reason why) {
+    last_rejection_ = why;
+    ++m.stats.rejected[size_t(why)];
+    if (why != reject_reason::quarantined && ++m.bad_in_a_row >= settings_.quarantine_after) {
+      m.stats.quarantined = true;
+      quarantined_now_ = true;
+    }
+    return false;
+  };
+  if (m.stats.quarantined)
+    return reject(reject_reason::quarantined);
+  if (g.values.size() != current_.params.size())
+    return reject(reject_reason::wrong_length);
+  if (!all_finite(g.values.data(), g.values.size()))
+    return reject(reject_reason::non_finite);
+  if (m.has_read && g.version_read == m.last_read)
+    return reject(reject_reason::duplicate);
+  m.bad_in_a_row = 0;
+  m.has_read = true;
+  m.last_read = g.version_read;
+  return true;
+}
+
 server_core::verdict server_core::push(const gradient& g) {
-  auto* w = find(g.worker);
-  if (w == nullptr || g.values.size() != current_.params.size())
-    return verdict::rejected;
-  ++w->pushed;
+  quarantined_now_ = false;
+  auto* m = find(g.worker);
+  if (m == nullptr) {
+    ++rejected_unknown_;
+    return verdict::unknown;
+  }
+  auto& w = m->stats;
+  w.computed = std::max(w.computed, static_cast<int64_t>(g.seq));
+  ++w.pushed;
   if (finished()) {
-    ++w->after_stop;
+    ++w.after_stop;
     return verdict::after_stop;
   }
+  const bool was_in_quorum = m->in_quorum();
+  if (!admit(*m, g)) {
+    if (quarantined_now_ && was_in_quorum)
+      leave_quorum(*m); // a round it held up may close: the actor answers it
+    return verdict::rejected;
+  }
+  if (m->suspended) {
+    // Back from a round timeout: it rejoins the quorum; this gradient is late.
+    m->suspended = false;
+    ++live_;
+  }
   if (settings_.mode == train_mode::async || settings_.mode == train_mode::sequential) {
-    record_applied(*w, current_.version - g.version_read);
+    record_applied(w, current_.version - g.version_read);
     const float* values = g.values.data();
     apply(&values, 1, 1.0f, g.batch_size, g.loss);
     return verdict::applied;
   }
   if (g.version_read != current_.version) {
-    ++w->dropped;
+    ++w.dropped;
     ++dropped_;
     return verdict::dropped_late;
   }
   add_to_round(g);
-  record_applied(*w, 0);
-  if (static_cast<int>(round_members_.size()) < round_target())
+  record_applied(w, 0);
+  if (!round_complete())
     return verdict::waiting;
   close_round();
   return verdict::round_closed;
 }
 
-bool server_core::lose(int32_t worker) {
-  auto* w = find(worker);
-  if (w == nullptr)
-    return false;
-  w->lost = true;
+bool server_core::leave_quorum(member& m) {
   --live_;
-  // Its gradient in the open round (if any) still counts: it was computed on this version.
-  if (settings_.mode == train_mode::async || round_members_.empty() || finished())
-    return false;
-  if (static_cast<int>(round_members_.size()) < round_target())
+  // The round may have been waiting only for this worker.
+  if (settings_.mode == train_mode::async || finished() || !round_complete())
     return false;
   close_round();
   return true;
 }
 
+bool server_core::lose(int32_t worker) {
+  auto* m = find(worker);
+  if (m == nullptr || m->stats.lost)
+    return false;
+  const bool was_in_quorum = m->in_quorum();
+  m->stats.lost = true;
+  // Its gradient in the open round (if any) still counts: it was computed on this version.
+  return was_in_quorum && leave_quorum(*m);
+}
+
+bool server_core::suspend(const std::vector<int32_t>& workers) {
+  bool closed = false;
+  for (auto id : workers) {
+    auto* m = find(id);
+    if (m == nullptr || !m->in_quorum())
+      continue;
+    m->suspended = true;
+    closed = leave_quorum(*m) || closed;
+  }
+  return closed;
+}
+
+std::vector<int32_t> server_core::waiting_for() const {
+  std::vector<int32_t> ids;
+  if (round_members_.empty())
+    return ids;
+  for (const auto& [id, m] : members_)
+    if (m.in_quorum()
+        && std::find(round_members_.begin(), round_members_.end(), id) == round_members_.end())
+      ids.push_back(id);
+  return ids;
+}
+
+void server_core::report_computed(int32_t worker, int64_t computed) {
+  if (auto* m = find(worker))
+    m->stats.computed = std::max(m->stats.computed, computed);
+}
+
+std::chrono::duration<double> server_core::round_age() const {
+  if (round_members_.empty())
+    return std::chrono::duration<double>{0};
+  return std::chrono::steady_clock::now() - round_opened_;
+}
+
 void server_core::add_to_round(const gradient& g) {
+  if (round_members_.empty())
+    round_opened_ = std::chrono::steady_clock::now();
   round_gradients_.push_back(g.values);
   round_data_.push_back(g.values.data());
   round_members_.push_back(g.worker);
@@ -161,6 +267,9 @@ void server_core::apply(const float* const* grads, size_t k, float scale, int64_
   current_.params = float_buffer{std::move(next)};
   ++current_.version;
   samples_ += samples;
+  last_loss_ = loss;
+  if (!std::isfinite(loss) || loss > settings_.divergence_loss)
+    diverged_ = true;
   recent_loss_ = have_loss_ ? 0.98f * recent_loss_ + 0.02f * loss : loss;
   have_loss_ = true;
 }
@@ -186,9 +295,13 @@ server_stats server_core::stats() const {
     auto end = clock_paused_ ? pause_started_ : std::chrono::steady_clock::now();
     s.seconds = std::chrono::duration<double>(end - started_ - paused_).count();
   }
+  s.rejected_unknown = rejected_unknown_;
   s.staleness_histogram = staleness_histogram_;
-  for (auto& [id, w] : workers_)
+  for (const auto& [id, m] : members_) {
+    auto w = m.stats;
+    w.lost_in_flight = w.computed - w.applied - w.dropped - w.after_stop - w.rejected_total();
     s.workers.push_back(w);
+  }
   return s;
 }
 

@@ -17,9 +17,19 @@
 //   lecture's Algorithm 1). Async applies one gradient: both rules give x -= lr * g.
 // Every applied gradient's staleness goes into the histogram; sync and backup record 0.
 //
+// Admission: a gradient of the wrong length, with a NaN or Inf, or a second one from the same
+// worker for the same read version is rejected (counted by reason, never applied); after
+// `quarantine_after` bad gradients in a row the worker is quarantined: it leaves the quorum
+// and everything it sends is rejected. Gradients from ids that never joined are counted apart.
+// A worker may join after training started (it enters the quorum at once).
+// suspend() takes workers a round has waited too long for out of the quorum (the round-
+// timeout policy "drop"); a suspended worker's next gradient brings it back (that gradient is
+// late: dropped).
+// Divergence: a non-finite loss, or one above `divergence_loss`, marks the run diverged.
+//
 // Invariants: version == number of updates applied; `current()` is never modified once
 // handed out (each update writes a new buffer); per worker, pushed == applied + dropped +
-// after_stop + waiting-in-round + rejected.
+// after_stop + rejected + (gradients waiting in the open round).
 // Not thread-safe: owned by one actor.
 #pragma once
 
@@ -43,6 +53,10 @@ struct server_settings {
   uint64_t max_updates = 0;   ///< 0 = no limit
   int64_t sample_budget = 0;  ///< stop once this many samples were applied; 0 = no limit
   std::chrono::milliseconds request_timeout{60000};  ///< bound of the server's own requests
+  int quarantine_after = 3;   ///< bad gradients in a row that quarantine a worker
+  double divergence_loss = 1e4;  ///< a minibatch loss above this (or NaN/Inf) = divergence
+  std::chrono::duration<double> round_timeout{60};  ///< a round may wait this long; 0 = ever
+  bool stop_on_round_timeout = false;  ///< policy: stop the run (else drop the late workers)
 
   static server_settings from(const run_config& cfg, int64_t train_rows);
 };
@@ -55,20 +69,36 @@ public:
     round_closed,  ///< this gradient closed the round: answer every waiting worker
     dropped_late,  ///< computed on an old version: dropped; answer with current()
     after_stop,    ///< the budget is spent: not applied
-    rejected,      ///< wrong length or unknown worker: not applied
+    rejected,      ///< refused (see last_rejection()): not applied
+    unknown,       ///< from an id that never joined: not applied
   };
 
   server_core(server_settings settings, std::vector<float> initial);
 
   verdict push(const gradient& g);
-  /// Admits a worker id (ids are 0..expected_workers-1).
+  /// Why the last rejected gradient was refused, and whether that quarantined its worker.
+  reject_reason last_rejection() const { return last_rejection_; }
+  bool quarantined_now() const { return quarantined_now_; }
+  /// Admits a worker id: before training starts ids 0..expected_workers-1, afterwards any
+  /// id not seen before (a worker joining mid-run).
   bool join(int32_t worker);
   /// A worker died: it leaves the quorum. Returns true if that closed the open round.
   bool lose(int32_t worker);
+  /// Takes these workers out of the quorum until they push again. True if that closed the
+  /// open round.
+  bool suspend(const std::vector<int32_t>& workers);
+  /// Live workers the open round still waits for (empty when no round is open).
+  std::vector<int32_t> waiting_for() const;
+  /// How long the open round has been open (0 when none is).
+  std::chrono::duration<double> round_age() const;
+  /// The worker's own count of computed gradients, from its final report.
+  void report_computed(int32_t worker, int64_t computed);
+  bool diverged() const { return diverged_; }
+  float last_loss() const { return last_loss_; }
 
   const snapshot& current() const { return current_; }
   bool finished() const;
-  bool all_joined() const { return joined_ == settings_.expected_workers; }
+  bool all_joined() const { return joined_ >= settings_.expected_workers; }
   /// Workers whose gradients made the last closed round (to answer when it closes).
   const std::vector<int32_t>& last_round() const { return last_round_; }
   const server_settings& settings() const { return settings_; }
@@ -82,7 +112,20 @@ public:
   server_stats stats() const;
 
 private:
-  worker_stats* find(int32_t worker);
+  struct member {
+    worker_stats stats;
+    int bad_in_a_row = 0;
+    bool has_read = false;        ///< has pushed a gradient before
+    uint64_t last_read = 0;       ///< version_read of its last accepted gradient
+    bool suspended = false;
+    bool in_quorum() const { return !stats.lost && !stats.quarantined && !suspended; }
+  };
+
+  member* find(int32_t worker);
+  /// Checks a gradient; returns false (and records why) if it must be rejected.
+  bool admit(member& m, const gradient& g);
+  /// Takes a member out of the quorum; true if that closed the open round.
+  bool leave_quorum(member& m);
   void add_to_round(const gradient& g);
   void close_round();
   /// current <- current - lr * scale * (sum of the k gradients), as a new buffer, in one
@@ -90,19 +133,26 @@ private:
   void apply(const float* const* grads, size_t k, float scale, int64_t samples, float loss);
   void record_applied(worker_stats& w, uint64_t staleness);
   int round_target() const;
+  bool round_complete() const;
 
   server_settings settings_;
   buffer_pool pool_;
   snapshot current_;
-  std::map<int32_t, worker_stats> workers_;
+  std::map<int32_t, member> members_;
   int joined_ = 0;
-  int live_ = 0;
+  int live_ = 0;     ///< members in the quorum
+  reject_reason last_rejection_ = reject_reason::wrong_length;
+  bool quarantined_now_ = false;
+  bool diverged_ = false;
+  float last_loss_ = 0;
+  int64_t rejected_unknown_ = 0;
   // The open round (sync, backup): its gradients are held (shared, not copied) and summed
   // once, when it closes.
   std::vector<float_buffer> round_gradients_;
   std::vector<const float*> round_data_;
   std::vector<int32_t> round_members_;
   std::vector<int32_t> last_round_;
+  std::chrono::steady_clock::time_point round_opened_;
   int64_t round_samples_ = 0;
   float round_loss_ = 0;
   // Counters.

@@ -12,6 +12,13 @@ using self_ptr = worker_actor::stateful_pointer<worker_state>;
 
 void push(self_ptr self, gradient g);
 
+/// Stops the worker: first its report to the observer, then quit (normally if no error).
+void stop(self_ptr self, caf::error reason = caf::error{}) {
+  auto& st = self->state;
+  self->send(st.observer, report_atom::value, st.settings.id, st.computed);
+  self->quit(std::move(reason));
+}
+
 /// Computes one minibatch gradient on `snap`, then pushes it (now or after the delay).
 void step(self_ptr self, snapshot snap) {
   auto& st = self->state;
@@ -20,7 +27,15 @@ void step(self_ptr self, snapshot snap) {
   const int64_t* index = st.sampler->next();
   float loss = st.model->gradient(snap.params.data(), *st.train, index, s.batch, values->data(),
                                   *st.workspace);
-  gradient g{s.id, snap.version, s.batch, loss, float_buffer{std::move(values)}};
+  ++st.computed;
+  gradient g{s.id,
+             snap.version,
+             s.batch,
+             loss,
+             static_cast<uint64_t>(st.computed),
+             st.sampler->epoch(),
+             st.sampler->step(),
+             float_buffer{std::move(values)}};
   snap = snapshot{}; // release the parameters before the round trip
   if (s.step_delay.count() > 0) {
     st.held = std::move(g);
@@ -42,9 +57,9 @@ void push(self_ptr self, gradient g) {
           },
           [=](caf::error& err) {
             if (err == make_error(error_code::training_finished))
-              self->quit();
+              stop(self);
             else
-              self->quit(std::move(err));
+              stop(self, std::move(err));
           });
 }
 
@@ -55,12 +70,14 @@ std::chrono::milliseconds tick_interval(const worker_settings& s) {
 } // namespace
 
 worker_actor::behavior_type worker(self_ptr self, server_actor server,
+                                   observer_actor observer,
                                    std::shared_ptr<const model::model> model,
                                    std::shared_ptr<const data::dataset> train,
                                    worker_settings settings) {
   auto& st = self->state;
   st.settings = settings;
   st.server = server;
+  st.observer = std::move(observer);
   st.workspace = model->make_workspace(settings.batch);
   st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed, settings.id,
                                                      settings.shards, settings.batch);
@@ -70,7 +87,7 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
   self->monitor(server);
   self->set_down_handler([=](caf::down_msg& msg) {
     if (msg.source == self->state.server.address())
-      self->quit(make_error(error_code::peer_lost, "the server is gone"));
+      stop(self, make_error(error_code::peer_lost, "the server is gone"));
   });
   return {
     [=](start_atom) {
@@ -81,7 +98,7 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
       self->delayed_send(self, tick_interval(st.settings), tick_atom::value);
       self->request(st.server, st.settings.timeout, join_atom::value, st.settings.id)
         .then([=](snapshot& first) { step(self, std::move(first)); },
-              [=](caf::error& err) { self->quit(std::move(err)); });
+              [=](caf::error& err) { stop(self, std::move(err)); });
     },
     [=](push_atom) {
       auto& st = self->state;
@@ -95,7 +112,7 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
       auto& st = self->state;
       auto waited = std::chrono::steady_clock::now() - st.sent;
       if (st.awaiting && waited > st.settings.timeout) {
-        self->quit(caf::make_error(caf::sec::request_timeout,
+        stop(self, caf::make_error(caf::sec::request_timeout,
                                    "worker " + std::to_string(st.settings.id)
                                      + ": the server did not answer a push within "
                                      + std::to_string(st.settings.timeout.count()) + " ms"));

@@ -5,6 +5,8 @@
 // Contract:
 // - Training starts on start(); the worker ends normally when the server answers
 //   training_finished, and with the error otherwise (a failed request, a dead server).
+//   Whenever it stops it first sends the observer report(id, computed): its own count of
+//   gradients computed, the left side of the no-loss equation.
 // - The snapshot is released before the push, so the server's buffers recycle.
 // - `step_delay` > 0 makes every step really take that much longer (a straggler): the
 //   gradient is pushed after a timer, without blocking a scheduler thread.
@@ -45,6 +47,8 @@ struct worker_state {
   std::shared_ptr<const model::model> model;
   std::shared_ptr<const data::dataset> train;
   server_actor server;
+  observer_actor observer;
+  int64_t computed = 0;          ///< gradients computed so far
   std::unique_ptr<model::workspace> workspace;
   std::unique_ptr<data::shard_sampler> sampler;
   std::unique_ptr<buffer_pool> gradients;
@@ -55,7 +59,7 @@ struct worker_state {
 };
 
 worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,
-                                   server_actor server,
+                                   server_actor server, observer_actor observer,
                                    std::shared_ptr<const model::model> model,
                                    std::shared_ptr<const data::dataset> train,
                                    worker_settings settings);

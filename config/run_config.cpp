@@ -93,6 +93,16 @@ std::string validate(run_config& cfg) {
   if (cfg.placement != "detached" && cfg.placement != "shared")
     return fmt::format("--placement: unknown placement '{}' (expected detached or shared)",
                        cfg.placement);
+  if (!(cfg.round_timeout >= 0) || !std::isfinite(cfg.round_timeout))
+    return fmt::format("--round-timeout: must be 0 (no limit) or more seconds (got {})",
+                       cfg.round_timeout);
+  if (cfg.round_timeout_policy != "drop" && cfg.round_timeout_policy != "stop")
+    return fmt::format("--round-timeout-policy: unknown policy '{}' (expected drop or stop)",
+                       cfg.round_timeout_policy);
+  if (cfg.quarantine_after < 1)
+    return fmt::format("--quarantine-after: must be at least 1 (got {})", cfg.quarantine_after);
+  if (!(cfg.divergence_loss > 0))
+    return fmt::format("--divergence-loss: must be positive (got {})", cfg.divergence_loss);
   if (cfg.request_timeout_ms < 1)
     return fmt::format("--request-timeout-ms: must be at least 1 (got {})",
                        cfg.request_timeout_ms);
@@ -143,6 +153,16 @@ psgd_config::psgd_config() {
     .add(run.save, "save", "write the final parameters to this file (default none)")
     .add(run.load, "load", "parameters file to evaluate (psgd eval)")
     .add(run.quiet, "quiet", "no progress lines on stderr (default off)")
+    .add(run.scenario, "scenario",
+         "JSON file of stragglers and faults to inject (config/scenarios/; default none)")
+    .add(run.round_timeout, "round-timeout",
+         "seconds a sync/backup round may wait for its workers; 0 = no limit (default 60)")
+    .add(run.round_timeout_policy, "round-timeout-policy",
+         "drop (the late workers leave the quorum until they push) | stop (default drop)")
+    .add(run.quarantine_after, "quarantine-after",
+         "bad gradients in a row that quarantine a worker (default 3)")
+    .add(run.divergence_loss, "divergence-loss",
+         "a minibatch loss above this, or NaN, stops the run (default 10000)")
     .add(run.placement, "placement",
          "shared (workers on the scheduler) | detached (a thread per worker) (default shared)")
     .add(run.request_timeout_ms, "request-timeout-ms",

@@ -51,6 +51,12 @@ struct run_config {
   std::string save;                ///< final parameters file; empty = none
   std::string load;                ///< parameters file to evaluate (psgd eval)
   bool quiet = false;              ///< no progress lines on stderr
+  // -- faults ----------------------------------------------------------------------------------
+  std::string scenario;            ///< stragglers and faults to inject (JSON); empty = none
+  double round_timeout = 60;       ///< seconds a sync/backup round may wait; 0 = no limit
+  std::string round_timeout_policy = "drop";  ///< drop the late workers | stop the run
+  int quarantine_after = 3;        ///< bad gradients in a row that quarantine a worker
+  double divergence_loss = 1e4;    ///< minibatch loss above this (or NaN) stops the run
   // -- runtime -------------------------------------------------------------------------------
   std::string placement = "shared";  ///< workers on the scheduler (shared) or own threads (detached)
   int64_t request_timeout_ms = 60000;  ///< timeout of every request between actors

@@ -11,6 +11,24 @@ const std::vector<float>& float_buffer::values() const {
   return ptr ? *ptr : empty_values;
 }
 
+std::string to_string(reject_reason r) {
+  switch (r) {
+    case reject_reason::wrong_length: return "wrong_length";
+    case reject_reason::non_finite: return "non_finite";
+    case reject_reason::duplicate: return "duplicate";
+    case reject_reason::quarantined: return "quarantined";
+    case reject_reason::count_: break;
+  }
+  return "?";
+}
+
+int64_t worker_stats::rejected_total() const {
+  int64_t n = 0;
+  for (auto r : rejected)
+    n += r;
+  return n;
+}
+
 bool operator==(const float_buffer& x, const float_buffer& y) {
   return x.size() == y.size()
          && (x.size() == 0 || std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
@@ -23,6 +41,10 @@ std::string to_string(error_code x) {
     case error_code::invalid_gradient: return "invalid_gradient";
     case error_code::not_a_member: return "not_a_member";
     case error_code::peer_lost: return "peer_lost";
+    case error_code::rejected: return "rejected";
+    case error_code::injected_crash: return "injected_crash";
+    case error_code::round_timeout: return "round_timeout";
+    case error_code::diverged: return "diverged";
   }
   return "unknown";
 }

@@ -24,6 +24,10 @@
 //   server -> observer done(snapshot, stats)                  the budget is spent
 //   any    -> server   stats()                              -> server_stats
 //   driver -> worker   start()                                begin training
+//   server -> observer event(text)                            a notable event (quarantine,
+//                                                              round timeout, late join)
+//   worker -> observer report(id, computed)                    its count of computed gradients,
+//                                                              sent as it stops
 //   caller -> driver   run()                                -> run_summary when finished
 #pragma once
 
@@ -114,31 +118,53 @@ struct gradient {
   uint64_t version_read = 0;
   int32_t batch_size = 0;
   float loss = 0;          ///< mean minibatch loss at version_read (a free progress signal)
+  uint64_t seq = 0;        ///< gradients this worker has computed, this one included
+  int64_t epoch = 0;       ///< the worker's sampler position after this batch (for
+  int64_t step = 0;        ///< checkpoints: a resumed worker continues its stream there)
   float_buffer values;     ///< the mean gradient over the minibatch
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, gradient& x) {
   return f(caf::meta::type_name("gradient"), x.worker, x.version_read, x.batch_size, x.loss,
-           x.values);
+           x.seq, x.epoch, x.step, x.values);
 }
 
-/// What happened to one worker's gradients.
+/// Why the server refused a gradient (never applied).
+enum class reject_reason : uint8_t {
+  wrong_length,  ///< not the parameter vector's length
+  non_finite,    ///< contains NaN or Inf
+  duplicate,     ///< a second gradient from this worker for the same read version
+  quarantined,   ///< from a worker quarantined after too many bad gradients in a row
+  count_         ///< (number of reasons)
+};
+std::string to_string(reject_reason r);
+
+/// What happened to one worker's gradients. The no-loss equation:
+///   computed = applied + dropped + after_stop + sum(rejected) + lost_in_flight
 struct worker_stats {
   int32_t worker = 0;
+  int64_t computed = 0;    ///< gradients the worker computed (its own count)
   int64_t pushed = 0;      ///< gradients received by the server
   int64_t applied = 0;     ///< gradients that went into an update
-  int64_t dropped = 0;     ///< late gradients dropped (backup) or stale ones (sync)
+  int64_t dropped = 0;     ///< computed on an old version: dropped as late (backup, sync)
   int64_t after_stop = 0;  ///< received after the budget was spent (not applied)
+  std::vector<int64_t> rejected = std::vector<int64_t>(size_t(reject_reason::count_), 0);
+  int64_t lost_in_flight = 0;  ///< computed but never accounted: the worker or server died
   uint64_t staleness_sum = 0;  ///< over applied gradients
   uint64_t staleness_max = 0;
   bool lost = false;       ///< the worker died during the run
+  bool quarantined = false;
+  bool joined_late = false;  ///< joined after training had started
+
+  int64_t rejected_total() const;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
-  return f(caf::meta::type_name("worker_stats"), x.worker, x.pushed, x.applied, x.dropped,
-           x.after_stop, x.staleness_sum, x.staleness_max, x.lost);
+  return f(caf::meta::type_name("worker_stats"), x.worker, x.computed, x.pushed, x.applied,
+           x.dropped, x.after_stop, x.rejected, x.lost_in_flight, x.staleness_sum,
+           x.staleness_max, x.lost, x.quarantined, x.joined_late);
 }
 
 /// The server's counters at one moment.
@@ -149,6 +175,7 @@ struct server_stats {
   int64_t gradients_dropped = 0;
   double seconds = 0;             ///< since training started (all workers joined)
   float recent_loss = 0;          ///< mean minibatch loss of recently applied gradients
+  int64_t rejected_unknown = 0;   ///< gradients from worker ids that never joined
   std::vector<int64_t> staleness_histogram;  ///< [s] = applied gradients of staleness s
   std::vector<worker_stats> workers;
 };
@@ -156,7 +183,8 @@ struct server_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, server_stats& x) {
   return f(caf::meta::type_name("server_stats"), x.version, x.samples, x.gradients_applied,
-           x.gradients_dropped, x.seconds, x.recent_loss, x.staleness_histogram, x.workers);
+           x.gradients_dropped, x.seconds, x.recent_loss, x.rejected_unknown,
+           x.staleness_histogram, x.workers);
 }
 
 /// One evaluation of the parameters during or after training.
@@ -196,6 +224,10 @@ enum class error_code : uint8_t {
   invalid_gradient,    ///< wrong length or unknown worker
   not_a_member,        ///< the worker id is unknown or out of range
   peer_lost,           ///< a peer actor died
+  rejected,            ///< the server refused a gradient (see reject_reason)
+  injected_crash,      ///< a scenario crashed this actor
+  round_timeout,       ///< a round waited longer than --round-timeout (policy stop)
+  diverged,            ///< the loss became NaN/Inf or passed the divergence threshold
 };
 
 std::string to_string(error_code x);
@@ -222,6 +254,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, run_atom, "run")
   CAF_ADD_ATOM(psgd, psgd, tick_atom, "tick")
   CAF_ADD_ATOM(psgd, psgd, resume_atom, "resume")
+  CAF_ADD_ATOM(psgd, psgd, event_atom, "event")
+  CAF_ADD_ATOM(psgd, psgd, report_atom, "report")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -229,25 +263,30 @@ CAF_END_TYPE_ID_BLOCK(psgd)
 
 namespace psgd {
 
-/// The parameter server.
+/// The parameter server. tick() is its own watchdog timer (round timeout).
 using server_actor = caf::typed_actor<
   caf::replies_to<join_atom, int32_t>::with<snapshot>,
   caf::replies_to<push_atom, gradient>::with<snapshot>,
-  caf::replies_to<stats_atom>::with<server_stats>>;
+  caf::replies_to<stats_atom>::with<server_stats>,
+  caf::reacts_to<tick_atom>>;
 
 /// Who the server reports to (the driver). Training pauses while the observer evaluates a
 /// progress snapshot; its answer (resume) lets it go on.
 using observer_actor = caf::typed_actor<
   caf::replies_to<progress_atom, snapshot, server_stats>::with<resume_atom>,
-  caf::reacts_to<done_atom, snapshot, server_stats>>;
+  caf::reacts_to<done_atom, snapshot, server_stats>,
+  caf::reacts_to<event_atom, std::string>,
+  caf::reacts_to<report_atom, int32_t, int64_t>>;
 
 /// A worker: idle until started. push() and tick() are its own timers: "send the gradient
 /// you hold" after an injected delay, and "check that the server answered in time".
 using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
                                       caf::reacts_to<tick_atom>>;
 
-/// The driver: runs one training job and answers with its summary.
-using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_summary>>;
+/// The driver: runs one training job and answers with its summary. tick() is its own timer
+/// (the bound on waiting for the workers' reports at the end).
+using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_summary>,
+                                            caf::reacts_to<tick_atom>>;
 
 /// Registers the vocabulary (type IDs and the psgd error category) with a config.
 void register_vocabulary(caf::actor_system_config& cfg);

@@ -20,9 +20,17 @@ run_summary backup_summary() {
   s.gradients_applied = 400;
   s.gradients_dropped = 37;
   s.staleness_histogram = {400};
-  s.workers = {worker_stats{0, 150, 140, 10, 0, 0, 0, false},
-               worker_stats{1, 150, 145, 5, 0, 0, 0, false},
-               worker_stats{2, 137, 115, 22, 0, 0, 0, true}};
+  auto w = [](int32_t id, int64_t pushed, int64_t applied, int64_t dropped, bool lost) {
+    worker_stats x;
+    x.worker = id;
+    x.computed = pushed;
+    x.pushed = pushed;
+    x.applied = applied;
+    x.dropped = dropped;
+    x.lost = lost;
+    return x;
+  };
+  s.workers = {w(0, 150, 140, 10, false), w(1, 150, 145, 5, false), w(2, 137, 115, 22, true)};
   r.events = {"worker 2 lost: killed"};
   return r;
 }

@@ -49,8 +49,13 @@ public:
 
   /// Pushes a gradient computed on the last snapshot, without waiting for the answer.
   void push_without_wait() {
-    self_->send(server_, push_atom::value,
-                gradient{id_, read_, 4, 0.0f, float_buffer{std::vector<float>(3, 0.01f)}});
+    gradient g;
+    g.worker = id_;
+    g.version_read = read_;
+    g.batch_size = 4;
+    g.seq = ++computed_;
+    g.values = float_buffer{std::vector<float>(3, 0.01f)};
+    self_->send(server_, push_atom::value, std::move(g));
   }
 
   /// Pushes a gradient computed on the last snapshot and waits for the next one.
@@ -66,6 +71,7 @@ private:
   server_actor server_;
   int32_t id_;
   uint64_t read_ = 0;
+  uint64_t computed_ = 0;
 };
 
 struct server_fixture {
@@ -160,27 +166,36 @@ TEST_CASE("backup m=2 e=1 with one slow worker: rounds apply exactly m gradients
   cfg.batch = 16;
   cfg.lr = 0.05;
   cfg.epochs = 0;
-  cfg.max_updates = 150;
+  cfg.max_updates = 300;
   cfg.eval_every = 1000000;
   cfg.quiet = true;
   REQUIRE(validate(cfg).empty());
   auto data = std::make_shared<const data::split>(data::make_separable(4096, 512, 16, 4, 1));
   auto job = prepare_job(cfg, data);
   REQUIRE(job);
-  job->step_delays = {{0, std::chrono::microseconds{500}},
-                      {1, std::chrono::microseconds{500}},
-                      {2, std::chrono::microseconds{5000}}};
+  // 50x slower. Under load (ctest -j2 on 2 cores) the fast workers can stall too, so the
+  // checks are relative: most of the slow worker's gradients are dropped, and its drop rate
+  // is far above the fast workers'.
+  job->step_delays = {{0, std::chrono::microseconds{200}},
+                      {1, std::chrono::microseconds{200}},
+                      {2, std::chrono::microseconds{10000}}};
   psgd_config sys_cfg;
   caf::actor_system sys{sys_cfg};
   auto r = run_training(sys, *job);
   REQUIRE(r);
   const auto& s = r->final_stats;
-  CHECK(s.version == 150);
-  CHECK(s.gradients_applied == 2 * int64_t(s.version));
+  CHECK(s.version == 300);
+  CHECK(s.gradients_applied == 2 * int64_t(s.version)); // exactly m per round
   REQUIRE(s.workers.size() == 3);
   const auto& slow = s.workers[2];
-  CHECK(slow.dropped >= 5);
-  CHECK(slow.dropped >= 0.8 * s.gradients_dropped);
-  CHECK(slow.applied <= 2);
-  CHECK(s.workers[0].applied + s.workers[1].applied + slow.applied == s.gradients_applied);
+  auto drop_rate = [](const worker_stats& w) {
+    return w.pushed > 0 ? double(w.dropped) / double(w.pushed) : 0.0;
+  };
+  CHECK(slow.pushed >= 3);
+  CHECK(drop_rate(slow) >= 0.75);
+  CHECK(drop_rate(slow) > 3 * drop_rate(s.workers[0]));
+  CHECK(drop_rate(slow) > 3 * drop_rate(s.workers[1]));
+  CHECK(s.gradients_dropped == s.workers[0].dropped + s.workers[1].dropped + slow.dropped);
+  for (const auto& w : s.workers) // no-loss: every computed gradient is accounted for
+    CHECK(w.lost_in_flight == 0);
 }

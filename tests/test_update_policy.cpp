@@ -20,7 +20,13 @@ server_settings settings_for(train_mode mode, int quorum, int workers, double lr
 }
 
 gradient grad(int32_t worker, uint64_t read, std::vector<float> values, int32_t batch = 4) {
-  return gradient{worker, read, batch, 0.0f, float_buffer{std::move(values)}};
+  gradient g;
+  g.worker = worker;
+  g.version_read = read;
+  g.batch_size = batch;
+  g.seq = read + 1;
+  g.values = float_buffer{std::move(values)};
+  return g;
 }
 
 server_core joined(server_settings s, std::vector<float> x0) {
@@ -113,10 +119,11 @@ TEST_CASE("a lost worker leaves the quorum and closes a round waiting for it", "
     core.lose(2);
     CHECK(core.push(grad(0, 0, {1})) == verdict::round_closed);
   }
-  SECTION("a lost worker's gradients are rejected") {
+  SECTION("a gradient a worker sent before it died is still used (no work lost)") {
     auto core = joined(settings_for(train_mode::async, 1, 2), {0});
     core.lose(1);
-    CHECK(core.push(grad(1, 0, {1})) == verdict::rejected);
+    CHECK(core.push(grad(1, 0, {1})) == verdict::applied);
+    CHECK(core.stats().workers[1].lost);
   }
 }
 
@@ -130,8 +137,10 @@ TEST_CASE("wrong length and unknown workers are rejected and ids are admitted on
   CHECK(core.join(1));
   CHECK(core.all_joined());
   CHECK(core.push(grad(0, 0, {1})) == verdict::rejected);
-  CHECK(core.push(grad(5, 0, {1, 1})) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::wrong_length);
+  CHECK(core.push(grad(5, 0, {1, 1})) == verdict::unknown);
   CHECK(core.current().version == 0);
+  CHECK(core.stats().rejected_unknown == 1);
 }
 
 TEST_CASE("the budget ends the run: later gradients are not applied", "[policy]") {

@@ -35,10 +35,30 @@ caf::message message_round_trip(caf::actor_system& sys, caf::message x) {
 }
 
 bool same(const worker_stats& a, const worker_stats& b) {
-  return a.worker == b.worker && a.pushed == b.pushed && a.applied == b.applied
-         && a.dropped == b.dropped && a.after_stop == b.after_stop
+  return a.worker == b.worker && a.computed == b.computed && a.pushed == b.pushed
+         && a.applied == b.applied && a.dropped == b.dropped && a.after_stop == b.after_stop
+         && a.rejected == b.rejected && a.lost_in_flight == b.lost_in_flight
          && a.staleness_sum == b.staleness_sum && a.staleness_max == b.staleness_max
-         && a.lost == b.lost;
+         && a.lost == b.lost && a.quarantined == b.quarantined
+         && a.joined_late == b.joined_late;
+}
+
+worker_stats sample_worker(int32_t id, bool lost) {
+  worker_stats w;
+  w.worker = id;
+  w.computed = 12 + id;
+  w.pushed = 10 + id;
+  w.applied = 8;
+  w.dropped = 1;
+  w.after_stop = 1;
+  w.rejected = {0, 1, 0, 2};
+  w.lost_in_flight = 1;
+  w.staleness_sum = 12;
+  w.staleness_max = 3;
+  w.lost = lost;
+  w.quarantined = !lost;
+  w.joined_late = lost;
+  return w;
 }
 
 bool same(const server_stats& a, const server_stats& b) {
@@ -50,7 +70,8 @@ bool same(const server_stats& a, const server_stats& b) {
   return a.version == b.version && a.samples == b.samples
          && a.gradients_applied == b.gradients_applied
          && a.gradients_dropped == b.gradients_dropped && a.seconds == b.seconds
-         && a.recent_loss == b.recent_loss && a.staleness_histogram == b.staleness_histogram;
+         && a.recent_loss == b.recent_loss && a.rejected_unknown == b.rejected_unknown
+         && a.staleness_histogram == b.staleness_histogram;
 }
 
 bool same(const eval_point& a, const eval_point& b) {
@@ -68,8 +89,8 @@ server_stats sample_stats() {
   s.seconds = 1.25;
   s.recent_loss = 0.5f;
   s.staleness_histogram = {3, 0, 9};
-  s.workers = {worker_stats{0, 10, 8, 1, 1, 12, 3, false},
-               worker_stats{1, 11, 9, 2, 0, 0, 0, true}};
+  s.rejected_unknown = 5;
+  s.workers = {sample_worker(0, false), sample_worker(1, true)};
   return s;
 }
 
@@ -88,15 +109,18 @@ TEST_CASE("every message type round-trips through the binary serializer", "[mess
   CHECK(snap2.version == 42);
   CHECK(snap2.params == buf);
 
-  gradient g{3, 17, 32, 0.75f, buf};
+  gradient g{3, 17, 32, 0.75f, 99, 2, 41, buf};
   auto g2 = round_trip(sys, g);
   CHECK(g2.worker == 3);
   CHECK(g2.version_read == 17);
   CHECK(g2.batch_size == 32);
   CHECK(g2.loss == 0.75f);
+  CHECK(g2.seq == 99);
+  CHECK(g2.epoch == 2);
+  CHECK(g2.step == 41);
   CHECK(g2.values == buf);
 
-  auto w = worker_stats{5, 1, 2, 3, 4, 5, 6, true};
+  auto w = sample_worker(5, true);
   CHECK(same(round_trip(sys, w), w));
   auto s = sample_stats();
   CHECK(same(round_trip(sys, s), s));
@@ -133,7 +157,7 @@ TEST_CASE("protocol messages round-trip inside caf::message (types registered)",
   caf::actor_system sys{cfg};
   float_buffer buf{std::vector<float>{1, 2, 3}};
   auto push = message_round_trip(
-    sys, caf::make_message(push_atom::value, gradient{1, 2, 8, 0.1f, buf}));
+    sys, caf::make_message(push_atom::value, gradient{1, 2, 8, 0.1f, 1, 0, 1, buf}));
   REQUIRE(push.match_elements<push_atom, gradient>());
   CHECK(push.get_as<gradient>(1).values == buf);
   auto progress = message_round_trip(
