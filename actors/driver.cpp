@@ -8,6 +8,7 @@
 
 #include "actors/results.hpp"
 #include "actors/server.hpp"
+#include "actors/injector.hpp"
 #include "actors/worker.hpp"
 #include "data/random.hpp"
 
@@ -58,6 +59,8 @@ worker_actor spawn_worker(self_ptr self) {
   return w;
 }
 
+void finish(self_ptr self, caf::expected<run_summary> outcome);
+
 void spawn_team(self_ptr self) {
   auto& st = self->state;
   const auto& job = *st.job;
@@ -69,8 +72,32 @@ void spawn_team(self_ptr self) {
   self->monitor(st.server);
   for (int32_t id = 0; id < cfg.total_workers(); ++id)
     spawn_worker(self);
-  for (auto& w : st.workers)
-    self->send(w, start_atom::value);
+  auto start_workers = [=] {
+    for (auto& w : self->state.workers)
+      self->send(w, start_atom::value);
+  };
+  if (!job.faults) {
+    start_workers();
+    return;
+  }
+  for (auto& line : plan_lines(*job.faults, cfg.seed, cfg.total_workers()))
+    record_event(self, std::move(line));
+  std::map<int32_t, worker_actor> by_id;
+  for (size_t id = 0; id < st.workers.size(); ++id)
+    by_id.emplace(static_cast<int32_t>(id), st.workers[id]);
+  // Detached: its timers and messages must not queue behind the busy workers.
+  st.injector = self->spawn<caf::detached>(injector, *job.faults, cfg.seed, st.server,
+                                           caf::actor_cast<driver_actor>(self),
+                                           std::move(by_id));
+  // Training starts once every trigger is armed.
+  self->request(st.injector, std::chrono::milliseconds{cfg.request_timeout_ms},
+                start_atom::value)
+    .then([=](start_atom) { start_workers(); },
+          [=](caf::error& err) {
+            finish(self, make_error(error_code::peer_lost,
+                                    "the fault injector did not start: "
+                                      + self->system().render(err)));
+          });
 }
 
 /// Ends the run: every actor we spawned exits, the caller gets `outcome`.
@@ -81,6 +108,8 @@ void finish(self_ptr self, caf::expected<run_summary> outcome) {
     self->send_exit(w, caf::exit_reason::user_shutdown);
   if (st.server)
     self->send_exit(st.server, caf::exit_reason::user_shutdown);
+  if (st.injector)
+    self->send_exit(st.injector, caf::exit_reason::user_shutdown);
   if (outcome)
     st.result.deliver(std::move(*outcome));
   else
@@ -139,7 +168,9 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       return;
     }
     record_event(self, fmt::format("worker {} lost: {}", id, self->system().render(msg.reason)));
-    if (st.worker_ids.empty())
+    // A worker that stopped because the server is gone is not the cause: the server's own
+    // down message follows and names it.
+    if (st.worker_ids.empty() && msg.reason != make_error(error_code::peer_lost))
       finish(self, make_error(error_code::peer_lost, "every worker was lost"));
   });
   return {
@@ -181,6 +212,12 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       n = std::max(n, computed);
     },
     [=](tick_atom) { collect(self); },
+    [=](join_atom, int32_t count) {
+      if (self->state.finishing || self->state.finished)
+        return;
+      for (int32_t i = 0; i < count; ++i)
+        self->send(spawn_worker(self), start_atom::value);
+    },
   };
 }
 

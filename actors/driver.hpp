@@ -10,6 +10,8 @@
 //   spawned running.
 // - It monitors the server and every worker; a lost worker is named in the summary's events
 //   and on stderr (the server takes it out of the quorum), as are the server's events.
+// - With a scenario it runs the injector (actors/injector.hpp) and starts the new workers
+//   it asks for (join).
 // - At the end of the budget it waits (at most `report_wait`) for every worker's report of
 //   its computed gradients, then takes the server's final counters, so the summary's no-loss
 //   equation counts the gradients pushed after the end too.
@@ -32,6 +34,7 @@ struct driver_state {
   std::shared_ptr<const training_job> job;
   data::dataset loss_subsample;
   server_actor server;
+  injector_actor injector;
   std::vector<worker_actor> workers;
   std::map<caf::actor_addr, int32_t> worker_ids;
   run_summary summary;

@@ -60,6 +60,30 @@ std::string progress_line(const run_config& cfg, const eval_point& p, const serv
   return line;
 }
 
+accounting accounting_totals(const server_stats& s) {
+  accounting a;
+  for (const auto& w : s.workers) {
+    a.computed += w.computed;
+    a.applied += w.applied;
+    a.dropped += w.dropped;
+    a.after_stop += w.after_stop;
+    a.rejected += w.rejected_total();
+    a.lost_in_flight += w.lost_in_flight;
+  }
+  return a;
+}
+
+namespace {
+
+nlohmann::json rejected_json(const worker_stats& w) {
+  nlohmann::json j = nlohmann::json::object();
+  for (size_t r = 0; r < w.rejected.size(); ++r)
+    j[to_string(static_cast<reject_reason>(r))] = w.rejected[r];
+  return j;
+}
+
+} // namespace
+
 nlohmann::json eval_json(const eval_point& p) {
   return {{"type", "eval"},           {"seconds", p.seconds},
           {"updates", p.updates},     {"samples", p.samples},
@@ -72,15 +96,21 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
   const eval_point last = r.evaluations.empty() ? eval_point{} : r.evaluations.back();
   nlohmann::json workers = nlohmann::json::array();
   nlohmann::json dropped = nlohmann::json::object();
+  const auto totals = accounting_totals(s);
   for (const auto& w : s.workers) {
     workers.push_back({{"worker", w.worker},
+                       {"computed", w.computed},
                        {"pushed", w.pushed},
                        {"applied", w.applied},
                        {"dropped", w.dropped},
                        {"after_stop", w.after_stop},
+                       {"rejected", rejected_json(w)},
+                       {"lost_in_flight", w.lost_in_flight},
                        {"staleness_mean", w.applied > 0 ? double(w.staleness_sum) / w.applied : 0.0},
                        {"staleness_max", w.staleness_max},
-                       {"lost", w.lost}});
+                       {"lost", w.lost},
+                       {"quarantined", w.quarantined},
+                       {"joined_late", w.joined_late}});
     dropped[std::to_string(w.worker)] = w.dropped;
   }
   const bool actors = cfg.parsed_mode != train_mode::sequential;
@@ -114,6 +144,15 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"staleness_max", max_staleness(s)},
     {"staleness_histogram", s.staleness_histogram},
     {"dropped_per_worker", dropped},
+    {"accounting", {{"equation", "computed = applied + dropped + after_stop + rejected + "
+                                 "lost_in_flight"},
+                    {"computed", totals.computed},
+                    {"applied", totals.applied},
+                    {"dropped", totals.dropped},
+                    {"after_stop", totals.after_stop},
+                    {"rejected", totals.rejected},
+                    {"lost_in_flight", totals.lost_in_flight},
+                    {"rejected_unknown_worker", s.rejected_unknown}}},
     {"workers", workers},
     {"events", r.events},
   };

@@ -8,7 +8,9 @@
 //   {"type":"eval", ...} per evaluation and one {"type":"summary", ...} at the end. The
 //   summary names everything needed to compare runs: mode, m, e, b, lr, aggregate, seed,
 //   epochs, model, train seconds, samples/s, updates/s, final test accuracy and train loss,
-//   the staleness histogram and the dropped gradients per worker.
+//   the staleness histogram, the dropped gradients per worker, each worker's accounting and
+//   the no-loss equation over all workers, and the run's events (injected faults, lost
+//   workers, quarantines, round timeouts).
 #pragma once
 
 #include <map>
@@ -30,6 +32,18 @@ eval_point evaluate_at(const model::model& m, const float* params,
 
 std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
                           int64_t train_rows);
+
+/// The no-loss equation over all workers:
+///   computed = applied + dropped + after_stop + rejected + lost_in_flight
+struct accounting {
+  int64_t computed = 0;
+  int64_t applied = 0;
+  int64_t dropped = 0;
+  int64_t after_stop = 0;
+  int64_t rejected = 0;
+  int64_t lost_in_flight = 0;
+};
+accounting accounting_totals(const server_stats& s);
 
 nlohmann::json eval_json(const eval_point& p);
 nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);

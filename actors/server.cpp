@@ -74,6 +74,11 @@ void report(self_ptr self) {
                                       st.core->settings().divergence_loss)));
     return;
   }
+  const auto version = st.core->current().version;
+  while (!st.watches.empty() && st.watches.begin()->first <= version) {
+    st.watches.begin()->second.deliver(version);
+    st.watches.erase(st.watches.begin());
+  }
   if (st.core->finished()) {
     st.done_sent = true;
     for (auto& [id, rp] : st.waiting)
@@ -197,6 +202,8 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       return;
     int32_t id = i->second;
     st.members.erase(i);
+    if (st.done_sent)
+      return; // workers leave once the budget is spent: not a loss
     st.waiting.erase(id);
     if (st.core->lose(id)) {
       report(self);
@@ -238,6 +245,17 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       return rp;
     },
     [=](stats_atom) { return self->state.core->stats(); },
+    [=](watch_atom, uint64_t version) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (st.core->current().version >= version)
+        return st.core->current().version;
+      auto rp = self->make_response_promise<uint64_t>();
+      st.watches.emplace(version, rp);
+      return rp;
+    },
+    [=](crash_atom) {
+      self->quit(make_error(error_code::injected_crash, "the server (scenario)"));
+    },
     [=](tick_atom) {
       check_round(self);
       self->delayed_send(self, tick_interval(self->state.core->settings()), tick_atom::value);

@@ -17,6 +17,8 @@
 // - A round open longer than the round timeout names the workers it waits for; the policy
 //   drops them from the quorum, or stops the server with error round_timeout. Divergence
 //   stops it with error diverged.
+// - watch(v) is answered once the version reaches v (the injector's update-count triggers);
+//   crash() makes the server die with error injected_crash (a scenario's server crash).
 // - Every `eval_every` updates (0 = never) it asks the observer to evaluate the snapshot and
 //   PAUSES training until the answer: replies are held and new pushes deferred, and the
 //   training clock stops (as sequential SGD pauses for its evaluations, so throughput
@@ -55,6 +57,8 @@ struct server_state {
   std::vector<caf::typed_response_promise<snapshot>> held;
   /// Pushes that arrived during an evaluation pause, handled in order on resume.
   std::deque<std::pair<gradient, caf::typed_response_promise<snapshot>>> deferred;
+  /// watch(version) requests, answered once the server reaches their version.
+  std::multimap<uint64_t, caf::typed_response_promise<uint64_t>> watches;
   /// Member actors by address, for the down handler.
   std::map<caf::actor_addr, int32_t> members;
 };

@@ -44,6 +44,15 @@ outcome<training_job> prepare_job(const run_config& cfg,
   spec.hidden = cfg.hidden;
   if (cfg.parsed_model != model::kind::least_squares && !data->train.is_classification())
     return result::failure("--model " + cfg.model + " needs a classification set");
+  std::optional<scenario> faults;
+  if (!cfg.scenario.empty()) {
+    if (cfg.parsed_mode == train_mode::sequential)
+      return result::failure("--scenario: sequential mode has no workers to inject faults into");
+    auto loaded = load_scenario(cfg.scenario);
+    if (!loaded)
+      return result::failure("--scenario: " + loaded.error());
+    faults = std::move(*loaded);
+  }
   auto made = model::make_model(spec);
   if (!made)
     return result::failure("--model: " + made.error());
@@ -51,6 +60,7 @@ outcome<training_job> prepare_job(const run_config& cfg,
   job.cfg = cfg;
   job.data = std::move(data);
   job.model = std::shared_ptr<const model::model>(std::move(*made));
+  job.faults = std::move(faults);
   job.initial.resize(job.model->num_params());
   job.model->init(cfg.seed, job.initial.data());
   return job;

@@ -2,8 +2,9 @@
 //
 // Contract:
 // - prepare_job() loads the data the config names (Fashion-MNIST or a synthetic set), builds
-//   the model and its initial parameters (model init from --seed), and checks the options
-//   against the data. Every failure is one line naming the problem.
+//   the model and its initial parameters (model init from --seed), reads the scenario
+//   (--scenario), and checks the options against the data. Every failure is one line naming
+//   the problem.
 // - run_training() runs the job to the end of its budget and returns its summary; in
 //   `sequential` mode without actors, otherwise with a driver, a server and the workers on
 //   `sys`. It blocks the calling thread; every actor it started has been told to exit when
@@ -13,12 +14,14 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
 #include "config/run_config.hpp"
+#include "config/scenario.hpp"
 #include "data/dataset.hpp"
 #include "data/outcome.hpp"
 #include "messages/vocabulary.hpp"
@@ -33,6 +36,8 @@ struct training_job {
   std::vector<float> initial;                    ///< initial parameters
   /// Extra time per step of some workers (a real straggler): worker id -> delay.
   std::map<int32_t, std::chrono::microseconds> step_delays;
+  /// Stragglers and faults to inject (--scenario).
+  std::optional<scenario> faults;
 };
 
 /// Loads data, builds the model, checks the config against the data. `cfg` must have passed

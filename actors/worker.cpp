@@ -4,6 +4,9 @@
 
 #include <caf/all.hpp>
 
+#include "actors/injector.hpp"
+#include "config/scenario.hpp"
+
 namespace psgd {
 
 namespace {
@@ -19,14 +22,51 @@ void stop(self_ptr self, caf::error reason = caf::error{}) {
   self->quit(std::move(reason));
 }
 
+/// The extra time the injected effects add to this step, in milliseconds.
+double injected_delay_ms(self_ptr self, const int64_t* index, double compute_ms) {
+  auto& st = self->state;
+  double ms = st.pending_pause_ms;
+  st.pending_pause_ms = 0;
+  for (auto& [event, f] : st.faults) {
+    const auto& e = f.effect;
+    switch (e.kind) {
+      case fault_effect::slow_factor:
+        ms += (e.factor - 1.0) * compute_ms;
+        break;
+      case fault_effect::slow_delay: {
+        delay_distribution d{static_cast<delay_distribution::family>(e.dist), e.a, e.b};
+        ms += d.draw(f.draws);
+        break;
+      }
+      case fault_effect::example_cost:
+        for (int i = 0; i < st.settings.batch; ++i) {
+          auto label = static_cast<size_t>(st.train->labels.empty() ? 0 : st.train->labels[index[i]]);
+          if (label < e.per_class_ms.size())
+            ms += e.per_class_ms[label];
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return ms;
+}
+
 /// Computes one minibatch gradient on `snap`, then pushes it (now or after the delay).
 void step(self_ptr self, snapshot snap) {
   auto& st = self->state;
   const auto& s = st.settings;
   auto values = st.gradients->acquire();
   const int64_t* index = st.sampler->next();
+  const auto started = std::chrono::steady_clock::now();
   float loss = st.model->gradient(snap.params.data(), *st.train, index, s.batch, values->data(),
                                   *st.workspace);
+  const double compute_ms =
+    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  auto delay = s.step_delay;
+  if (!st.faults.empty() || st.pending_pause_ms > 0)
+    delay += std::chrono::microseconds{
+      static_cast<int64_t>(1000.0 * injected_delay_ms(self, index, compute_ms))};
   ++st.computed;
   gradient g{s.id,
              snap.version,
@@ -37,9 +77,9 @@ void step(self_ptr self, snapshot snap) {
              st.sampler->step(),
              float_buffer{std::move(values)}};
   snap = snapshot{}; // release the parameters before the round trip
-  if (s.step_delay.count() > 0) {
+  if (delay.count() > 0) {
     st.held = std::move(g);
-    self->delayed_send(self, s.step_delay, push_atom::value);
+    self->delayed_send(self, delay, push_atom::value);
     return;
   }
   push(self, std::move(g));
@@ -79,7 +119,9 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
   st.server = server;
   st.observer = std::move(observer);
   st.workspace = model->make_workspace(settings.batch);
-  st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed, settings.id,
+  // A worker that joined mid-run (id >= shards) takes shard id % shards of its own stream.
+  st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed,
+                                                     settings.id % settings.shards,
                                                      settings.shards, settings.batch);
   st.gradients = std::make_unique<buffer_pool>(static_cast<size_t>(model->num_params()));
   st.model = std::move(model);
@@ -108,6 +150,25 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
         push(self, std::move(g));
       }
     },
+    [=](fault_atom, const fault_effect& effect) {
+      auto& st = self->state;
+      switch (effect.kind) {
+        case fault_effect::crash:
+          stop(self, make_error(error_code::injected_crash,
+                                "worker " + std::to_string(st.settings.id) + " (scenario event "
+                                  + std::to_string(effect.event) + ")"));
+          return;
+        case fault_effect::pause:
+          st.pending_pause_ms += effect.duration_ms;
+          return;
+        default:
+          st.faults.insert_or_assign(
+            effect.event,
+            worker_state::active_fault{effect,
+                                       data::splitmix64{draw_seed(effect, st.settings.id)}});
+      }
+    },
+    [=](heal_atom, int32_t event) { self->state.faults.erase(event); },
     [=](tick_atom) {
       auto& st = self->state;
       auto waited = std::chrono::steady_clock::now() - st.sent;

@@ -8,8 +8,11 @@
 //   Whenever it stops it first sends the observer report(id, computed): its own count of
 //   gradients computed, the left side of the no-loss equation.
 // - The snapshot is released before the push, so the server's buffers recycle.
-// - `step_delay` > 0 makes every step really take that much longer (a straggler): the
-//   gradient is pushed after a timer, without blocking a scheduler thread.
+// - `step_delay` > 0, and the injector's effects (slow by a factor or by a delay drawn per
+//   step, an extra cost per example of a class, a pause), make a step really take longer (a
+//   straggler): the gradient is pushed after a timer, without blocking a scheduler thread.
+//   An injected crash stops the worker with error injected_crash (a gradient it held is lost
+//   in flight, and its report says so).
 // - No request waits longer than `timeout` for the server: a watchdog tick (every
 //   timeout / 4, at most 1 s) ends the worker with request_timeout when the join or push in
 //   flight is older than that. Why not CAF's per-request timeout: in 0.17 every timed request
@@ -21,11 +24,13 @@
 
 #include <chrono>
 #include <memory>
+#include <map>
 #include <optional>
 
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/snapshot_pool.hpp"
+#include "data/random.hpp"
 #include "data/sampler.hpp"
 #include "messages/vocabulary.hpp"
 #include "model/model.hpp"
@@ -53,6 +58,12 @@ struct worker_state {
   std::unique_ptr<data::shard_sampler> sampler;
   std::unique_ptr<buffer_pool> gradients;
   std::optional<gradient> held;  ///< computed, waiting for the step delay to pass
+  struct active_fault {
+    fault_effect effect;
+    data::splitmix64 draws;
+  };
+  std::map<int32_t, active_fault> faults;  ///< injected effects in force, by event
+  double pending_pause_ms = 0;             ///< an injected pause, taken at the next step
   bool started = false;
   bool awaiting = false;         ///< a push is in flight
   std::chrono::steady_clock::time_point sent;  ///< when it was sent

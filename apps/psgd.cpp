@@ -113,6 +113,13 @@ int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) 
   return -1;
 }
 
+bool has_option(int argc, char** argv, const std::string& name) {
+  for (int i = 2; i < argc; ++i)
+    if (std::string{argv[i]}.rfind(name, 0) == 0)
+      return true;
+  return false;
+}
+
 bool is_directory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -148,6 +155,8 @@ int cmd_train(int argc, char** argv) {
   auto job = prepare_job(run);
   if (!job)
     return usage_error(job.error());
+  if (!has_option(argc, argv, "--scheduler.policy"))
+    cfg.fit_scheduler_to(run);
   caf::actor_system sys{cfg};
   auto result = run_training(sys, *job);
   if (!result) {

@@ -183,6 +183,15 @@ psgd_config::psgd_config() {
   set("scheduler.max-throughput", 1);
 }
 
+std::string psgd_config::fit_scheduler_to(const run_config& run) {
+  const auto threads = caf::get_or(*this, "scheduler.max-threads",
+                                   size_t{std::max(1u, std::thread::hardware_concurrency())});
+  const bool oversubscribed = static_cast<size_t>(run.total_workers()) > threads;
+  const std::string policy = oversubscribed || !run.scenario.empty() ? "sharing" : "stealing";
+  set("scheduler.policy", caf::atom_from_string(policy));
+  return policy;
+}
+
 std::vector<std::string> join_option_values(const caf::config_option_set& options,
                                             std::vector<std::string> args) {
   std::vector<std::string> out;

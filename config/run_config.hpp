@@ -86,6 +86,15 @@ public:
   run_config run;
   /// The psgd options (for join_option_values).
   const caf::config_option_set& options() const { return custom_options_; }
+
+  /// Chooses CAF's scheduling policy for a run; call after validate(), before the actor
+  /// system exists. Work stealing (fastest) when every worker has a scheduler thread of its
+  /// own. When workers outnumber the threads (backup m+e, async with m > cores), or a
+  /// scenario injects faults, CAF's FIFO "sharing" policy instead: work stealing runs the
+  /// actors a thread wakes itself first (LIFO) and a worker woken by a timer (a scripted
+  /// straggler) waits behind the others for as long as they keep their threads busy, so
+  /// the fastest workers would look faster than they are. Returns the policy.
+  std::string fit_scheduler_to(const run_config& run);
 };
 
 /// `--name value` -> `--name=value` for options that take a value (CAF 0.17 accepts only the

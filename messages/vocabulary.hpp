@@ -28,6 +28,10 @@
 //                                                              round timeout, late join)
 //   worker -> observer report(id, computed)                    its count of computed gradients,
 //                                                              sent as it stops
+//   injector -> worker fault(effect), heal(event)              slow down, pause, crash
+//   injector -> server watch(version)                       -> version, once it is reached
+//   injector -> server crash()                                 an injected server crash
+//   injector -> driver join(count)                             start new workers mid-run
 //   caller -> driver   run()                                -> run_summary when finished
 #pragma once
 
@@ -217,6 +221,26 @@ typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
            x.events);
 }
 
+/// One injected effect on a worker, sent by the injector (see config/scenario.hpp).
+struct fault_effect {
+  enum kinds : int32_t { slow_factor, slow_delay, example_cost, pause, crash };
+  int32_t event = 0;        ///< index of the scenario event
+  int32_t kind = slow_factor;
+  double factor = 1;        ///< slow_factor: step time multiplier
+  int32_t dist = 0;         ///< slow_delay: delay_distribution::family
+  double a = 0;             ///< slow_delay: the distribution's parameters
+  double b = 0;
+  std::vector<double> per_class_ms;  ///< example_cost
+  double duration_ms = 0;   ///< pause
+  uint64_t seed = 0;        ///< the event's seed; the worker mixes in its id for its draws
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, fault_effect& x) {
+  return f(caf::meta::type_name("fault_effect"), x.event, x.kind, x.factor, x.dist, x.a, x.b,
+           x.per_class_ms, x.duration_ms, x.seed);
+}
+
 /// psgd's error codes (category atom "psgd").
 enum class error_code : uint8_t {
   none = 0,
@@ -245,6 +269,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(psgd, (psgd::server_stats))
   CAF_ADD_TYPE_ID(psgd, (psgd::eval_point))
   CAF_ADD_TYPE_ID(psgd, (psgd::run_summary))
+  CAF_ADD_TYPE_ID(psgd, (psgd::fault_effect))
   CAF_ADD_ATOM(psgd, psgd, join_atom, "join")
   CAF_ADD_ATOM(psgd, psgd, push_atom, "push")
   CAF_ADD_ATOM(psgd, psgd, stats_atom, "stats")
@@ -256,6 +281,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, resume_atom, "resume")
   CAF_ADD_ATOM(psgd, psgd, event_atom, "event")
   CAF_ADD_ATOM(psgd, psgd, report_atom, "report")
+  CAF_ADD_ATOM(psgd, psgd, fault_atom, "fault")
+  CAF_ADD_ATOM(psgd, psgd, heal_atom, "heal")
+  CAF_ADD_ATOM(psgd, psgd, watch_atom, "watch")
+  CAF_ADD_ATOM(psgd, psgd, crash_atom, "crash")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -268,6 +297,8 @@ using server_actor = caf::typed_actor<
   caf::replies_to<join_atom, int32_t>::with<snapshot>,
   caf::replies_to<push_atom, gradient>::with<snapshot>,
   caf::replies_to<stats_atom>::with<server_stats>,
+  caf::replies_to<watch_atom, uint64_t>::with<uint64_t>,
+  caf::reacts_to<crash_atom>,
   caf::reacts_to<tick_atom>>;
 
 /// Who the server reports to (the driver). Training pauses while the observer evaluates a
@@ -280,13 +311,24 @@ using observer_actor = caf::typed_actor<
 
 /// A worker: idle until started. push() and tick() are its own timers: "send the gradient
 /// you hold" after an injected delay, and "check that the server answered in time".
+/// fault() and heal() come from the injector: an effect begins, an effect window ends.
 using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
-                                      caf::reacts_to<tick_atom>>;
+                                      caf::reacts_to<tick_atom>,
+                                      caf::reacts_to<fault_atom, fault_effect>,
+                                      caf::reacts_to<heal_atom, int32_t>>;
 
 /// The driver: runs one training job and answers with its summary. tick() is its own timer
 /// (the bound on waiting for the workers' reports at the end).
+/// join(count) comes from the injector: start that many new workers.
 using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_summary>,
-                                            caf::reacts_to<tick_atom>>;
+                                            caf::reacts_to<tick_atom>,
+                                            caf::reacts_to<join_atom, int32_t>>;
+
+/// The injector: carries out a scenario. start() is answered once every trigger is armed.
+/// fault(i) and heal(i) are its own timers: event i begins, event i's window ends.
+using injector_actor = caf::typed_actor<caf::replies_to<start_atom>::with<start_atom>,
+                                        caf::reacts_to<fault_atom, int32_t>,
+                                        caf::reacts_to<heal_atom, int32_t>>;
 
 /// Registers the vocabulary (type IDs and the psgd error category) with a config.
 void register_vocabulary(caf::actor_system_config& cfg);

@@ -180,6 +180,7 @@ TEST_CASE("backup m=2 e=1 with one slow worker: rounds apply exactly m gradients
                       {1, std::chrono::microseconds{200}},
                       {2, std::chrono::microseconds{10000}}};
   psgd_config sys_cfg;
+  CHECK(sys_cfg.fit_scheduler_to(cfg) == "sharing"); // 3 workers on 2 threads: fair FIFO
   caf::actor_system sys{sys_cfg};
   auto r = run_training(sys, *job);
   REQUIRE(r);

@@ -1,6 +1,8 @@
 // The server's update rules, one gradient at a time (no actors).
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "actors/update_policy.hpp"
 
 using namespace psgd;
@@ -163,4 +165,109 @@ TEST_CASE("the budget ends the run: later gradients are not applied", "[policy]"
   CHECK_FALSE(core2.finished());
   core2.push(grad(0, 2, {1}, 4));
   CHECK(core2.finished());
+}
+
+TEST_CASE("each admission rule rejects what it should and leaves the parameters alone",
+          "[policy]") {
+  auto core = joined(settings_for(train_mode::async, 1, 2), {1, 2});
+  auto before = core.current();
+  auto nan = std::numeric_limits<float>::quiet_NaN();
+  auto inf = std::numeric_limits<float>::infinity();
+  CHECK(core.push(grad(0, 0, {1})) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::wrong_length);
+  CHECK(core.push(grad(0, 0, {nan, 0})) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::non_finite);
+  CHECK(core.push(grad(1, 0, {0, -inf})) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::non_finite);
+  CHECK(core.push(grad(7, 0, {0, 0})) == verdict::unknown);
+  // Nothing was applied: the same buffer, the same values.
+  CHECK(core.current().version == 0);
+  CHECK(core.current().params.data() == before.params.data());
+  CHECK(core.current().params.values() == std::vector<float>{1, 2});
+  // A good gradient, then the same read version again: a duplicate.
+  CHECK(core.push(grad(1, 0, {1, 1})) == verdict::applied);
+  auto after_good = core.current().params.values();
+  CHECK(core.push(grad(1, 0, {1, 1})) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::duplicate);
+  CHECK(core.current().params.values() == after_good);
+  auto s = core.stats();
+  CHECK(s.workers[0].rejected[size_t(reject_reason::wrong_length)] == 1);
+  CHECK(s.workers[0].rejected[size_t(reject_reason::non_finite)] == 1);
+  CHECK(s.workers[1].rejected[size_t(reject_reason::non_finite)] == 1);
+  CHECK(s.workers[1].rejected[size_t(reject_reason::duplicate)] == 1);
+  CHECK(s.rejected_unknown == 1);
+}
+
+TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum",
+          "[policy]") {
+  auto s = settings_for(train_mode::sync, 2, 2);
+  s.quarantine_after = 3;
+  auto core = joined(s, {0});
+  auto nan = std::numeric_limits<float>::quiet_NaN();
+  CHECK(core.push(grad(0, 0, {1})) == verdict::waiting); // worker 0 waits for worker 1
+  CHECK(core.push(grad(1, 0, {nan})) == verdict::rejected);
+  CHECK_FALSE(core.quarantined_now());
+  CHECK(core.push(grad(1, 0, {nan})) == verdict::rejected);
+  CHECK(core.push(grad(1, 0, {nan})) == verdict::rejected);
+  CHECK(core.quarantined_now());
+  // Leaving the quorum closed the round worker 0 was waiting in.
+  CHECK(core.current().version == 1);
+  CHECK(core.last_round() == std::vector<int32_t>{0});
+  CHECK(core.push(grad(1, 1, {1})) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::quarantined);
+  // Worker 0 now makes rounds on its own.
+  CHECK(core.push(grad(0, 1, {1})) == verdict::round_closed);
+  auto st = core.stats();
+  CHECK(st.workers[1].quarantined);
+  CHECK(st.workers[1].rejected_total() == 4);
+}
+
+TEST_CASE("a good gradient resets the count of bad ones in a row", "[policy]") {
+  auto s = settings_for(train_mode::async, 1, 1);
+  s.quarantine_after = 2;
+  auto core = joined(s, {0});
+  auto nan = std::numeric_limits<float>::quiet_NaN();
+  core.push(grad(0, 0, {nan}));
+  core.push(grad(0, 0, {1}));
+  core.push(grad(0, 1, {nan}));
+  CHECK_FALSE(core.stats().workers[0].quarantined);
+  core.push(grad(0, 1, {nan}));
+  CHECK(core.stats().workers[0].quarantined);
+}
+
+TEST_CASE("a suspended worker is out of the quorum until it pushes again", "[policy]") {
+  auto core = joined(settings_for(train_mode::sync, 2, 2), {0});
+  CHECK(core.push(grad(0, 0, {1})) == verdict::waiting);
+  CHECK(core.waiting_for() == std::vector<int32_t>{1});
+  CHECK(core.suspend({1}));
+  CHECK(core.current().version == 1);
+  CHECK(core.push(grad(0, 1, {1})) == verdict::round_closed); // alone now
+  // Worker 1 comes back with a gradient on version 0: late, but it rejoins.
+  CHECK(core.push(grad(1, 0, {1})) == verdict::dropped_late);
+  CHECK(core.push(grad(0, 2, {1})) == verdict::waiting); // the round waits for both again
+}
+
+TEST_CASE("a NaN loss or one above the threshold marks divergence", "[policy]") {
+  auto s = settings_for(train_mode::async, 1, 1);
+  s.divergence_loss = 50;
+  auto core = joined(s, {0});
+  auto g = grad(0, 0, {1});
+  g.loss = 10;
+  core.push(g);
+  CHECK_FALSE(core.diverged());
+  g = grad(0, 1, {1});
+  g.loss = 51;
+  core.push(g);
+  CHECK(core.diverged());
+}
+
+TEST_CASE("a worker may join after training started, with a new id only", "[policy]") {
+  auto core = joined(settings_for(train_mode::sync, 2, 2), {0});
+  CHECK_FALSE(core.join(2)); // before start: only the expected ids
+  core.start_clock();
+  CHECK(core.join(2));
+  CHECK_FALSE(core.join(2));
+  CHECK_FALSE(core.join(1));
+  CHECK(core.live_workers() == 3);
+  CHECK(core.stats().workers[2].joined_late);
 }

@@ -1,0 +1,207 @@
+#include "actors/injector.hpp"
+
+#include <caf/all.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "data/random.hpp"
+
+namespace psgd {
+
+namespace {
+
+using self_ptr = injector_actor::stateful_pointer<injector_state>;
+
+uint64_t event_seed(uint64_t seed, int32_t index) {
+  return data::mix_seed(seed, 0x1a9ec7, static_cast<uint64_t>(index));
+}
+
+/// The workers of event `index`: its own random stream, so adding an event later in the
+/// file does not change the draws of the earlier ones.
+std::vector<int32_t> resolve_targets(const fault_event& e, int32_t index, uint64_t seed,
+                                     int workers) {
+  data::splitmix64 rng{data::mix_seed(event_seed(seed, index), 0x7a29e7)};
+  return e.workers.resolve(workers, rng);
+}
+
+std::string describe(const fault_event& e) {
+  switch (e.kind) {
+    case fault_kind::slow:
+      return e.delay ? "slow by " + e.delay->describe() + " per step"
+                     : fmt::format("slow by factor {}", e.factor);
+    case fault_kind::example_cost:
+      return fmt::format("example cost {} ms per example of class 0..{}",
+                         fmt::join(e.per_class_ms, "/"), e.per_class_ms.size() - 1);
+    case fault_kind::pause:
+      return fmt::format("pause {} ms", e.duration_ms);
+    case fault_kind::crash:
+      return "crash";
+    case fault_kind::join:
+      return fmt::format("join {} new worker(s)", e.count);
+    case fault_kind::server_crash:
+      return "crash the server";
+  }
+  return "?";
+}
+
+std::string when(const fault_event& e) {
+  const bool window = e.kind == fault_kind::slow || e.kind == fault_kind::example_cost;
+  if (!window)
+    return "at " + to_string(*e.from);
+  return fmt::format("from {} to {}", e.from ? to_string(*e.from) : "the start",
+                     e.to ? to_string(*e.to) : "the end");
+}
+
+/// Arms a point: a timer for seconds, a watch request for updates.
+void arm(self_ptr self, const fault_point& p, bool begin, int32_t index) {
+  if (p.in == fault_point::unit::seconds) {
+    auto delay = std::chrono::duration_cast<caf::timespan>(std::chrono::duration<double>(p.value));
+    if (begin)
+      self->delayed_send(self, delay, fault_atom::value, index);
+    else
+      self->delayed_send(self, delay, heal_atom::value, index);
+    return;
+  }
+  // The server answers once it reaches the version (or dies with the run): no timeout.
+  self->request(self->state.server, caf::infinite, watch_atom::value,
+                static_cast<uint64_t>(p.value))
+    .then(
+      [=](uint64_t) {
+        if (begin)
+          self->send(self, fault_atom::value, index);
+        else
+          self->send(self, heal_atom::value, index);
+      },
+      [=](caf::error&) {}); // the server is gone: its restart is the driver's business
+}
+
+void tell(self_ptr self, std::string text) {
+  self->send(self->state.driver, event_atom::value, std::move(text));
+}
+
+void begin(self_ptr self, int32_t index) {
+  auto& st = self->state;
+  const auto& e = st.plan.events[index];
+  tell(self, fmt::format("injected event {}: {}{}", index, describe(e),
+                         st.targets[index].empty()
+                           ? std::string{}
+                           : fmt::format(" on worker(s) {}", fmt::join(st.targets[index], ", "))));
+  switch (e.kind) {
+    case fault_kind::join:
+      self->send(st.driver, join_atom::value, static_cast<int32_t>(e.count));
+      return;
+    case fault_kind::server_crash:
+      self->send(st.server, crash_atom::value);
+      return;
+    default:
+      break;
+  }
+  auto effect = effect_of(e, index, st.seed);
+  for (auto id : st.targets[index])
+    if (auto w = st.workers.find(id); w != st.workers.end())
+      self->send(w->second, fault_atom::value, effect);
+}
+
+void end(self_ptr self, int32_t index) {
+  auto& st = self->state;
+  tell(self, fmt::format("injected event {} ended", index));
+  for (auto id : st.targets[index])
+    if (auto w = st.workers.find(id); w != st.workers.end())
+      self->send(w->second, heal_atom::value, index);
+}
+
+} // namespace
+
+fault_effect effect_of(const fault_event& e, int32_t index, uint64_t seed) {
+  fault_effect f;
+  f.event = index;
+  f.seed = event_seed(seed, index);
+  switch (e.kind) {
+    case fault_kind::slow:
+      if (e.delay) {
+        f.kind = fault_effect::slow_delay;
+        f.dist = static_cast<int32_t>(e.delay->dist);
+        f.a = e.delay->a;
+        f.b = e.delay->b;
+      } else {
+        f.kind = fault_effect::slow_factor;
+        f.factor = e.factor;
+      }
+      break;
+    case fault_kind::example_cost:
+      f.kind = fault_effect::example_cost;
+      f.per_class_ms = e.per_class_ms;
+      break;
+    case fault_kind::pause:
+      f.kind = fault_effect::pause;
+      f.duration_ms = e.duration_ms;
+      break;
+    default:
+      f.kind = fault_effect::crash;
+      break;
+  }
+  return f;
+}
+
+uint64_t draw_seed(const fault_effect& effect, int32_t worker) {
+  return data::mix_seed(effect.seed, 0xd2a3, static_cast<uint64_t>(worker));
+}
+
+std::vector<std::string> plan_lines(const scenario& s, uint64_t seed, int workers) {
+  std::vector<std::string> lines;
+  for (int32_t i = 0; i < static_cast<int32_t>(s.events.size()); ++i) {
+    const auto& e = s.events[i];
+    auto targets = resolve_targets(e, i, seed, workers);
+    auto line = fmt::format("inject: scenario {} event {}: {} {}", s.name, i, describe(e), when(e));
+    if (!targets.empty())
+      line += fmt::format(" on worker(s) {}", fmt::join(targets, ", "));
+    if (e.kind == fault_kind::slow && e.delay) {
+      // The first draws each target will take: the same for the same seed and scenario.
+      auto effect = effect_of(e, i, seed);
+      for (auto id : targets) {
+        data::splitmix64 rng{draw_seed(effect, id)};
+        std::vector<std::string> draws;
+        for (int k = 0; k < 3; ++k)
+          draws.push_back(fmt::format("{:.4f}", e.delay->draw(rng)));
+        line += fmt::format("; worker {} draws {} ms ...", id, fmt::join(draws, ", "));
+      }
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t seed,
+                                       server_actor server, driver_actor driver,
+                                       std::map<int32_t, worker_actor> workers) {
+  auto& st = self->state;
+  st.plan = std::move(plan);
+  st.seed = seed;
+  st.server = std::move(server);
+  st.driver = std::move(driver);
+  st.workers = std::move(workers);
+  return {
+    [=](start_atom) {
+      auto& st = self->state;
+      if (st.started)
+        return start_atom::value;
+      st.started = true;
+      const int n = static_cast<int>(st.workers.size());
+      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
+        const auto& e = st.plan.events[i];
+        st.targets.push_back(resolve_targets(e, i, st.seed, n));
+        if (e.from)
+          arm(self, *e.from, true, i);
+        else
+          self->send(self, fault_atom::value, i);
+        if (e.to)
+          arm(self, *e.to, false, i);
+      }
+      return start_atom::value;
+    },
+    [=](fault_atom, int32_t index) { begin(self, index); },
+    [=](heal_atom, int32_t index) { end(self, index); },
+  };
+}
+
+} // namespace psgd

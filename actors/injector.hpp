@@ -1,0 +1,55 @@
+// The injector actor: carries out a scenario's stragglers and faults (config/scenario.hpp).
+//
+// Contract:
+// - On start() it resolves every event's workers (a "random" set is drawn from the seed)
+//   and arms each event's begin and end: a timer for a point in seconds (since start()), a
+//   watch request to the server for a point in updates; then it answers start(), so the
+//   driver starts the workers only once every trigger is armed. (The plan itself,
+//   plan_lines(), is a pure function the driver writes into the results.)
+// - At an event's begin it sends the effect: fault(effect) to each target worker (slow
+//   down, example cost, pause, crash), join(count) to the driver, crash() to the server;
+//   at a window's end heal(event) to the targets. Each firing is told to the observer too.
+// - Determinism: the plan (targets, parameters, the first draws of every delay
+//   distribution) depends only on (seed, scenario); a worker's draws come from the stream
+//   (event seed, worker id), so the same seed and scenario give the same delays in the
+//   same order. When each event fires depends on the run (timing).
+// - It never blocks: watch requests wait without timeout because the server answers them
+//   by construction or dies, and the driver ends the injector with the run.
+#pragma once
+
+#include <map>
+#include <vector>
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "config/scenario.hpp"
+#include "messages/vocabulary.hpp"
+
+namespace psgd {
+
+struct injector_state {
+  static inline const char* name = "injector";
+  scenario plan;
+  uint64_t seed = 1;
+  server_actor server;
+  driver_actor driver;
+  std::map<int32_t, worker_actor> workers;   ///< the initial workers by id
+  std::vector<std::vector<int32_t>> targets; ///< per event: the resolved worker ids
+  bool started = false;
+};
+
+/// The effect a worker gets for event `index` (slow, example_cost, pause, crash).
+fault_effect effect_of(const fault_event& e, int32_t index, uint64_t seed);
+
+/// The seed of a worker's draws for an effect: the same on every run with the same seed.
+uint64_t draw_seed(const fault_effect& effect, int32_t worker);
+
+/// One line per event: what it does to whom, and when (deterministic in seed and scenario).
+std::vector<std::string> plan_lines(const scenario& s, uint64_t seed, int workers);
+
+injector_actor::behavior_type injector(injector_actor::stateful_pointer<injector_state> self,
+                                       scenario plan, uint64_t seed, server_actor server,
+                                       driver_actor driver,
+                                       std::map<int32_t, worker_actor> workers);
+
+} // namespace psgd

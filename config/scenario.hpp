@@ -1,0 +1,116 @@
+// scenario: a script of stragglers and faults, read from a JSON file (nlohmann-json).
+//
+// Contract:
+// - load_scenario() reads and validates the whole file before any training starts; the first
+//   problem comes back as one line naming the file and the field, e.g.
+//   "slow.json: events[2].delay.shape: must be > 0 (got -1)". Unknown keys are errors too
+//   (a typo must not silently disable a fault).
+// - A scenario is a plain immutable value: share it read-only between threads.
+// - delay_distribution::draw() is deterministic in the generator's state.
+//
+// File format (all times in milliseconds unless the key says seconds):
+//   {
+//     "name": "one-slow-worker",                 optional, default: the file's stem
+//     "description": "worker 1 is 10x slower",   optional
+//     "events": [ EVENT, ... ]                   required, may be empty
+//   }
+//   EVENT = { "kind": KIND, ... } with, per kind:
+//     "slow"          workers, window, and exactly one of
+//                       "factor": F          (F >= 1: each step takes F times its compute time)
+//                       "delay": DIST        (extra time per step drawn from DIST)
+//     "example_cost"  workers, window, "per_class_ms": [c0, c1, ...] (>= 0 each): extra time per
+//                     example of class k in the batch (biases which gradients arrive late)
+//     "pause"         workers, "at": POINT, "duration_ms": D (> 0)
+//     "crash"         workers, "at": POINT              (the worker actor dies with an error)
+//     "join"          "at": POINT, "count": N (>= 1, default 1)  (N new workers join)
+//     "server_crash"  "at": POINT                       (the server dies; restarts from its
+//                                                       last checkpoint)
+//     "net_delay", "net_drop"   reserved for multi-node runs: refused here with a message
+//                               saying so (the multi-node issue adds them)
+//   workers = "all" | [id, ...] | {"random": K}   (K distinct workers drawn from the seed);
+//             required for per-worker kinds
+//   window  = optional "from": POINT and "to": POINT (default: the whole run); from < to when
+//             both use the same unit
+//   POINT   = {"seconds": S} (S >= 0, since training started) | {"updates": U} (U >= 0,
+//             server version)
+//   DIST    = {"dist": "constant",    "ms": X}
+//           | {"dist": "uniform",     "min_ms": A, "max_ms": B}       (0 <= A <= B)
+//           | {"dist": "exponential", "mean_ms": X}                    (X > 0)
+//           | {"dist": "lognormal",   "median_ms": M, "sigma": S}      (M > 0, S >= 0)
+//           | {"dist": "pareto",      "scale_ms": X, "shape": A}       (X > 0, A > 0)
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/outcome.hpp"
+#include "data/random.hpp"
+
+namespace psgd {
+
+enum class fault_kind { slow, example_cost, pause, crash, join, server_crash };
+
+std::string to_string(fault_kind k);
+
+/// A moment of the run: seconds since training started, or a server version.
+struct fault_point {
+  enum class unit { seconds, updates };
+  unit in = unit::seconds;
+  double value = 0;
+};
+
+std::string to_string(const fault_point& p); // "2.5 s" or "update 300"
+
+/// Extra time per step, in milliseconds.
+struct delay_distribution {
+  enum class family { constant, uniform, exponential, lognormal, pareto };
+  family dist = family::constant;
+  double a = 0;  ///< constant: ms; uniform: min_ms; exponential: mean_ms; lognormal:
+                 ///< median_ms; pareto: scale_ms
+  double b = 0;  ///< uniform: max_ms; lognormal: sigma; pareto: shape; unused otherwise
+
+  /// One draw, in milliseconds (>= 0).
+  double draw(data::splitmix64& rng) const;
+  /// The mean in milliseconds (infinite for pareto with shape <= 1).
+  double mean() const;
+  std::string describe() const; // e.g. "pareto(scale 0.5 ms, shape 1.5)"
+};
+
+/// Which workers an event concerns.
+struct worker_set {
+  bool all = false;
+  std::vector<int32_t> ids;  ///< explicit ids (when not all and random == 0)
+  int random = 0;            ///< > 0: that many distinct workers drawn from the seed
+
+  /// The ids this set names among workers 0..n-1; `random` draws with `rng`. Sorted.
+  std::vector<int32_t> resolve(int n, data::splitmix64& rng) const;
+};
+
+struct fault_event {
+  fault_kind kind = fault_kind::slow;
+  worker_set workers;
+  std::optional<fault_point> from;  ///< window start (slow, example_cost); the moment of
+                                    ///< pause, crash, join, server_crash ("at")
+  std::optional<fault_point> to;    ///< window end (slow, example_cost)
+  double factor = 1;                ///< slow: step time multiplier (>= 1), when no delay
+  std::optional<delay_distribution> delay;  ///< slow: extra time per step
+  double duration_ms = 0;           ///< pause
+  int count = 1;                    ///< join
+  std::vector<double> per_class_ms; ///< example_cost
+};
+
+struct scenario {
+  std::string name;
+  std::string description;
+  std::vector<fault_event> events;
+};
+
+/// Reads and validates a scenario file. Errors name the file and the field.
+outcome<scenario> load_scenario(const std::string& path);
+
+/// Same, from text; `origin` names it in errors (a path, or e.g. "<test>").
+outcome<scenario> parse_scenario(const std::string& json_text, const std::string& origin);
+
+} // namespace psgd

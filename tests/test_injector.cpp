@@ -1,0 +1,275 @@
+// Scripted stragglers and faults end to end: the injector, the runtime's answers to them,
+// and the no-loss equation in every scenario.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include <caf/all.hpp>
+
+#include "actors/injector.hpp"
+#include "actors/results.hpp"
+#include "actors/trainer.hpp"
+#include "data/synthetic.hpp"
+#include "tests/test_helpers.hpp"
+
+using namespace psgd;
+
+namespace {
+
+scenario scenario_of(const std::string& json) {
+  auto s = parse_scenario(json, "<test>");
+  INFO(s.error());
+  REQUIRE(s);
+  return *s;
+}
+
+run_config config_for(const std::string& mode) {
+  run_config cfg;
+  cfg.mode = mode;
+  cfg.workers = 2;
+  cfg.backup = 1;
+  cfg.quiet = true;
+  cfg.eval_every = 100000000;
+  cfg.loss_subsample = 1000;
+  return cfg;
+}
+
+caf::expected<run_summary> run_with(run_config cfg, std::shared_ptr<const data::split> data,
+                                    std::optional<scenario> faults) {
+  REQUIRE(validate(cfg).empty());
+  auto job = prepare_job(cfg, std::move(data));
+  INFO(job.error());
+  REQUIRE(job);
+  job->faults = std::move(faults);
+  psgd_config sys_cfg;
+  if (job->faults)
+    cfg.scenario = "<test>"; // as the CLI would: a scenario run
+  sys_cfg.fit_scheduler_to(cfg);
+  caf::actor_system sys{sys_cfg};
+  return run_training(sys, *job);
+}
+
+run_summary must_run(run_config cfg, std::shared_ptr<const data::split> data,
+                     std::optional<scenario> faults) {
+  auto r = run_with(std::move(cfg), std::move(data), std::move(faults));
+  REQUIRE(r);
+  return std::move(*r);
+}
+
+std::shared_ptr<const data::split> small_set() {
+  static auto data =
+    std::make_shared<const data::split>(data::make_separable(8192, 1024, 32, 10, 4));
+  return data;
+}
+
+/// The no-loss equation holds for every worker, and nothing is lost unless `may_lose`.
+void check_no_loss(const run_summary& r, std::vector<int32_t> may_lose = {}) {
+  for (const auto& w : r.final_stats.workers) {
+    INFO("worker " << w.worker);
+    CHECK(w.computed
+          == w.applied + w.dropped + w.after_stop + w.rejected_total() + w.lost_in_flight);
+    CHECK(w.lost_in_flight >= 0);
+    bool allowed = std::find(may_lose.begin(), may_lose.end(), w.worker) != may_lose.end();
+    CHECK(w.lost_in_flight <= (allowed ? 1 : 0)); // a crashed worker loses what it held
+    CHECK(w.computed >= w.pushed);
+  }
+}
+
+/// Every worker's step takes >= 0.5 ms: runs last long enough (>= 0.2 s for 400 sync rounds)
+/// that injected events land before the end even when the machine is loaded (ctest -j2).
+const char* base_delay =
+  R"({"kind": "slow", "workers": "all", "delay": {"dist": "constant", "ms": 0.5}})";
+
+scenario with_base_delay(const std::string& events) {
+  return scenario_of(std::string{R"({"events": [)"} + base_delay + ", " + events + "]}");
+}
+
+bool has_event(const run_summary& r, const std::string& text) {
+  for (const auto& e : r.events)
+    if (e.find(text) != std::string::npos)
+      return true;
+  return false;
+}
+
+double mean_staleness(const worker_stats& w) {
+  return w.applied > 0 ? double(w.staleness_sum) / double(w.applied) : 0.0;
+}
+
+} // namespace
+
+TEST_CASE("the plan is deterministic in seed and scenario", "[injector]") {
+  auto s = scenario_of(R"({"events": [
+    {"kind": "slow", "workers": {"random": 2}, "delay": {"dist": "pareto", "scale_ms": 0.1, "shape": 1.5}},
+    {"kind": "crash", "workers": {"random": 1}, "at": {"updates": 10}}]})");
+  auto a = plan_lines(s, 7, 6);
+  CHECK(a == plan_lines(s, 7, 6));
+  auto b = plan_lines(s, 8, 6);
+  REQUIRE(a.size() == 2);
+  CHECK(a != b);
+  CHECK_THAT(a[0], Catch::Contains("draws"));
+  CHECK_THAT(a[1], Catch::Contains("crash at update 10"));
+}
+
+TEST_CASE("a worker's injected draws follow its (event seed, worker) stream", "[injector]") {
+  fault_effect e;
+  e.seed = 99;
+  CHECK(draw_seed(e, 0) == draw_seed(e, 0));
+  CHECK(draw_seed(e, 0) != draw_seed(e, 1));
+  auto s = scenario_of(R"({"events": [{"kind": "slow", "workers": "all", "factor": 3}]})");
+  auto f = effect_of(s.events[0], 0, 5);
+  CHECK(f.kind == fault_effect::slow_factor);
+  CHECK(f.factor == 3);
+}
+
+TEST_CASE("same seed and scenario give the same injected events in a run", "[injector]") {
+  auto s = scenario_of(R"({"events": [
+    {"kind": "slow", "workers": {"random": 1}, "delay": {"dist": "exponential", "mean_ms": 0.05}},
+    {"kind": "pause", "workers": [0], "at": {"updates": 50}, "duration_ms": 5}]})");
+  auto cfg = config_for("async");
+  cfg.max_updates = 200;
+  cfg.epochs = 0;
+  auto plan_of = [](const run_summary& r) {
+    std::vector<std::string> lines;
+    for (const auto& e : r.events)
+      if (e.rfind("inject: ", 0) == 0)
+        lines.push_back(e);
+    return lines;
+  };
+  auto a = plan_of(must_run(cfg, small_set(), s));
+  auto b = plan_of(must_run(cfg, small_set(), s));
+  cfg.seed = 2;
+  auto c = plan_of(must_run(cfg, small_set(), s));
+  REQUIRE(a.size() == 2);
+  CHECK(a == b);
+  CHECK(a != c);
+}
+
+TEST_CASE("one much slower worker: backup drops mostly its gradients and async sees it "
+          "stale",
+          "[injector]") {
+  // 5.5 ms per step against 0.5 ms: far beyond scheduling noise, even under load.
+  auto slow = with_base_delay(
+    R"({"kind": "slow", "workers": [2], "delay": {"dist": "constant", "ms": 5}})");
+  SECTION("backup m=2 e=1") {
+    auto cfg = config_for("backup");
+    cfg.max_updates = 300;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, small_set(), slow);
+    const auto& s = r.final_stats;
+    CHECK(s.gradients_applied == 2 * int64_t(s.version));
+    REQUIRE(s.workers.size() == 3);
+    CHECK(s.workers[2].dropped > s.workers[0].dropped);
+    CHECK(s.workers[2].dropped > s.workers[1].dropped);
+    check_no_loss(r);
+  }
+  SECTION("async m=3") {
+    auto cfg = config_for("async");
+    cfg.workers = 3;
+    cfg.max_updates = 900;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, small_set(), slow);
+    const auto& w = r.final_stats.workers;
+    REQUIRE(w.size() == 3);
+    // The slow worker's gradients wait for the others' updates: shifted right.
+    CHECK(mean_staleness(w[2]) > 2 * mean_staleness(w[0]));
+    CHECK(w[2].applied < w[0].applied);
+    check_no_loss(r);
+  }
+}
+
+TEST_CASE("a worker crash mid-run: sync and backup complete and name the lost worker",
+          "[injector]") {
+  auto data = testing::fashion_mnist();
+  auto crash = scenario_of(R"({"events": [{"kind": "crash", "workers": [1], "at": {"updates": 300}}]})");
+  for (std::string mode : {"sync", "backup"}) {
+    INFO(mode);
+    auto cfg = config_for(mode);
+    cfg.epochs = 1;
+    cfg.lr = 0.06;
+    // The final iterate of one epoch varies by ~1 point between seeds: compare three seeds,
+    // the median gap against the issue's 2 points, and no gap far beyond it.
+    std::vector<double> gaps;
+    for (uint64_t seed : {1, 2, 3}) {
+      cfg.seed = seed;
+      auto clean = must_run(cfg, data, std::nullopt);
+      auto r = must_run(cfg, data, crash);
+      CHECK(has_event(r, "worker 1 lost: injected_crash"));
+      CHECK(r.final_stats.samples >= 60000);
+      REQUIRE(r.final_stats.workers.size() >= 2);
+      CHECK(r.final_stats.workers[1].lost);
+      check_no_loss(r, {1});
+      gaps.push_back(
+        std::abs(r.evaluations.back().test_accuracy - clean.evaluations.back().test_accuracy));
+    }
+    std::sort(gaps.begin(), gaps.end());
+    INFO("accuracy gaps " << gaps[0] << " " << gaps[1] << " " << gaps[2]);
+    CHECK(gaps[1] <= 0.02);
+    CHECK(gaps[2] <= 0.04);
+  }
+}
+
+TEST_CASE("a worker that joins mid-run gets a shard and contributes", "[injector]") {
+  auto join = with_base_delay(R"({"kind": "join", "at": {"updates": 100}})");
+  for (std::string mode : {"sync", "async"}) {
+    INFO(mode);
+    auto cfg = config_for(mode);
+    cfg.max_updates = 400;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, small_set(), join);
+    const auto& w = r.final_stats.workers;
+    REQUIRE(w.size() == 3);
+    CHECK(w[2].joined_late);
+    CHECK(w[2].applied > 0);
+    CHECK(has_event(r, "worker 2 joined at update"));
+    check_no_loss(r);
+  }
+}
+
+TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run stops",
+          "[injector]") {
+  auto pause = with_base_delay(
+    R"({"kind": "pause", "workers": [1], "at": {"updates": 50}, "duration_ms": 1500})");
+  auto cfg = config_for("sync");
+  cfg.max_updates = 400;
+  cfg.epochs = 0;
+  cfg.round_timeout = 0.2;
+  SECTION("policy drop") {
+    auto r = must_run(cfg, small_set(), pause);
+    CHECK(has_event(r, "waited"));
+    CHECK(has_event(r, "for worker(s) 1"));
+    CHECK(r.final_stats.version == 400);
+    check_no_loss(r);
+  }
+  SECTION("policy stop") {
+    cfg.round_timeout_policy = "stop";
+    auto r = run_with(cfg, small_set(), pause);
+    REQUIRE_FALSE(r);
+    psgd_config sys_cfg;
+    caf::actor_system sys{sys_cfg};
+    CHECK_THAT(sys.render(r.error()), Catch::Contains("round_timeout")
+                                        && Catch::Contains("worker(s) 1"));
+  }
+}
+
+TEST_CASE("the injected slowdowns are real: a slowed step takes longer", "[injector]") {
+  auto cfg = config_for("sync");
+  cfg.max_updates = 100;
+  cfg.epochs = 0;
+  auto fast = must_run(cfg, small_set(), std::nullopt);
+  auto slow = must_run(cfg, small_set(), scenario_of(R"({"events": [
+    {"kind": "slow", "workers": [0], "delay": {"dist": "constant", "ms": 2}}]})"));
+  // 100 rounds each waiting >= 2 ms: at least 0.2 s, whatever the machine.
+  CHECK(slow.final_stats.seconds >= 0.2);
+  CHECK(slow.final_stats.seconds > fast.final_stats.seconds);
+}
+
+TEST_CASE("example-dependent cost slows batches by their classes", "[injector]") {
+  auto cfg = config_for("backup");
+  cfg.max_updates = 100;
+  cfg.epochs = 0;
+  // Every example of class 0 costs 0.1 ms: a batch of 32 holds ~3, so ~0.3 ms per step.
+  auto r = must_run(cfg, small_set(), scenario_of(R"({"events": [
+    {"kind": "example_cost", "workers": "all", "per_class_ms": [0.1]}]})"));
+  CHECK(r.final_stats.seconds >= 100 * 0.0002);
+  check_no_loss(r);
+}
