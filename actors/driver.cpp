@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <numeric>
 
 #include <caf/all.hpp>
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "actors/server.hpp"
 #include "actors/injector.hpp"
 #include "actors/worker.hpp"
+#include "actors/checkpoint.hpp"
 #include "data/random.hpp"
 
 namespace psgd {
@@ -30,6 +32,33 @@ void record_event(self_ptr self, std::string text) {
   st.summary.events.push_back(std::move(text));
 }
 
+/// A resumed worker continues its sample stream and its count where the checkpoint left it.
+void resume_position(const checkpoint& c, worker_settings& ws) {
+  for (const auto& m : c.state.value("members", nlohmann::json::array()))
+    if (m.value("worker", -1) == ws.id) {
+      ws.start_epoch = m.value("epoch", int64_t{0});
+      ws.start_step = m.value("step", int64_t{0});
+      ws.start_computed = m.value("computed", int64_t{0});
+    }
+}
+
+/// Spawns the server, fresh or from `restore` (expecting the workers `rejoining` back), and
+/// monitors it.
+void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
+                  std::vector<int32_t> rejoining = {}) {
+  auto& st = self->state;
+  const auto& job = *st.job;
+  const auto rows = job.data->train.rows;
+  auto settings = server_settings::from(job.cfg, rows, job.model->num_params());
+  st.server = self->spawn(server, settings, job.initial, caf::actor_cast<observer_actor>(self),
+                          eval_interval(job.cfg, rows), std::move(restore),
+                          std::move(rejoining));
+  self->monitor(st.server);
+}
+
+/// The server died mid-run: bring it back from its last good checkpoint, or give up.
+void restart_server(self_ptr self, const caf::error& reason);
+
 /// Spawns the next worker (monitored); the caller starts it.
 worker_actor spawn_worker(self_ptr self) {
   auto& st = self->state;
@@ -45,6 +74,8 @@ worker_actor spawn_worker(self_ptr self) {
   ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   if (auto d = job.step_delays.find(id); d != job.step_delays.end())
     ws.step_delay = d->second;
+  if (job.resume)
+    resume_position(*job.resume, ws);
   // The workers share the training set; the split outlives them through this aliasing
   // pointer.
   std::shared_ptr<const data::dataset> train{job.data, &job.data->train};
@@ -65,11 +96,9 @@ void spawn_team(self_ptr self) {
   auto& st = self->state;
   const auto& job = *st.job;
   const auto& cfg = job.cfg;
-  const auto rows = job.data->train.rows;
-  auto settings = server_settings::from(cfg, rows);
-  st.server = self->spawn(server, settings, job.initial,
-                          caf::actor_cast<observer_actor>(self), eval_interval(cfg, rows));
-  self->monitor(st.server);
+  std::vector<int32_t> everyone(cfg.total_workers());
+  std::iota(everyone.begin(), everyone.end(), 0);
+  spawn_server(self, job.resume, everyone);
   for (int32_t id = 0; id < cfg.total_workers(); ++id)
     spawn_worker(self);
   auto start_workers = [=] {
@@ -134,6 +163,37 @@ void collect(self_ptr self) {
           [=](caf::error&) { finish_with(self->state.summary.final_stats); });
 }
 
+void restart_server(self_ptr self, const caf::error& reason) {
+  auto& st = self->state;
+  const auto& cfg = st.job->cfg;
+  auto stopped = [&](const std::string& why) {
+    finish(self, make_error(error_code::peer_lost,
+                            "the server stopped: " + self->system().render(reason) + why));
+  };
+  // Divergence and a round-timeout stop are decisions, not crashes.
+  if (reason == make_error(error_code::diverged) || reason == make_error(error_code::round_timeout)
+      || cfg.checkpoint.empty())
+    return stopped("");
+  if (++st.restarts > max_restarts)
+    return stopped(fmt::format(" (after {} restarts)", max_restarts));
+  auto saved = read_checkpoint(cfg.checkpoint);
+  if (!saved)
+    return stopped("; no checkpoint to restart from: " + saved.error());
+  record_event(self, fmt::format("server stopped ({}); restarted from {} at update {}{}",
+                                 self->system().render(reason), saved->file,
+                                 saved->data.version,
+                                 saved->note.empty() ? "" : " (" + saved->note + ")"));
+  std::vector<int32_t> alive;
+  for (const auto& [addr, id] : st.worker_ids)
+    alive.push_back(id);
+  spawn_server(self, std::make_shared<const checkpoint>(std::move(saved->data)),
+               std::move(alive));
+  for (auto& w : st.workers)
+    self->send(w, rejoin_atom::value, st.server);
+  if (st.injector)
+    self->send(st.injector, rejoin_atom::value, st.server);
+}
+
 eval_point evaluate(self_ptr self, const snapshot& snap, const server_stats& stats) {
   const auto& job = *self->state.job;
   return evaluate_at(*job.model, snap.params.data(), self->state.loss_subsample,
@@ -153,8 +213,7 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       if (st.finishing)
         finish(self, std::move(st.summary));
       else
-        finish(self, make_error(error_code::peer_lost,
-                                "the server stopped: " + self->system().render(msg.reason)));
+        restart_server(self, msg.reason);
       return;
     }
     auto i = st.worker_ids.find(msg.source);
@@ -162,8 +221,10 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       return;
     const int32_t id = i->second;
     st.worker_ids.erase(i);
-    if (st.finishing) {
-      if (st.worker_ids.empty())
+    // A worker that exits normally was told the budget is spent (its down message may
+    // overtake the server's done): not a loss.
+    if (st.finishing || !msg.reason) {
+      if (st.finishing && st.worker_ids.empty())
         collect(self);
       return;
     }

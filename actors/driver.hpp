@@ -12,6 +12,11 @@
 //   and on stderr (the server takes it out of the quorum), as are the server's events.
 // - With a scenario it runs the injector (actors/injector.hpp) and starts the new workers
 //   it asks for (join).
+// - When the server dies (not by divergence or a round-timeout stop) and the run has a
+//   checkpoint, it restarts the server from the last good checkpoint (at most
+//   max_restarts times) and sends every worker and the injector rejoin(server).
+// - With --resume the server starts from that checkpoint and every worker continues its
+//   sample stream where the checkpoint left it.
 // - At the end of the budget it waits (at most `report_wait`) for every worker's report of
 //   its computed gradients, then takes the server's final counters, so the summary's no-loss
 //   equation counts the gradients pushed after the end too.
@@ -41,10 +46,14 @@ struct driver_state {
   caf::typed_response_promise<run_summary> result;
   std::map<int32_t, int64_t> reported;  ///< worker id -> its count of computed gradients
   int32_t next_worker_id = 0;
+  int restarts = 0;  ///< server restarts from its checkpoint so far
   bool started = false;
   bool finishing = false;  ///< the budget is spent: collecting reports
   bool finished = false;
 };
+
+/// Server restarts a run may use before it gives up.
+inline constexpr int max_restarts = 5;
 
 /// How long the driver waits for the workers' reports after the budget is spent.
 inline constexpr std::chrono::seconds report_wait{2};

@@ -81,6 +81,9 @@ void tell(self_ptr self, std::string text) {
 
 void begin(self_ptr self, int32_t index) {
   auto& st = self->state;
+  if (st.begun[index])
+    return;
+  st.begun[index] = true;
   const auto& e = st.plan.events[index];
   tell(self, fmt::format("injected event {}: {}{}", index, describe(e),
                          st.targets[index].empty()
@@ -104,6 +107,9 @@ void begin(self_ptr self, int32_t index) {
 
 void end(self_ptr self, int32_t index) {
   auto& st = self->state;
+  if (st.ended[index])
+    return;
+  st.ended[index] = true;
   tell(self, fmt::format("injected event {} ended", index));
   for (auto id : st.targets[index])
     if (auto w = st.workers.find(id); w != st.workers.end())
@@ -187,6 +193,8 @@ injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t se
         return start_atom::value;
       st.started = true;
       const int n = static_cast<int>(st.workers.size());
+      st.begun.assign(st.plan.events.size(), false);
+      st.ended.assign(st.plan.events.size(), false);
       for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
         const auto& e = st.plan.events[i];
         st.targets.push_back(resolve_targets(e, i, st.seed, n));
@@ -201,6 +209,20 @@ injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t se
     },
     [=](fault_atom, int32_t index) { begin(self, index); },
     [=](heal_atom, int32_t index) { end(self, index); },
+    [=](rejoin_atom, server_actor server) {
+      auto& st = self->state;
+      st.server = std::move(server);
+      auto by_updates = [](const std::optional<fault_point>& p) {
+        return p && p->in == fault_point::unit::updates;
+      };
+      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
+        const auto& e = st.plan.events[i];
+        if (!st.begun[i] && by_updates(e.from))
+          arm(self, *e.from, true, i);
+        if (!st.ended[i] && by_updates(e.to))
+          arm(self, *e.to, false, i);
+      }
+    },
   };
 }
 

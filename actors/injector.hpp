@@ -14,7 +14,8 @@
 //   (event seed, worker id), so the same seed and scenario give the same delays in the
 //   same order. When each event fires depends on the run (timing).
 // - It never blocks: watch requests wait without timeout because the server answers them
-//   by construction or dies, and the driver ends the injector with the run.
+//   by construction or dies, and the driver ends the injector with the run. After a server
+//   restart, rejoin(server) re-arms the update-count triggers that have not fired.
 #pragma once
 
 #include <map>
@@ -35,6 +36,8 @@ struct injector_state {
   driver_actor driver;
   std::map<int32_t, worker_actor> workers;   ///< the initial workers by id
   std::vector<std::vector<int32_t>> targets; ///< per event: the resolved worker ids
+  std::vector<bool> begun;                   ///< per event: its begin has fired
+  std::vector<bool> ended;                   ///< per event: its end has fired
   bool started = false;
 };
 

@@ -61,6 +61,35 @@ void tell(self_ptr self, std::string text) {
   self->send(self->state.observer, event_atom::value, std::move(text));
 }
 
+void write_checkpoint_now(self_ptr self) {
+  auto& st = self->state;
+  const auto& settings = st.core->settings();
+  auto problem = write_checkpoint(settings.checkpoint_path,
+                                  st.core->to_checkpoint(settings.fingerprint));
+  st.checkpointed_version = st.core->current().version;
+  st.checkpointed_at = std::chrono::steady_clock::now();
+  if (!problem.empty())
+    tell(self, "checkpoint failed: " + problem);
+}
+
+/// Writes a checkpoint when its interval (updates or seconds) has passed.
+void maybe_checkpoint(self_ptr self) {
+  auto& st = self->state;
+  const auto& settings = st.core->settings();
+  if (settings.checkpoint_path.empty())
+    return;
+  const bool by_updates = settings.checkpoint_every > 0
+                          && st.core->current().version
+                               >= st.checkpointed_version + settings.checkpoint_every;
+  const bool by_time =
+    settings.checkpoint_seconds > 0
+    && std::chrono::duration<double>(std::chrono::steady_clock::now() - st.checkpointed_at)
+           .count()
+         >= settings.checkpoint_seconds;
+  if (by_updates || by_time)
+    write_checkpoint_now(self);
+}
+
 /// After an update: divergence, the end of the budget, or an evaluation point (which pauses
 /// training).
 void report(self_ptr self) {
@@ -81,12 +110,16 @@ void report(self_ptr self) {
   }
   if (st.core->finished()) {
     st.done_sent = true;
+    if (!st.core->settings().checkpoint_path.empty())
+      write_checkpoint_now(self);
+    // The observer first: the workers stop as they hear of it.
+    self->send(st.observer, done_atom::value, st.core->current(), st.core->stats());
     for (auto& [id, rp] : st.waiting)
       rp.deliver(make_error(error_code::training_finished));
     st.waiting.clear();
-    self->send(st.observer, done_atom::value, st.core->current(), st.core->stats());
     return;
   }
+  maybe_checkpoint(self);
   if (st.eval_every > 0 && st.core->current().version >= st.next_eval) {
     st.next_eval += st.eval_every;
     st.paused = true;
@@ -180,16 +213,53 @@ void check_round(self_ptr self) {
   }
 }
 
+/// Every expected worker is here: start the clock and answer the held joins.
+void begin_training(self_ptr self) {
+  auto& st = self->state;
+  const auto& settings = st.core->settings();
+  st.started = true;
+  st.core->start_clock();
+  if (settings.round_timeout.count() > 0 && settings.mode != train_mode::async
+      && !st.core->restored()) // a restored server ticks already
+    self->delayed_send(self, tick_interval(settings), tick_atom::value);
+  for (auto& rp : st.joins)
+    rp.deliver(st.core->current());
+  st.joins.clear();
+}
+
+/// A restored server stops waiting for members that did not rejoin in time.
+void check_rejoins(self_ptr self) {
+  auto& st = self->state;
+  if (st.started || !st.core->restored()
+      || std::chrono::steady_clock::now() < st.rejoin_deadline)
+    return;
+  auto missing = st.core->abandon_rejoins();
+  tell(self, fmt::format("worker(s) {} did not rejoin the restarted server: lost",
+                         fmt::join(missing, ", ")));
+  if (st.core->ready())
+    begin_training(self);
+}
+
 } // namespace
 
 server_actor::behavior_type server(self_ptr self, server_settings settings,
                                    std::vector<float> initial, observer_actor observer,
-                                   uint64_t eval_every) {
+                                   uint64_t eval_every, std::shared_ptr<const checkpoint> restore,
+                                   std::vector<int32_t> rejoining) {
   auto& st = self->state;
-  st.core = std::make_unique<server_core>(settings, std::move(initial));
   st.observer = std::move(observer);
   st.eval_every = eval_every;
-  st.next_eval = eval_every;
+  st.checkpointed_at = std::chrono::steady_clock::now();
+  if (restore) {
+    st.core = std::make_unique<server_core>(settings, *restore, rejoining);
+    st.checkpointed_version = restore->version;
+    st.rejoin_deadline = std::chrono::steady_clock::now() + settings.request_timeout;
+    self->delayed_send(self, tick_interval(settings), tick_atom::value);
+  } else {
+    st.core = std::make_unique<server_core>(settings, std::move(initial));
+  }
+  const uint64_t version = st.core->current().version;
+  st.next_eval = eval_every > 0 ? (version / eval_every + 1) * eval_every : 0;
   self->monitor(st.observer);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
@@ -213,6 +283,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
       auto& st = self->state;
+      const bool rejoin = st.core->knows(id);
       if (!st.core->join(id))
         return make_error(error_code::not_a_member,
                           "worker id " + std::to_string(id) + " is unknown or taken");
@@ -222,21 +293,16 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
         st.members.emplace(sender.address(), id);
       }
       if (st.started) {
-        tell(self, fmt::format("worker {} joined at update {}", id, st.core->current().version));
+        tell(self, fmt::format("worker {} {} at update {}", id, rejoin ? "rejoined" : "joined",
+                               st.core->current().version));
         return st.core->current();
       }
-      if (!st.core->all_joined()) {
+      if (!st.core->ready()) {
         auto rp = self->make_response_promise<snapshot>();
         st.joins.push_back(rp);
         return rp;
       }
-      st.started = true;
-      st.core->start_clock();
-      if (settings.round_timeout.count() > 0 && settings.mode != train_mode::async)
-        self->delayed_send(self, tick_interval(settings), tick_atom::value);
-      for (auto& rp : st.joins)
-        rp.deliver(st.core->current());
-      st.joins.clear();
+      begin_training(self);
       return st.core->current();
     },
     [=](push_atom, const gradient& g) -> caf::result<snapshot> {
@@ -257,6 +323,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       self->quit(make_error(error_code::injected_crash, "the server (scenario)"));
     },
     [=](tick_atom) {
+      check_rejoins(self);
       check_round(self);
       self->delayed_send(self, tick_interval(self->state.core->settings()), tick_atom::value);
     },

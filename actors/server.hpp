@@ -19,6 +19,9 @@
 //   stops it with error diverged.
 // - watch(v) is answered once the version reaches v (the injector's update-count triggers);
 //   crash() makes the server die with error injected_crash (a scenario's server crash).
+// - With a checkpoint path it writes a checkpoint every `checkpoint_every` updates and/or
+//   `checkpoint_seconds` seconds, and at the end of the budget (never after divergence: the
+//   last one written is the last good one). A write that fails is told as an event.
 // - Every `eval_every` updates (0 = never) it asks the observer to evaluate the snapshot and
 //   PAUSES training until the answer: replies are held and new pushes deferred, and the
 //   training clock stops (as sequential SGD pauses for its evaluations, so throughput
@@ -59,12 +62,21 @@ struct server_state {
   std::deque<std::pair<gradient, caf::typed_response_promise<snapshot>>> deferred;
   /// watch(version) requests, answered once the server reaches their version.
   std::multimap<uint64_t, caf::typed_response_promise<uint64_t>> watches;
+  std::chrono::steady_clock::time_point rejoin_deadline;  ///< restored: stop waiting then
+  uint64_t checkpointed_version = 0;                    ///< of the last checkpoint written
+  std::chrono::steady_clock::time_point checkpointed_at;
   /// Member actors by address, for the down handler.
   std::map<caf::actor_addr, int32_t> members;
 };
 
+/// `restore`: null for a fresh start from `initial`; else the checkpoint to continue from
+/// (`initial` is ignored): the members in `rejoining` are expected back and training goes on
+/// once they all rejoined, or after the request timeout without the missing ones (they
+/// count as lost).
 server_actor::behavior_type server(server_actor::stateful_pointer<server_state> self,
                                    server_settings settings, std::vector<float> initial,
-                                   observer_actor observer, uint64_t eval_every);
+                                   observer_actor observer, uint64_t eval_every,
+                                   std::shared_ptr<const checkpoint> restore,
+                                   std::vector<int32_t> rejoining);
 
 } // namespace psgd

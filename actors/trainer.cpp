@@ -1,9 +1,13 @@
 #include "actors/trainer.hpp"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
+#include <fmt/format.h>
 
 #include "actors/driver.hpp"
 #include "actors/sequential.hpp"
+#include "actors/update_policy.hpp"
 #include "data/fashion_mnist.hpp"
 #include "data/synthetic.hpp"
 
@@ -52,6 +56,13 @@ outcome<training_job> prepare_job(const run_config& cfg,
     if (!loaded)
       return result::failure("--scenario: " + loaded.error());
     faults = std::move(*loaded);
+    const bool crashes_server =
+      std::any_of(faults->events.begin(), faults->events.end(),
+                  [](const fault_event& e) { return e.kind == fault_kind::server_crash; });
+    if (crashes_server && cfg.checkpoint.empty())
+      return result::failure("--scenario " + cfg.scenario
+                             + ": it crashes the server, which restarts from its checkpoint: "
+                               "give --checkpoint FILE");
   }
   auto made = model::make_model(spec);
   if (!made)
@@ -63,6 +74,20 @@ outcome<training_job> prepare_job(const run_config& cfg,
   job.faults = std::move(faults);
   job.initial.resize(job.model->num_params());
   job.model->init(cfg.seed, job.initial.data());
+  if (!cfg.resume.empty()) {
+    auto loaded = read_checkpoint(cfg.resume);
+    if (!loaded)
+      return result::failure("--resume: " + loaded.error());
+    auto expected = run_fingerprint(cfg, job.model->num_params());
+    auto found = loaded->data.state.value("fingerprint", nlohmann::json::object());
+    if (found != expected)
+      return result::failure(fmt::format("--resume {}: the checkpoint is of another run ({}); "
+                                         "this run is {}",
+                                         loaded->file, found.dump(), expected.dump()));
+    if (loaded->data.params.size() != job.initial.size())
+      return result::failure("--resume " + loaded->file + ": wrong parameter count");
+    job.resume = std::make_shared<const checkpoint>(std::move(loaded->data));
+  }
   return job;
 }
 

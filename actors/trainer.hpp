@@ -21,6 +21,7 @@
 #include <caf/expected.hpp>
 
 #include "config/run_config.hpp"
+#include "actors/checkpoint.hpp"
 #include "config/scenario.hpp"
 #include "data/dataset.hpp"
 #include "data/outcome.hpp"
@@ -38,6 +39,8 @@ struct training_job {
   std::map<int32_t, std::chrono::microseconds> step_delays;
   /// Stragglers and faults to inject (--scenario).
   std::optional<scenario> faults;
+  /// The checkpoint to continue from (--resume), fingerprint-checked; null for a fresh run.
+  std::shared_ptr<const checkpoint> resume;
 };
 
 /// Loads data, builds the model, checks the config against the data. `cfg` must have passed

@@ -6,7 +6,8 @@
 
 namespace psgd {
 
-server_settings server_settings::from(const run_config& cfg, int64_t train_rows) {
+server_settings server_settings::from(const run_config& cfg, int64_t train_rows,
+                                      int64_t num_params) {
   server_settings s;
   s.mode = cfg.parsed_mode;
   s.quorum = cfg.quorum();
@@ -20,7 +21,20 @@ server_settings server_settings::from(const run_config& cfg, int64_t train_rows)
   s.divergence_loss = cfg.divergence_loss;
   s.round_timeout = std::chrono::duration<double>(cfg.round_timeout);
   s.stop_on_round_timeout = cfg.round_timeout_policy == "stop";
+  s.checkpoint_path = cfg.checkpoint;
+  s.checkpoint_every = static_cast<uint64_t>(cfg.checkpoint_every);
+  s.checkpoint_seconds = cfg.checkpoint_seconds;
+  s.fingerprint = run_fingerprint(cfg, num_params);
   return s;
+}
+
+nlohmann::json run_fingerprint(const run_config& cfg, int64_t num_params) {
+  return {{"mode", cfg.mode},         {"model", cfg.model},
+          {"hidden", cfg.parsed_model == model::kind::mlp ? cfg.hidden : 0},
+          {"num_params", num_params}, {"workers", cfg.workers},
+          {"backup", cfg.parsed_mode == train_mode::backup ? cfg.backup : 0},
+          {"batch", cfg.batch},       {"seed", cfg.seed},
+          {"dataset", cfg.synthetic ? "synthetic" : "fashion-mnist"}};
 }
 
 server_core::server_core(server_settings settings, std::vector<float> initial)
@@ -36,6 +50,12 @@ bool server_core::finished() const {
 
 bool server_core::join(int32_t worker) {
   const bool started = clock_running_;
+  if (auto* m = find(worker); m != nullptr && m->awaiting_rejoin && !m->stats.lost) {
+    // A restored member is back.
+    m->awaiting_rejoin = false;
+    ++live_;
+    return true;
+  }
   if (worker < 0 || members_.count(worker) > 0
       || (!started && worker >= settings_.expected_workers))
     return false;
@@ -115,6 +135,8 @@ bool server_core::admit(member& m, const gradient& g) {
   m.bad_in_a_row = 0;
   m.has_read = true;
   m.last_read = g.version_read;
+  m.epoch = g.epoch;
+  m.step = g.step;
   return true;
 }
 
@@ -138,10 +160,18 @@ server_core::verdict server_core::push(const gradient& g) {
       leave_quorum(*m); // a round it held up may close: the actor answers it
     return verdict::rejected;
   }
-  if (m->suspended) {
-    // Back from a round timeout: it rejoins the quorum; this gradient is late.
+  if (m->suspended || m->awaiting_rejoin) {
+    // Back from a round timeout (or a restore): it rejoins the quorum.
     m->suspended = false;
+    m->awaiting_rejoin = false;
     ++live_;
+  }
+  if (g.version_read > current_.version) {
+    // Computed on a version this server never had: it was restored from an older
+    // checkpoint after a crash. Late by definition.
+    ++w.dropped;
+    ++dropped_;
+    return verdict::dropped_late;
   }
   if (settings_.mode == train_mode::async || settings_.mode == train_mode::sequential) {
     record_applied(w, current_.version - g.version_read);
@@ -291,9 +321,10 @@ server_stats server_core::stats() const {
   s.gradients_applied = applied_;
   s.gradients_dropped = dropped_;
   s.recent_loss = recent_loss_;
+  s.seconds = seconds_before_;
   if (clock_running_) {
     auto end = clock_paused_ ? pause_started_ : std::chrono::steady_clock::now();
-    s.seconds = std::chrono::duration<double>(end - started_ - paused_).count();
+    s.seconds += std::chrono::duration<double>(end - started_ - paused_).count();
   }
   s.rejected_unknown = rejected_unknown_;
   s.staleness_histogram = staleness_histogram_;
@@ -303,6 +334,117 @@ server_stats server_core::stats() const {
     s.workers.push_back(w);
   }
   return s;
+}
+
+} // namespace psgd
+
+// -- checkpoints ------------------------------------------------------------------------------
+
+namespace psgd {
+
+namespace {
+
+nlohmann::json member_json(const worker_stats& w, int64_t epoch, int64_t step, bool has_read,
+                           uint64_t last_read) {
+  return {{"worker", w.worker},         {"computed", w.computed},
+          {"pushed", w.pushed},         {"applied", w.applied},
+          {"dropped", w.dropped},       {"after_stop", w.after_stop},
+          {"rejected", w.rejected},     {"staleness_sum", w.staleness_sum},
+          {"staleness_max", w.staleness_max}, {"lost", w.lost},
+          {"quarantined", w.quarantined}, {"joined_late", w.joined_late},
+          {"epoch", epoch},             {"step", step},
+          {"has_read", has_read},       {"last_read", last_read}};
+}
+
+} // namespace
+
+checkpoint server_core::to_checkpoint(const nlohmann::json& fingerprint) const {
+  checkpoint c;
+  c.version = current_.version;
+  c.params = current_.params.values();
+  nlohmann::json members = nlohmann::json::array();
+  for (const auto& [id, m] : members_)
+    members.push_back(member_json(m.stats, m.epoch, m.step, m.has_read, m.last_read));
+  c.state = {{"fingerprint", fingerprint},
+             {"samples", samples_},
+             {"applied", applied_},
+             {"dropped", dropped_},
+             {"rejected_unknown", rejected_unknown_},
+             {"recent_loss", recent_loss_},
+             {"seconds", stats().seconds},
+             {"staleness_histogram", staleness_histogram_},
+             {"members", members}};
+  return c;
+}
+
+server_core::server_core(server_settings settings, const checkpoint& saved,
+                         const std::vector<int32_t>& rejoining)
+  : server_core(settings, saved.params) {
+  restored_ = true;
+  const auto& st = saved.state;
+  current_.version = saved.version;
+  samples_ = st.value("samples", int64_t{0});
+  applied_ = st.value("applied", int64_t{0});
+  dropped_ = st.value("dropped", int64_t{0});
+  rejected_unknown_ = st.value("rejected_unknown", int64_t{0});
+  recent_loss_ = st.value("recent_loss", 0.0f);
+  have_loss_ = true;
+  seconds_before_ = st.value("seconds", 0.0);
+  staleness_histogram_ = st.value("staleness_histogram", std::vector<int64_t>{});
+  for (const auto& j : st.value("members", nlohmann::json::array())) {
+    member m;
+    auto& w = m.stats;
+    w.worker = j.value("worker", 0);
+    w.computed = j.value("computed", int64_t{0});
+    w.pushed = j.value("pushed", int64_t{0});
+    w.applied = j.value("applied", int64_t{0});
+    w.dropped = j.value("dropped", int64_t{0});
+    w.after_stop = j.value("after_stop", int64_t{0});
+    w.rejected = j.value("rejected", w.rejected);
+    w.rejected.resize(size_t(reject_reason::count_), 0);
+    w.staleness_sum = j.value("staleness_sum", uint64_t{0});
+    w.staleness_max = j.value("staleness_max", uint64_t{0});
+    w.lost = j.value("lost", false);
+    w.quarantined = j.value("quarantined", false);
+    w.joined_late = j.value("joined_late", false);
+    m.epoch = j.value("epoch", int64_t{0});
+    m.step = j.value("step", int64_t{0});
+    m.has_read = j.value("has_read", false);
+    m.last_read = j.value("last_read", uint64_t{0});
+    const bool expected =
+      std::find(rejoining.begin(), rejoining.end(), w.worker) != rejoining.end();
+    m.awaiting_rejoin = expected && !w.lost;
+    w.lost = w.lost || !expected;
+    members_[w.worker] = std::move(m);
+    ++joined_;
+  }
+}
+
+bool server_core::ready() const {
+  if (!restored_)
+    return all_joined();
+  for (const auto& [id, m] : members_)
+    if (m.awaiting_rejoin && !m.stats.lost)
+      return false;
+  return true;
+}
+
+std::vector<int32_t> server_core::abandon_rejoins() {
+  std::vector<int32_t> ids;
+  for (auto& [id, m] : members_)
+    if (m.awaiting_rejoin && !m.stats.lost) {
+      m.awaiting_rejoin = false;
+      m.stats.lost = true;
+      ids.push_back(id);
+    }
+  return ids;
+}
+
+std::map<int32_t, std::pair<int64_t, int64_t>> server_core::positions() const {
+  std::map<int32_t, std::pair<int64_t, int64_t>> out;
+  for (const auto& [id, m] : members_)
+    out[id] = {m.epoch, m.step};
+  return out;
 }
 
 } // namespace psgd

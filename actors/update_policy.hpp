@@ -38,6 +38,7 @@
 #include <map>
 #include <vector>
 
+#include "actors/checkpoint.hpp"
 #include "actors/snapshot_pool.hpp"
 #include "config/run_config.hpp"
 #include "messages/vocabulary.hpp"
@@ -57,9 +58,17 @@ struct server_settings {
   double divergence_loss = 1e4;  ///< a minibatch loss above this (or NaN/Inf) = divergence
   std::chrono::duration<double> round_timeout{60};  ///< a round may wait this long; 0 = ever
   bool stop_on_round_timeout = false;  ///< policy: stop the run (else drop the late workers)
+  std::string checkpoint_path;         ///< where the server checkpoints; empty = never
+  uint64_t checkpoint_every = 0;       ///< updates between checkpoints (0 = by time only)
+  double checkpoint_seconds = 0;       ///< seconds between checkpoints (0 = by updates only)
+  nlohmann::json fingerprint;          ///< the run's identity, stored in every checkpoint
 
-  static server_settings from(const run_config& cfg, int64_t train_rows);
+  static server_settings from(const run_config& cfg, int64_t train_rows,
+                              int64_t num_params = 0);
 };
+
+/// What identifies a run for --resume: a checkpoint only continues the run it came from.
+nlohmann::json run_fingerprint(const run_config& cfg, int64_t num_params);
 
 class server_core {
 public:
@@ -74,14 +83,32 @@ public:
   };
 
   server_core(server_settings settings, std::vector<float> initial);
+  /// Restores a server from a checkpoint (see to_checkpoint): version, parameters, counters
+  /// and every member. The members in `rejoining` are expected back (ready() once they all
+  /// are); the others are marked lost.
+  server_core(server_settings settings, const checkpoint& saved,
+              const std::vector<int32_t>& rejoining);
+
+  /// Training can start: every expected worker joined (fresh) or rejoined (restored).
+  bool ready() const;
+  /// Gives up on the members that have not rejoined: they are marked lost. Returns their ids.
+  std::vector<int32_t> abandon_rejoins();
+
+  /// The state to write: parameters, version, counters, each member's sampler position.
+  /// `fingerprint` (the run's identity) is stored with it for --resume to check.
+  checkpoint to_checkpoint(const nlohmann::json& fingerprint) const;
+  /// Each member's sampler position (epoch, step) after its last accepted gradient.
+  std::map<int32_t, std::pair<int64_t, int64_t>> positions() const;
 
   verdict push(const gradient& g);
   /// Why the last rejected gradient was refused, and whether that quarantined its worker.
   reject_reason last_rejection() const { return last_rejection_; }
   bool quarantined_now() const { return quarantined_now_; }
   /// Admits a worker id: before training starts ids 0..expected_workers-1, afterwards any
-  /// id not seen before (a worker joining mid-run).
+  /// id not seen before (a worker joining mid-run), or a restored member rejoining.
   bool join(int32_t worker);
+  /// True if `worker` is (or was) a member.
+  bool knows(int32_t worker) const { return members_.count(worker) > 0; }
   /// A worker died: it leaves the quorum. Returns true if that closed the open round.
   bool lose(int32_t worker);
   /// Takes these workers out of the quorum until they push again. True if that closed the
@@ -99,6 +126,7 @@ public:
   const snapshot& current() const { return current_; }
   bool finished() const;
   bool all_joined() const { return joined_ >= settings_.expected_workers; }
+  bool restored() const { return restored_; }
   /// Workers whose gradients made the last closed round (to answer when it closes).
   const std::vector<int32_t>& last_round() const { return last_round_; }
   const server_settings& settings() const { return settings_; }
@@ -118,7 +146,12 @@ private:
     bool has_read = false;        ///< has pushed a gradient before
     uint64_t last_read = 0;       ///< version_read of its last accepted gradient
     bool suspended = false;
-    bool in_quorum() const { return !stats.lost && !stats.quarantined && !suspended; }
+    bool awaiting_rejoin = false;  ///< restored from a checkpoint, not yet back
+    int64_t epoch = 0;             ///< sampler position after the last accepted gradient
+    int64_t step = 0;
+    bool in_quorum() const {
+      return !stats.lost && !stats.quarantined && !suspended && !awaiting_rejoin;
+    }
   };
 
   member* find(int32_t worker);
@@ -165,6 +198,8 @@ private:
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point pause_started_;
   std::chrono::steady_clock::duration paused_{0};
+  double seconds_before_ = 0;  ///< training seconds of the run before a restore
+  bool restored_ = false;
   bool clock_running_ = false;
   bool clock_paused_ = false;
 };

@@ -14,9 +14,30 @@ namespace {
 using self_ptr = worker_actor::stateful_pointer<worker_state>;
 
 void push(self_ptr self, gradient g);
+void step(self_ptr self, snapshot snap);
+void stop(self_ptr self, caf::error reason);
+
+/// The server is gone: hold still until the driver sends the restarted one (see tick).
+void orphan(self_ptr self) {
+  auto& st = self->state;
+  if (st.orphaned)
+    return;
+  st.orphaned = true;
+  st.orphaned_at = std::chrono::steady_clock::now();
+}
+
+/// Joins `server` and computes on the snapshot it answers.
+void join(self_ptr self, server_actor server) {
+  auto& st = self->state;
+  st.server = std::move(server);
+  self->monitor(st.server);
+  self->request(st.server, st.settings.timeout, join_atom::value, st.settings.id)
+    .then([=](snapshot& first) { step(self, std::move(first)); },
+          [=](caf::error& err) { stop(self, std::move(err)); });
+}
 
 /// Stops the worker: first its report to the observer, then quit (normally if no error).
-void stop(self_ptr self, caf::error reason = caf::error{}) {
+void stop(self_ptr self, caf::error reason) {
   auto& st = self->state;
   self->send(st.observer, report_atom::value, st.settings.id, st.computed);
   self->quit(std::move(reason));
@@ -96,8 +117,12 @@ void push(self_ptr self, gradient g) {
             step(self, std::move(next));
           },
           [=](caf::error& err) {
+            auto& st = self->state;
+            st.awaiting = false;
             if (err == make_error(error_code::training_finished))
-              stop(self);
+              stop(self, caf::error{});
+            else if (err == caf::sec::request_receiver_down || st.orphaned)
+              orphan(self); // the server died with our push: wait for its restart
             else
               stop(self, std::move(err));
           });
@@ -123,13 +148,14 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
   st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed,
                                                      settings.id % settings.shards,
                                                      settings.shards, settings.batch);
+  st.sampler->seek(settings.start_epoch, settings.start_step);
+  st.computed = settings.start_computed;
   st.gradients = std::make_unique<buffer_pool>(static_cast<size_t>(model->num_params()));
   st.model = std::move(model);
   st.train = std::move(train);
-  self->monitor(server);
   self->set_down_handler([=](caf::down_msg& msg) {
     if (msg.source == self->state.server.address())
-      stop(self, make_error(error_code::peer_lost, "the server is gone"));
+      orphan(self);
   });
   return {
     [=](start_atom) {
@@ -138,13 +164,11 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
         return;
       st.started = true;
       self->delayed_send(self, tick_interval(st.settings), tick_atom::value);
-      self->request(st.server, st.settings.timeout, join_atom::value, st.settings.id)
-        .then([=](snapshot& first) { step(self, std::move(first)); },
-              [=](caf::error& err) { stop(self, std::move(err)); });
+      join(self, st.server);
     },
     [=](push_atom) {
       auto& st = self->state;
-      if (st.held) {
+      if (st.held && !st.orphaned) {
         auto g = std::move(*st.held);
         st.held.reset();
         push(self, std::move(g));
@@ -169,9 +193,23 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
       }
     },
     [=](heal_atom, int32_t event) { self->state.faults.erase(event); },
+    [=](rejoin_atom, server_actor server) {
+      auto& st = self->state;
+      st.orphaned = false;
+      st.held.reset(); // computed for the old server's timeline: lost in flight
+      join(self, std::move(server));
+    },
     [=](tick_atom) {
       auto& st = self->state;
-      auto waited = std::chrono::steady_clock::now() - st.sent;
+      const auto now = std::chrono::steady_clock::now();
+      if (st.orphaned && now - st.orphaned_at > st.settings.timeout) {
+        stop(self, make_error(error_code::peer_lost,
+                              "worker " + std::to_string(st.settings.id)
+                                + ": the server is gone and no restart came within "
+                                + std::to_string(st.settings.timeout.count()) + " ms"));
+        return;
+      }
+      auto waited = now - st.sent;
       if (st.awaiting && waited > st.settings.timeout) {
         stop(self, caf::make_error(caf::sec::request_timeout,
                                    "worker " + std::to_string(st.settings.id)

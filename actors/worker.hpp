@@ -13,6 +13,9 @@
 //   straggler): the gradient is pushed after a timer, without blocking a scheduler thread.
 //   An injected crash stops the worker with error injected_crash (a gradient it held is lost
 //   in flight, and its report says so).
+// - When the server dies the worker waits (at most `timeout`) for rejoin(server) from the
+//   driver, which restarts the server from its checkpoint; then it joins the new server and
+//   goes on with its own sample stream (a gradient it held is lost in flight).
 // - No request waits longer than `timeout` for the server: a watchdog tick (every
 //   timeout / 4, at most 1 s) ends the worker with request_timeout when the join or push in
 //   flight is older than that. Why not CAF's per-request timeout: in 0.17 every timed request
@@ -44,6 +47,9 @@ struct worker_settings {
   uint64_t seed = 1;
   std::chrono::milliseconds timeout{60000};
   std::chrono::microseconds step_delay{0};
+  int64_t start_epoch = 0;     ///< where the sampler starts (a resumed run continues there)
+  int64_t start_step = 0;
+  int64_t start_computed = 0;  ///< gradients computed before a resume
 };
 
 struct worker_state {
@@ -66,6 +72,8 @@ struct worker_state {
   double pending_pause_ms = 0;             ///< an injected pause, taken at the next step
   bool started = false;
   bool awaiting = false;         ///< a push is in flight
+  bool orphaned = false;         ///< the server is gone: waiting for rejoin (or the deadline)
+  std::chrono::steady_clock::time_point orphaned_at;
   std::chrono::steady_clock::time_point sent;  ///< when it was sent
 };
 

@@ -103,6 +103,17 @@ std::string validate(run_config& cfg) {
     return fmt::format("--quarantine-after: must be at least 1 (got {})", cfg.quarantine_after);
   if (!(cfg.divergence_loss > 0))
     return fmt::format("--divergence-loss: must be positive (got {})", cfg.divergence_loss);
+  if (cfg.checkpoint_every < 0)
+    return fmt::format("--checkpoint-every: must be 0 or more updates (got {})",
+                       cfg.checkpoint_every);
+  if (!(cfg.checkpoint_seconds >= 0) || !std::isfinite(cfg.checkpoint_seconds))
+    return fmt::format("--checkpoint-seconds: must be 0 or more (got {})", cfg.checkpoint_seconds);
+  if (!cfg.checkpoint.empty() && cfg.checkpoint_every == 0 && cfg.checkpoint_seconds == 0)
+    cfg.checkpoint_every = 1000;
+  if (cfg.parsed_mode == train_mode::sequential
+      && (!cfg.checkpoint.empty() || !cfg.resume.empty()))
+    return "--checkpoint/--resume: checkpoints are the parameter server's; sequential mode has "
+           "none";
   if (cfg.request_timeout_ms < 1)
     return fmt::format("--request-timeout-ms: must be at least 1 (got {})",
                        cfg.request_timeout_ms);
@@ -163,6 +174,13 @@ psgd_config::psgd_config() {
          "bad gradients in a row that quarantine a worker (default 3)")
     .add(run.divergence_loss, "divergence-loss",
          "a minibatch loss above this, or NaN, stops the run (default 10000)")
+    .add(run.checkpoint, "checkpoint",
+         "the server checkpoints here (and keeps the previous one as FILE.prev) (default none)")
+    .add(run.checkpoint_every, "checkpoint-every",
+         "updates between checkpoints; 0 = 1000 unless --checkpoint-seconds (default 0)")
+    .add(run.checkpoint_seconds, "checkpoint-seconds",
+         "seconds between checkpoints; 0 = by updates only (default 0)")
+    .add(run.resume, "resume", "continue the run saved in this checkpoint (default none)")
     .add(run.placement, "placement",
          "shared (workers on the scheduler) | detached (a thread per worker) (default shared)")
     .add(run.request_timeout_ms, "request-timeout-ms",

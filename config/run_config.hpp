@@ -57,6 +57,10 @@ struct run_config {
   std::string round_timeout_policy = "drop";  ///< drop the late workers | stop the run
   int quarantine_after = 3;        ///< bad gradients in a row that quarantine a worker
   double divergence_loss = 1e4;    ///< minibatch loss above this (or NaN) stops the run
+  std::string checkpoint;          ///< checkpoint file (and FILE.prev); empty = none
+  int64_t checkpoint_every = 0;    ///< updates between checkpoints; 0 = 1000 if no seconds
+  double checkpoint_seconds = 0;   ///< seconds between checkpoints; 0 = by updates only
+  std::string resume;              ///< continue the run saved in this checkpoint
   // -- runtime -------------------------------------------------------------------------------
   std::string placement = "shared";  ///< workers on the scheduler (shared) or own threads (detached)
   int64_t request_timeout_ms = 60000;  ///< timeout of every request between actors

@@ -32,6 +32,8 @@
 //   injector -> server watch(version)                       -> version, once it is reached
 //   injector -> server crash()                                 an injected server crash
 //   injector -> driver join(count)                             start new workers mid-run
+//   driver -> worker   rejoin(server)                         the server restarted from its
+//                                                              checkpoint: join it and go on
 //   caller -> driver   run()                                -> run_summary when finished
 #pragma once
 
@@ -285,6 +287,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, heal_atom, "heal")
   CAF_ADD_ATOM(psgd, psgd, watch_atom, "watch")
   CAF_ADD_ATOM(psgd, psgd, crash_atom, "crash")
+  CAF_ADD_ATOM(psgd, psgd, rejoin_atom, "rejoin")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -312,10 +315,12 @@ using observer_actor = caf::typed_actor<
 /// A worker: idle until started. push() and tick() are its own timers: "send the gradient
 /// you hold" after an injected delay, and "check that the server answered in time".
 /// fault() and heal() come from the injector: an effect begins, an effect window ends.
+/// rejoin(server) comes from the driver: the server was restarted; continue with this one.
 using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
                                       caf::reacts_to<tick_atom>,
                                       caf::reacts_to<fault_atom, fault_effect>,
-                                      caf::reacts_to<heal_atom, int32_t>>;
+                                      caf::reacts_to<heal_atom, int32_t>,
+                                      caf::reacts_to<rejoin_atom, server_actor>>;
 
 /// The driver: runs one training job and answers with its summary. tick() is its own timer
 /// (the bound on waiting for the workers' reports at the end).
@@ -328,7 +333,8 @@ using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_
 /// fault(i) and heal(i) are its own timers: event i begins, event i's window ends.
 using injector_actor = caf::typed_actor<caf::replies_to<start_atom>::with<start_atom>,
                                         caf::reacts_to<fault_atom, int32_t>,
-                                        caf::reacts_to<heal_atom, int32_t>>;
+                                        caf::reacts_to<heal_atom, int32_t>,
+                                        caf::reacts_to<rejoin_atom, server_actor>>;
 
 /// Registers the vocabulary (type IDs and the psgd error category) with a config.
 void register_vocabulary(caf::actor_system_config& cfg);

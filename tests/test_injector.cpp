@@ -52,6 +52,11 @@ caf::expected<run_summary> run_with(run_config cfg, std::shared_ptr<const data::
 run_summary must_run(run_config cfg, std::shared_ptr<const data::split> data,
                      std::optional<scenario> faults) {
   auto r = run_with(std::move(cfg), std::move(data), std::move(faults));
+  if (!r) {
+    psgd_config render_cfg;
+    caf::actor_system render{render_cfg};
+    FAIL_CHECK("the run failed: " << render.render(r.error()));
+  }
   REQUIRE(r);
   return std::move(*r);
 }

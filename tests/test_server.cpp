@@ -83,7 +83,7 @@ struct server_fixture {
 
   explicit server_fixture(server_settings s) {
     srv = sys.spawn(server, s, std::vector<float>(3, 0.0f),
-                    caf::actor_cast<observer_actor>(observer), uint64_t{0});
+                    caf::actor_cast<observer_actor>(observer), uint64_t{0}, nullptr, std::vector<int32_t>{});
     for (int32_t id = 0; id < s.expected_workers; ++id)
       workers.push_back(std::make_unique<scripted_worker>(sys, srv, id));
     for (auto& w : workers)
