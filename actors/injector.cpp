@@ -195,13 +195,14 @@ injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t se
       const int n = static_cast<int>(st.workers.size());
       st.begun.assign(st.plan.events.size(), false);
       st.ended.assign(st.plan.events.size(), false);
+      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i)
+        st.targets.push_back(resolve_targets(st.plan.events[i], i, st.seed, n));
       for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
         const auto& e = st.plan.events[i];
-        st.targets.push_back(resolve_targets(e, i, st.seed, n));
         if (e.from)
           arm(self, *e.from, true, i);
         else
-          self->send(self, fault_atom::value, i);
+          begin(self, i); // before the answer: in force from the workers' first step
         if (e.to)
           arm(self, *e.to, false, i);
       }

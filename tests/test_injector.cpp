@@ -175,9 +175,11 @@ TEST_CASE("one much slower worker: backup drops mostly its gradients and async s
     auto r = must_run(cfg, small_set(), slow);
     const auto& w = r.final_stats.workers;
     REQUIRE(w.size() == 3);
-    // The slow worker's gradients wait for the others' updates: shifted right.
-    CHECK(mean_staleness(w[2]) > 2 * mean_staleness(w[0]));
-    CHECK(w[2].applied < w[0].applied);
+    // The slow worker's gradients wait for the others' updates: shifted right. (Against the
+    // faster of the two fast workers: on a loaded machine the OS may starve one of them.)
+    const auto& fast = w[0].applied > w[1].applied ? w[0] : w[1];
+    CHECK(mean_staleness(w[2]) > 2 * mean_staleness(fast));
+    CHECK(w[2].applied < fast.applied);
     check_no_loss(r);
   }
 }
