@@ -103,3 +103,36 @@ TEST_CASE("CLI: a short run writes JSON lines and parameters that eval reads bac
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("truncated"));
 }
+
+TEST_CASE("CLI: scenario and checkpoint problems exit 2 with one line", "[cli]") {
+  temp_dir dir;
+  std::ofstream{dir.file("typo.json")}
+    << R"({"events": [{"kind": "slow", "workers": [1], "facter": 10}]})";
+  expect_usage_error("--mode async --scenario " + dir.file("typo.json"), "facter");
+  expect_usage_error("--mode async --scenario " + dir.file("none.json"), "none.json");
+  expect_usage_error("--mode async --resume " + dir.file("none.ckpt"), "none.ckpt");
+  expect_usage_error("--mode async --scenario " + std::string{PSGD_SOURCE_DIR}
+                       + "/config/scenarios/server-crash.json",
+                     "--checkpoint");
+  expect_usage_error("--mode sequential --scenario " + std::string{PSGD_SOURCE_DIR}
+                       + "/config/scenarios/long-tail.json",
+                     "sequential");
+  expect_usage_error("--round-timeout-policy maybe", "--round-timeout-policy");
+}
+
+TEST_CASE("CLI: a scenario run names its faults in the log and the results", "[cli]") {
+  temp_dir dir;
+  auto out = dir.file("run.jsonl");
+  auto r = run_psgd("train --mode backup --workers 2 --backup 1 --epochs 0.5 --out " + out
+                    + " --scenario " + std::string{PSGD_SOURCE_DIR}
+                    + "/config/scenarios/worker-crash.json --max-updates 600");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("inject: scenario worker-crash"));
+  std::ifstream in{out};
+  std::string line, last;
+  while (std::getline(in, line))
+    last = line;
+  CHECK_THAT(last, Catch::Contains("\"accounting\"") && Catch::Contains("lost_in_flight")
+                     && Catch::Contains("inject: scenario worker-crash"));
+}
