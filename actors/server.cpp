@@ -90,6 +90,19 @@ void maybe_checkpoint(self_ptr self) {
     write_checkpoint_now(self);
 }
 
+/// Backup with fewer than m live workers closes its rounds with all of them: say so, once.
+void check_quorum(self_ptr self) {
+  auto& st = self->state;
+  const auto& settings = st.core->settings();
+  if (st.said_short || settings.mode != train_mode::backup
+      || st.core->live_workers() >= settings.quorum)
+    return;
+  st.said_short = true;
+  tell(self, fmt::format("backup: {} live worker(s), fewer than m={}: rounds now close with "
+                         "all live workers",
+                         st.core->live_workers(), settings.quorum));
+}
+
 /// After an update: divergence, the end of the budget, or an evaluation point (which pauses
 /// training).
 void report(self_ptr self) {
@@ -143,6 +156,7 @@ void reject(self_ptr self, const gradient& g, promise& rp, uint64_t version_befo
     return;
   tell(self, fmt::format("worker {} quarantined after {} bad gradients in a row (last: {})",
                          g.worker, st.core->settings().quarantine_after, why));
+  check_quorum(self);
   if (st.core->current().version > version_before) {
     report(self);
     answer_round(self);
@@ -211,6 +225,7 @@ void check_round(self_ptr self) {
     report(self);
     answer_round(self);
   }
+  check_quorum(self);
 }
 
 /// Every expected worker is here: start the clock and answer the held joins.
@@ -279,6 +294,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       report(self);
       answer_round(self);
     }
+    check_quorum(self);
   });
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {

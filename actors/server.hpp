@@ -52,6 +52,7 @@ struct server_state {
   bool done_sent = false;
   bool started = false;  ///< every expected worker joined; training runs
   bool paused = false;   ///< an evaluation is under way
+  bool said_short = false;  ///< told that backup has fewer than m live workers
   /// Join requests held until every expected worker has joined.
   std::vector<caf::typed_response_promise<snapshot>> joins;
   /// Workers whose gradient is in the open round, waiting for it to close.

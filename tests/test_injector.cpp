@@ -215,6 +215,17 @@ TEST_CASE("a worker crash mid-run: sync and backup complete and name the lost wo
   }
 }
 
+TEST_CASE("backup with fewer than m live workers goes on and says so", "[injector]") {
+  auto crashes = with_base_delay(R"({"kind": "crash", "workers": [1, 2], "at": {"updates": 50}})");
+  auto cfg = config_for("backup");
+  cfg.max_updates = 200;
+  cfg.epochs = 0;
+  auto r = must_run(cfg, small_set(), crashes);
+  CHECK(has_event(r, "fewer than m=2"));
+  CHECK(r.final_stats.version == 200);
+  check_no_loss(r, {1, 2});
+}
+
 TEST_CASE("a worker that joins mid-run gets a shard and contributes", "[injector]") {
   auto join = with_base_delay(R"({"kind": "join", "at": {"updates": 100}})");
   for (std::string mode : {"sync", "async"}) {
