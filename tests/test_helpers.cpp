@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +14,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <caf/all.hpp>
+
+#include "actors/trainer.hpp"
 #include "data/fashion_mnist.hpp"
 
 namespace psgd::testing {
@@ -104,6 +109,55 @@ std::vector<std::string> lines_of(const std::string& text) {
     if (!line.empty())
       out.push_back(line);
   return out;
+}
+
+caf::expected<run_summary> run_job(run_config cfg, std::shared_ptr<const data::split> data,
+                                   std::optional<scenario> faults) {
+  auto problem = validate(cfg);
+  INFO(problem);
+  REQUIRE(problem.empty());
+  auto job = prepare_job(cfg, std::move(data));
+  INFO(job.error());
+  REQUIRE(job);
+  job->faults = std::move(faults);
+  if (job->faults)
+    cfg.scenario = "<test>"; // as the CLI would for a scenario run
+  psgd_config sys_cfg;
+  sys_cfg.fit_scheduler_to(cfg);
+  caf::actor_system sys{sys_cfg};
+  return run_training(sys, *job);
+}
+
+run_summary must_run(run_config cfg, std::shared_ptr<const data::split> data,
+                     std::optional<scenario> faults) {
+  auto r = run_job(std::move(cfg), std::move(data), std::move(faults));
+  if (!r)
+    FAIL_CHECK("the run failed: " << render(r.error()));
+  REQUIRE(r);
+  return std::move(*r);
+}
+
+std::string render(const caf::error& err) {
+  psgd_config cfg;
+  caf::actor_system sys{cfg};
+  return sys.render(err);
+}
+
+scenario scenario_of(const std::string& json) {
+  auto s = parse_scenario(json, "<test>");
+  INFO(s.error());
+  REQUIRE(s);
+  return *s;
+}
+
+float max_abs_difference(const run_summary& a, const run_summary& b) {
+  const auto& x = a.final_params.params.values();
+  const auto& y = b.final_params.params.values();
+  REQUIRE(x.size() == y.size());
+  float d = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    d = std::max(d, std::abs(x[i] - y[i]));
+  return d;
 }
 
 } // namespace psgd::testing

@@ -7,7 +7,15 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "config/run_config.hpp"
+#include "config/scenario.hpp"
 #include "data/dataset.hpp"
+#include "messages/vocabulary.hpp"
 
 namespace psgd::testing {
 
@@ -44,5 +52,20 @@ command_result run_psgd(const std::string& args);
 
 /// Lines of text, without empty ones.
 std::vector<std::string> lines_of(const std::string& text);
+
+/// Runs a training job as the CLI would: validates `cfg` (REQUIREs it valid), prepares the
+/// job on `data` with `faults`, picks the scheduler (psgd_config::fit_scheduler_to) and runs
+/// it on a fresh actor system.
+caf::expected<run_summary> run_job(run_config cfg, std::shared_ptr<const data::split> data,
+                                   std::optional<scenario> faults = std::nullopt);
+/// Same; the run must succeed (the test fails with its error otherwise).
+run_summary must_run(run_config cfg, std::shared_ptr<const data::split> data,
+                     std::optional<scenario> faults = std::nullopt);
+/// An error as text (psgd's error category included).
+std::string render(const caf::error& err);
+/// Parses a scenario given as JSON text (REQUIREs it valid).
+scenario scenario_of(const std::string& json);
+/// The largest |difference| between two runs' final parameters.
+float max_abs_difference(const run_summary& a, const run_summary& b);
 
 } // namespace psgd::testing

@@ -13,15 +13,10 @@
 #include "tests/test_helpers.hpp"
 
 using namespace psgd;
+using testing::must_run;
+using testing::scenario_of;
 
 namespace {
-
-scenario scenario_of(const std::string& json) {
-  auto s = parse_scenario(json, "<test>");
-  INFO(s.error());
-  REQUIRE(s);
-  return *s;
-}
 
 run_config config_for(const std::string& mode) {
   run_config cfg;
@@ -32,33 +27,6 @@ run_config config_for(const std::string& mode) {
   cfg.eval_every = 100000000;
   cfg.loss_subsample = 1000;
   return cfg;
-}
-
-caf::expected<run_summary> run_with(run_config cfg, std::shared_ptr<const data::split> data,
-                                    std::optional<scenario> faults) {
-  REQUIRE(validate(cfg).empty());
-  auto job = prepare_job(cfg, std::move(data));
-  INFO(job.error());
-  REQUIRE(job);
-  job->faults = std::move(faults);
-  psgd_config sys_cfg;
-  if (job->faults)
-    cfg.scenario = "<test>"; // as the CLI would: a scenario run
-  sys_cfg.fit_scheduler_to(cfg);
-  caf::actor_system sys{sys_cfg};
-  return run_training(sys, *job);
-}
-
-run_summary must_run(run_config cfg, std::shared_ptr<const data::split> data,
-                     std::optional<scenario> faults) {
-  auto r = run_with(std::move(cfg), std::move(data), std::move(faults));
-  if (!r) {
-    psgd_config render_cfg;
-    caf::actor_system render{render_cfg};
-    FAIL_CHECK("the run failed: " << render.render(r.error()));
-  }
-  REQUIRE(r);
-  return std::move(*r);
 }
 
 std::shared_ptr<const data::split> small_set() {
@@ -260,11 +228,9 @@ TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run
   }
   SECTION("policy stop") {
     cfg.round_timeout_policy = "stop";
-    auto r = run_with(cfg, small_set(), pause);
+    auto r = testing::run_job(cfg, small_set(), pause);
     REQUIRE_FALSE(r);
-    psgd_config sys_cfg;
-    caf::actor_system sys{sys_cfg};
-    CHECK_THAT(sys.render(r.error()), Catch::Contains("round_timeout")
+    CHECK_THAT(testing::render(r.error()), Catch::Contains("round_timeout")
                                         && Catch::Contains("worker(s) 1"));
   }
 }

@@ -14,6 +14,8 @@
 #include "tests/test_helpers.hpp"
 
 using namespace psgd;
+using testing::max_abs_difference;
+using testing::must_run;
 
 namespace {
 
@@ -27,41 +29,9 @@ run_config base(const std::string& mode) {
   return cfg;
 }
 
-caf::expected<run_summary> run(run_config cfg, std::shared_ptr<const data::split> data,
-                               std::optional<scenario> faults = std::nullopt) {
-  auto problem = validate(cfg);
-  INFO(problem);
-  REQUIRE(problem.empty());
-  auto job = prepare_job(cfg, std::move(data));
-  INFO(job.error());
-  REQUIRE(job);
-  job->faults = std::move(faults);
-  psgd_config sys_cfg;
-  if (job->faults)
-    cfg.scenario = "<test>";
-  sys_cfg.fit_scheduler_to(cfg);
-  caf::actor_system sys{sys_cfg};
-  return run_training(sys, *job);
-}
-
-run_summary must_run(run_config cfg, std::shared_ptr<const data::split> data,
-                     std::optional<scenario> faults = std::nullopt) {
-  auto r = run(std::move(cfg), std::move(data), std::move(faults));
-  if (!r) {
-    psgd_config render_cfg;
-    caf::actor_system render{render_cfg};
-    FAIL_CHECK("the run failed: " << render.render(r.error()));
-  }
-  REQUIRE(r);
-  return std::move(*r);
-}
-
 scenario server_crash_at(int update) {
-  auto s = parse_scenario(R"({"events": [{"kind": "server_crash", "at": {"updates": )"
-                            + std::to_string(update) + "}}]}",
-                          "<test>");
-  REQUIRE(s);
-  return *s;
+  return testing::scenario_of(R"({"events": [{"kind": "server_crash", "at": {"updates": )"
+                              + std::to_string(update) + "}}]}");
 }
 
 std::string restart_event(const run_summary& r) {
@@ -69,16 +39,6 @@ std::string restart_event(const run_summary& r) {
     if (e.find("restarted from") != std::string::npos)
       return e;
   return {};
-}
-
-float max_abs_difference(const run_summary& a, const run_summary& b) {
-  const auto& x = a.final_params.params.values();
-  const auto& y = b.final_params.params.values();
-  REQUIRE(x.size() == y.size());
-  float d = 0;
-  for (size_t i = 0; i < x.size(); ++i)
-    d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
 }
 
 } // namespace
@@ -217,11 +177,9 @@ TEST_CASE("divergence stops the run with a clear message and keeps the last good
   cfg.divergence_loss = 100;
   cfg.checkpoint = dir.file("run.ckpt");
   cfg.checkpoint_every = 1;
-  auto r = run(cfg, data);
+  auto r = testing::run_job(cfg, data);
   REQUIRE_FALSE(r);
-  psgd_config sys_cfg;
-  caf::actor_system sys{sys_cfg};
-  CHECK_THAT(sys.render(r.error()), Catch::Contains("diverged") && Catch::Contains("loss"));
+  CHECK_THAT(testing::render(r.error()), Catch::Contains("diverged") && Catch::Contains("loss"));
   auto saved = read_checkpoint(cfg.checkpoint);
   REQUIRE(saved);
   for (float x : saved->data.params)

@@ -26,29 +26,7 @@ run_config quiet_config(const std::string& mode, const std::string& model) {
 }
 
 run_summary train(run_config cfg, std::shared_ptr<const data::split> data) {
-  auto problem = validate(cfg);
-  INFO(problem);
-  REQUIRE(problem.empty());
-  auto job = prepare_job(cfg, std::move(data));
-  INFO(job.error());
-  REQUIRE(job);
-  psgd_config sys_cfg;
-  sys_cfg.fit_scheduler_to(cfg); // as the CLI does
-  caf::actor_system sys{sys_cfg};
-  auto r = run_training(sys, *job);
-  INFO((r ? std::string{} : sys.render(r.error())));
-  REQUIRE(r);
-  return std::move(*r);
-}
-
-float max_abs_difference(const run_summary& a, const run_summary& b) {
-  const auto& x = a.final_params.params.values();
-  const auto& y = b.final_params.params.values();
-  REQUIRE(x.size() == y.size());
-  float d = 0;
-  for (size_t i = 0; i < x.size(); ++i)
-    d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
+  return testing::must_run(std::move(cfg), std::move(data));
 }
 
 } // namespace
@@ -70,7 +48,7 @@ TEST_CASE("sync with m workers of batch b equals sequential with batch m*b", "[e
     REQUIRE(a.final_stats.version == 250);
     REQUIRE(b.final_stats.version == 250);
     INFO(model);
-    CHECK(max_abs_difference(a, b) <= 1e-5f);
+    CHECK(testing::max_abs_difference(a, b) <= 1e-5f);
     // Not trivially equal: training moved the parameters.
     CHECK(a.evaluations.back().test_accuracy > 0.6);
   }
@@ -89,7 +67,7 @@ TEST_CASE("sync with the sum aggregate equals sequential with lr * m", "[exact]"
   seq.mode = "sequential";
   seq.batch = 48;
   seq.lr = 0.06;
-  CHECK(max_abs_difference(train(sync, data), train(seq, data)) <= 1e-5f);
+  CHECK(testing::max_abs_difference(train(sync, data), train(seq, data)) <= 1e-5f);
 }
 
 TEST_CASE("async with one worker equals sequential", "[exact]") {
@@ -101,7 +79,7 @@ TEST_CASE("async with one worker equals sequential", "[exact]") {
   auto seq = async;
   seq.mode = "sequential";
   auto a = train(async, data);
-  CHECK(max_abs_difference(a, train(seq, data)) <= 1e-6f);
+  CHECK(testing::max_abs_difference(a, train(seq, data)) <= 1e-6f);
   CHECK(a.final_stats.staleness_histogram == std::vector<int64_t>{300});
 }
 
