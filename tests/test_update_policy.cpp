@@ -196,6 +196,10 @@ TEST_CASE("each admission rule rejects what it should and leaves the parameters 
   CHECK(s.workers[1].rejected[size_t(reject_reason::non_finite)] == 1);
   CHECK(s.workers[1].rejected[size_t(reject_reason::duplicate)] == 1);
   CHECK(s.rejected_unknown == 1);
+  for (const auto& w : s.workers) { // no-loss: every gradient accounted for
+    CHECK(w.pushed == w.applied + w.dropped + w.after_stop + w.rejected_total());
+    CHECK(w.lost_in_flight == 0);
+  }
 }
 
 TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum",
@@ -220,6 +224,8 @@ TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum
   auto st = core.stats();
   CHECK(st.workers[1].quarantined);
   CHECK(st.workers[1].rejected_total() == 4);
+  for (const auto& w : st.workers)
+    CHECK(w.lost_in_flight == 0);
 }
 
 TEST_CASE("a good gradient resets the count of bad ones in a row", "[policy]") {
