@@ -196,10 +196,10 @@ TEST_CASE("each admission rule rejects what it should and leaves the parameters 
   CHECK(s.workers[1].rejected[size_t(reject_reason::non_finite)] == 1);
   CHECK(s.workers[1].rejected[size_t(reject_reason::duplicate)] == 1);
   CHECK(s.rejected_unknown == 1);
-  for (const auto& w : s.workers) { // no-loss: every gradient accounted for
+  // No loss: every gradient received is accounted for. (computed is the workers' own
+  // count; grad() here does not keep one, so lost_in_flight is not meaningful.)
+  for (const auto& w : s.workers)
     CHECK(w.pushed == w.applied + w.dropped + w.after_stop + w.rejected_total());
-    CHECK(w.lost_in_flight == 0);
-  }
 }
 
 TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum",
@@ -225,7 +225,7 @@ TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum
   CHECK(st.workers[1].quarantined);
   CHECK(st.workers[1].rejected_total() == 4);
   for (const auto& w : st.workers)
-    CHECK(w.lost_in_flight == 0);
+    CHECK(w.pushed == w.applied + w.dropped + w.after_stop + w.rejected_total());
 }
 
 TEST_CASE("a good gradient resets the count of bad ones in a row", "[policy]") {
