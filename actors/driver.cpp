@@ -79,11 +79,10 @@ worker_actor spawn_worker(self_ptr self) {
   // The workers share the training set; the split outlives them through this aliasing
   // pointer.
   std::shared_ptr<const data::dataset> train{job.data, &job.data->train};
-  auto observer = caf::actor_cast<observer_actor>(self);
+  upstream_actor upstream = st.server;
   worker_actor w = cfg.placement == "detached"
-                     ? self->spawn<caf::detached>(worker, st.server, observer, job.model,
-                                                  train, ws)
-                     : self->spawn(worker, st.server, observer, job.model, train, ws);
+                     ? self->spawn<caf::detached>(worker, upstream, job.model, train, ws)
+                     : self->spawn(worker, upstream, job.model, train, ws);
   self->monitor(w);
   st.worker_ids.emplace(w.address(), id);
   st.workers.push_back(w);
@@ -153,7 +152,6 @@ void collect(self_ptr self) {
     return;
   auto finish_with = [=](server_stats stats) {
     auto& st = self->state;
-    merge_reports(stats, st.reported);
     st.summary.final_stats = std::move(stats);
     finish(self, std::move(st.summary));
   };
@@ -189,7 +187,7 @@ void restart_server(self_ptr self, const caf::error& reason) {
   spawn_server(self, std::make_shared<const checkpoint>(std::move(saved->data)),
                std::move(alive));
   for (auto& w : st.workers)
-    self->send(w, rejoin_atom::value, st.server);
+    self->send(w, rejoin_atom::value, upstream_actor{st.server});
   if (st.injector)
     self->send(st.injector, rejoin_atom::value, st.server);
 }
@@ -268,10 +266,6 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         self->delayed_send(self, report_wait, tick_atom::value);
     },
     [=](event_atom, std::string& text) { record_event(self, std::move(text)); },
-    [=](report_atom, int32_t id, int64_t computed) {
-      auto& n = self->state.reported[id];
-      n = std::max(n, computed);
-    },
     [=](tick_atom) { collect(self); },
     [=](join_atom, int32_t count) {
       if (self->state.finishing || self->state.finished)

@@ -17,9 +17,10 @@
 //   max_restarts times) and sends every worker and the injector rejoin(server).
 // - With --resume the server starts from that checkpoint and every worker continues its
 //   sample stream where the checkpoint left it.
-// - At the end of the budget it waits (at most `report_wait`) for every worker's report of
-//   its computed gradients, then takes the server's final counters, so the summary's no-loss
-//   equation counts the gradients pushed after the end too.
+// - At the end of the budget it waits (at most `report_wait`) for every worker to stop (each
+//   reports its count of computed gradients to the server as it does), then takes the
+//   server's final counters, so the summary's no-loss equation counts the gradients pushed
+//   after the end too.
 // - Evaluation runs in the driver's handler, concurrently with training.
 #pragma once
 
@@ -44,7 +45,6 @@ struct driver_state {
   std::map<caf::actor_addr, int32_t> worker_ids;
   run_summary summary;
   caf::typed_response_promise<run_summary> result;
-  std::map<int32_t, int64_t> reported;  ///< worker id -> its count of computed gradients
   int32_t next_worker_id = 0;
   int restarts = 0;  ///< server restarts from its checkpoint so far
   bool started = false;

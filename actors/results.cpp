@@ -172,14 +172,6 @@ std::string write_results(const std::string& path, const run_config& cfg, const 
   return {};
 }
 
-void merge_reports(server_stats& s, const std::map<int32_t, int64_t>& computed) {
-  for (auto& w : s.workers) {
-    if (auto i = computed.find(w.worker); i != computed.end())
-      w.computed = std::max(w.computed, i->second);
-    w.lost_in_flight = w.computed - w.applied - w.dropped - w.after_stop - w.rejected_total();
-  }
-}
-
 uint64_t eval_interval(const run_config& cfg, int64_t train_rows) {
   if (cfg.eval_every > 0)
     return static_cast<uint64_t>(cfg.eval_every);

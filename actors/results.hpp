@@ -52,10 +52,6 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
                           int64_t train_rows);
 
-/// Folds the workers' own counts of computed gradients into `s` and recomputes each
-/// worker's gradients lost in flight (computed minus everything the server accounted for).
-void merge_reports(server_stats& s, const std::map<int32_t, int64_t>& computed);
-
 /// The updates between evaluations: cfg.eval_every, or four per epoch when it is 0.
 uint64_t eval_interval(const run_config& cfg, int64_t train_rows);
 

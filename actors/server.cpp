@@ -327,6 +327,9 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       return rp;
     },
     [=](stats_atom) { return self->state.core->stats(); },
+    [=](report_atom, int32_t id, int64_t computed) {
+      self->state.core->report_computed(id, computed);
+    },
     [=](watch_atom, uint64_t version) -> caf::result<uint64_t> {
       auto& st = self->state;
       if (st.core->current().version >= version)

@@ -27,7 +27,7 @@ void orphan(self_ptr self) {
 }
 
 /// Joins `server` and computes on the snapshot it answers.
-void join(self_ptr self, server_actor server) {
+void join(self_ptr self, upstream_actor server) {
   auto& st = self->state;
   st.server = std::move(server);
   self->monitor(st.server);
@@ -39,7 +39,8 @@ void join(self_ptr self, server_actor server) {
 /// Stops the worker: first its report to the observer, then quit (normally if no error).
 void stop(self_ptr self, caf::error reason) {
   auto& st = self->state;
-  self->send(st.observer, report_atom::value, st.settings.id, st.computed);
+  if (st.server)
+    self->send(st.server, report_atom::value, st.settings.id, st.computed);
   self->quit(std::move(reason));
 }
 
@@ -134,15 +135,13 @@ std::chrono::milliseconds tick_interval(const worker_settings& s) {
 
 } // namespace
 
-worker_actor::behavior_type worker(self_ptr self, server_actor server,
-                                   observer_actor observer,
+worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
                                    std::shared_ptr<const model::model> model,
                                    std::shared_ptr<const data::dataset> train,
                                    worker_settings settings) {
   auto& st = self->state;
   st.settings = settings;
   st.server = server;
-  st.observer = std::move(observer);
   st.workspace = model->make_workspace(settings.batch);
   // A worker that joined mid-run (id >= shards) takes shard id % shards of its own stream.
   st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed,
@@ -193,7 +192,7 @@ worker_actor::behavior_type worker(self_ptr self, server_actor server,
       }
     },
     [=](heal_atom, int32_t event) { self->state.faults.erase(event); },
-    [=](rejoin_atom, server_actor server) {
+    [=](rejoin_atom, upstream_actor server) {
       auto& st = self->state;
       st.orphaned = false;
       st.held.reset(); // computed for the old server's timeline: lost in flight

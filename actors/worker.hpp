@@ -5,8 +5,10 @@
 // Contract:
 // - Training starts on start(); the worker ends normally when the server answers
 //   training_finished, and with the error otherwise (a failed request, a dead server).
-//   Whenever it stops it first sends the observer report(id, computed): its own count of
+//   Whenever it stops it first sends the server report(id, computed): its own count of
 //   gradients computed, the left side of the no-loss equation.
+// - It talks to an upstream_actor: the server in one process, the published facade across
+//   processes (the same code either way).
 // - The snapshot is released before the push, so the server's buffers recycle.
 // - `step_delay` > 0, and the injector's effects (slow by a factor or by a delay drawn per
 //   step, an extra cost per example of a class, a pause), make a step really take longer (a
@@ -57,8 +59,7 @@ struct worker_state {
   worker_settings settings;
   std::shared_ptr<const model::model> model;
   std::shared_ptr<const data::dataset> train;
-  server_actor server;
-  observer_actor observer;
+  upstream_actor server;
   int64_t computed = 0;          ///< gradients computed so far
   std::unique_ptr<model::workspace> workspace;
   std::unique_ptr<data::shard_sampler> sampler;
@@ -78,7 +79,7 @@ struct worker_state {
 };
 
 worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,
-                                   server_actor server, observer_actor observer,
+                                   upstream_actor server,
                                    std::shared_ptr<const model::model> model,
                                    std::shared_ptr<const data::dataset> train,
                                    worker_settings settings);

@@ -26,7 +26,7 @@
 //   driver -> worker   start()                                begin training
 //   server -> observer event(text)                            a notable event (quarantine,
 //                                                              round timeout, late join)
-//   worker -> observer report(id, computed)                    its count of computed gradients,
+//   worker -> server   report(id, computed)                    its count of computed gradients,
 //                                                              sent as it stops
 //   injector -> worker fault(effect), heal(event)              slow down, pause, crash
 //   injector -> server watch(version)                       -> version, once it is reached
@@ -295,10 +295,16 @@ CAF_END_TYPE_ID_BLOCK(psgd)
 
 namespace psgd {
 
-/// The parameter server. tick() is its own watchdog timer (round timeout).
-using server_actor = caf::typed_actor<
+/// What a worker talks to: the server itself (in one process) or the facade a serving
+/// process publishes. report(id, computed) is the worker's own count of computed gradients,
+/// sent as it stops.
+using upstream_actor = caf::typed_actor<
   caf::replies_to<join_atom, int32_t>::with<snapshot>,
   caf::replies_to<push_atom, gradient>::with<snapshot>,
+  caf::reacts_to<report_atom, int32_t, int64_t>>;
+
+/// The parameter server. tick() is its own watchdog timer (round timeout).
+using server_actor = upstream_actor::extend<
   caf::replies_to<stats_atom>::with<server_stats>,
   caf::replies_to<watch_atom, uint64_t>::with<uint64_t>,
   caf::reacts_to<crash_atom>,
@@ -309,8 +315,7 @@ using server_actor = caf::typed_actor<
 using observer_actor = caf::typed_actor<
   caf::replies_to<progress_atom, snapshot, server_stats>::with<resume_atom>,
   caf::reacts_to<done_atom, snapshot, server_stats>,
-  caf::reacts_to<event_atom, std::string>,
-  caf::reacts_to<report_atom, int32_t, int64_t>>;
+  caf::reacts_to<event_atom, std::string>>;
 
 /// A worker: idle until started. push() and tick() are its own timers: "send the gradient
 /// you hold" after an injected delay, and "check that the server answered in time".
@@ -320,7 +325,7 @@ using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to
                                       caf::reacts_to<tick_atom>,
                                       caf::reacts_to<fault_atom, fault_effect>,
                                       caf::reacts_to<heal_atom, int32_t>,
-                                      caf::reacts_to<rejoin_atom, server_actor>>;
+                                      caf::reacts_to<rejoin_atom, upstream_actor>>;
 
 /// The driver: runs one training job and answers with its summary. tick() is its own timer
 /// (the bound on waiting for the workers' reports at the end).
