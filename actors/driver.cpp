@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 #include <fmt/format.h>
 
 #include "actors/results.hpp"
@@ -12,6 +13,7 @@
 #include "actors/injector.hpp"
 #include "actors/worker.hpp"
 #include "actors/checkpoint.hpp"
+#include "actors/facade.hpp"
 #include "data/random.hpp"
 
 namespace psgd {
@@ -91,6 +93,38 @@ worker_actor spawn_worker(self_ptr self) {
 
 void finish(self_ptr self, caf::expected<run_summary> outcome);
 
+/// Publishes the server's facade (psgd serve). False (and the run finished) on failure.
+bool publish_front(self_ptr self) {
+  auto& st = self->state;
+  const auto& job = *st.job;
+  const auto& cfg = job.cfg;
+  run_spec spec;
+  spec.mode = cfg.mode;
+  spec.model = cfg.model;
+  spec.hidden = cfg.hidden;
+  spec.input_dim = job.data->train.dim;
+  spec.classes = job.data->train.classes;
+  spec.batch = cfg.batch;
+  spec.seed = cfg.seed;
+  spec.shards = cfg.total_workers();
+  spec.request_timeout_ms = cfg.request_timeout_ms;
+  spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
+  st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train));
+  auto port = self->system().middleman().publish(st.front, job.serve->port,
+                                                 job.serve->bind.c_str(), true);
+  if (!port) {
+    finish(self, make_error(error_code::peer_lost,
+                            fmt::format("cannot listen on {}:{}: {}", job.serve->bind,
+                                        job.serve->port, self->system().render(port.error()))));
+    return false;
+  }
+  // Always printed (also with --quiet): the workers need the port.
+  std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s)",
+                           job.serve->bind, *port, cfg.total_workers())
+            << std::endl;
+  return true;
+}
+
 void spawn_team(self_ptr self) {
   auto& st = self->state;
   const auto& job = *st.job;
@@ -98,6 +132,10 @@ void spawn_team(self_ptr self) {
   std::vector<int32_t> everyone(cfg.total_workers());
   std::iota(everyone.begin(), everyone.end(), 0);
   spawn_server(self, job.resume, everyone);
+  if (job.serve) {
+    publish_front(self);
+    return;
+  }
   for (int32_t id = 0; id < cfg.total_workers(); ++id)
     spawn_worker(self);
   auto start_workers = [=] {
@@ -138,6 +176,8 @@ void finish(self_ptr self, caf::expected<run_summary> outcome) {
     self->send_exit(st.server, caf::exit_reason::user_shutdown);
   if (st.injector)
     self->send_exit(st.injector, caf::exit_reason::user_shutdown);
+  if (st.front)
+    self->send_exit(st.front, caf::exit_reason::user_shutdown);
   if (outcome)
     st.result.deliver(std::move(*outcome));
   else
@@ -157,8 +197,17 @@ void collect(self_ptr self) {
   };
   self->request(st.server, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},
                 stats_atom::value)
-    .then([=](server_stats& stats) { finish_with(std::move(stats)); },
-          [=](caf::error&) { finish_with(self->state.summary.final_stats); });
+    .then(
+      [=](server_stats& stats) {
+        // Remote workers: wait (bounded) until they have all stopped and disconnected.
+        if (self->state.job->serve && stats.connected > 0
+            && std::chrono::steady_clock::now() < self->state.collect_deadline) {
+          self->delayed_send(self, std::chrono::milliseconds{50}, tick_atom::value);
+          return;
+        }
+        finish_with(std::move(stats));
+      },
+      [=](caf::error&) { finish_with(self->state.summary.final_stats); });
 }
 
 void restart_server(self_ptr self, const caf::error& reason) {
@@ -260,6 +309,7 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       st.summary.final_stats = stats;
       st.summary.final_params = snap;
       // Step 1: the workers stop as their next push is refused; wait for their reports.
+      st.collect_deadline = std::chrono::steady_clock::now() + report_wait;
       if (st.worker_ids.empty())
         collect(self);
       else

@@ -10,6 +10,9 @@
 //   spawned running.
 // - It monitors the server and every worker; a lost worker is named in the summary's events
 //   and on stderr (the server takes it out of the quorum), as are the server's events.
+// - Serving (job.serve): it publishes a facade (actors/facade.hpp) on the bind address
+//   instead of spawning workers, and at the end waits (at most report_wait) until the remote
+//   workers have disconnected before it takes the final counters.
 // - With a scenario it runs the injector (actors/injector.hpp) and starts the new workers
 //   it asks for (join).
 // - When the server dies (not by divergence or a round-timeout stop) and the run has a
@@ -40,6 +43,8 @@ struct driver_state {
   std::shared_ptr<const training_job> job;
   data::dataset loss_subsample;
   server_actor server;
+  facade_actor front;  ///< published (psgd serve)
+  std::chrono::steady_clock::time_point collect_deadline;
   injector_actor injector;
   std::vector<worker_actor> workers;
   std::map<caf::actor_addr, int32_t> worker_ids;

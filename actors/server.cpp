@@ -326,7 +326,11 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       handle_push(self, g, rp);
       return rp;
     },
-    [=](stats_atom) { return self->state.core->stats(); },
+    [=](stats_atom) {
+      auto s = self->state.core->stats();
+      s.connected = static_cast<int32_t>(self->state.members.size());
+      return s;
+    },
     [=](report_atom, int32_t id, int64_t computed) {
       self->state.core->report_computed(id, computed);
     },

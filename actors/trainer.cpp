@@ -27,13 +27,21 @@ data::split synthetic_split(const run_config& cfg) {
 
 } // namespace
 
-outcome<training_job> prepare_job(const run_config& cfg) {
+outcome<std::shared_ptr<const data::split>> load_data(const run_config& cfg) {
+  using result = outcome<std::shared_ptr<const data::split>>;
   if (cfg.synthetic)
-    return prepare_job(cfg, std::make_shared<const data::split>(synthetic_split(cfg)));
+    return result{std::make_shared<const data::split>(synthetic_split(cfg))};
   auto loaded = data::load_fashion_mnist(cfg.data);
   if (!loaded)
-    return outcome<training_job>::failure(loaded.error());
-  return prepare_job(cfg, std::make_shared<const data::split>(std::move(*loaded)));
+    return result::failure(loaded.error());
+  return result{std::make_shared<const data::split>(std::move(*loaded))};
+}
+
+outcome<training_job> prepare_job(const run_config& cfg) {
+  auto data = load_data(cfg);
+  if (!data)
+    return outcome<training_job>::failure(data.error());
+  return prepare_job(cfg, std::move(*data));
 }
 
 outcome<training_job> prepare_job(const run_config& cfg,

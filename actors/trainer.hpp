@@ -30,6 +30,12 @@
 
 namespace psgd {
 
+/// Where a serving process listens (psgd serve): its workers come over the network.
+struct serve_options {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 0;  ///< 0: the OS picks one (printed)
+};
+
 struct training_job {
   run_config cfg;                                ///< validated
   std::shared_ptr<const data::split> data;
@@ -41,7 +47,13 @@ struct training_job {
   std::optional<scenario> faults;
   /// The checkpoint to continue from (--resume), fingerprint-checked; null for a fresh run.
   std::shared_ptr<const checkpoint> resume;
+  /// Set: publish the server's facade and wait for remote workers instead of spawning them.
+  std::optional<serve_options> serve;
 };
+
+/// The data set a config names: Fashion-MNIST from cfg.data, or the synthetic problem for
+/// cfg's model and seed (identical in every process). `cfg` must have passed validate().
+outcome<std::shared_ptr<const data::split>> load_data(const run_config& cfg);
 
 /// Loads data, builds the model, checks the config against the data. `cfg` must have passed
 /// validate().

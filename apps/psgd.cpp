@@ -1,6 +1,8 @@
 // psgd: the command-line tool. Thin: parse, check, spawn, wait, report, exit code.
 //
 //   psgd train [options]              train (sequential, sync, async or backup SGD)
+//   psgd serve --port P [options]     train with workers that connect over the network
+//   psgd work --connect HOST:P        run workers for a psgd serve
 //   psgd eval --load FILE [--data D]  test accuracy of saved parameters
 //   psgd report FILE...               comparison table of the summaries in --out files
 //
@@ -18,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "actors/remote.hpp"
 #include "actors/results.hpp"
 #include "actors/trainer.hpp"
 #include "config/run_config.hpp"
@@ -33,6 +36,8 @@ constexpr int exit_usage = 2;
 
 const char* usage_text =
   "usage: psgd train [options]               train a model (see psgd train --help)\n"
+  "       psgd serve --port P [options]      train with workers that connect over TCP\n"
+  "       psgd work --connect HOST:P [--workers k]  run k workers for a psgd serve\n"
   "       psgd eval --load FILE [--data DIR] test accuracy of saved parameters\n"
   "       psgd report FILE...                comparison table of --out files\n"
   "\n"
@@ -40,7 +45,8 @@ const char* usage_text =
   "  psgd train --mode async --workers 2 --model softmax --epochs 3 --batch 32 --lr 0.1\n"
   "  psgd train --mode backup --workers 2 --backup 1 --out backup.jsonl --save backup.params\n"
   "  psgd train --mode sequential --model mlp --hidden 128 --epochs 1\n"
-  "  psgd eval --load backup.params\n";
+  "  psgd eval --load backup.params\n"
+  "  psgd serve --port 7000 --mode async --workers 2 &  psgd work --connect 127.0.0.1:7000 --workers 2\n";
 
 int usage_error(const std::string& what) {
   std::cerr << "psgd: " << what << '\n';
@@ -143,18 +149,25 @@ std::string final_line(const run_config& cfg, const run_summary& r, int64_t trai
   return line;
 }
 
-int cmd_train(int argc, char** argv) {
+int cmd_train(int argc, char** argv, bool serve = false) {
   psgd_config cfg;
-  if (int rc = parse_options(cfg, argc, argv, "train"); rc >= 0)
+  if (int rc = parse_options(cfg, argc, argv, serve ? "serve" : "train"); rc >= 0)
     return rc;
   auto& run = cfg.run;
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
+  if (serve) {
+    if (auto problem = validate_network(run, true); !problem.empty())
+      return usage_error(problem);
+    cfg.enable_network();
+  }
   if (!run.synthetic && !is_directory(run.data))
     return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
   auto job = prepare_job(run);
   if (!job)
     return usage_error(job.error());
+  if (serve)
+    job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
   if (!has_option(argc, argv, "--scheduler.policy"))
     cfg.fit_scheduler_to(run);
   caf::actor_system sys{cfg};
@@ -179,6 +192,27 @@ int cmd_train(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+int cmd_work(int argc, char** argv) {
+  psgd_config cfg;
+  if (int rc = parse_options(cfg, argc, argv, "work"); rc >= 0)
+    return rc;
+  auto& run = cfg.run;
+  if (auto problem = validate(run); !problem.empty())
+    return usage_error(problem);
+  if (auto problem = validate_network(run, false); !problem.empty())
+    return usage_error(problem);
+  cfg.enable_network();
+  caf::actor_system sys{cfg};
+  auto outcome = work_remotely(sys, run);
+  if (!outcome) {
+    std::cerr << "psgd work: " << sys.render(outcome.error()) << '\n';
+    return outcome.error() == make_error(error_code::refused) ? exit_usage : exit_failure;
+  }
+  for (const auto& line : outcome->lines)
+    std::cout << line << '\n';
+  return outcome->finished == outcome->workers ? 0 : exit_failure;
 }
 
 int cmd_eval(int argc, char** argv) {
@@ -251,6 +285,10 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   if (command == "train")
     return cmd_train(argc, argv);
+  if (command == "serve")
+    return cmd_train(argc, argv, true);
+  if (command == "work")
+    return cmd_work(argc, argv);
   if (command == "eval")
     return cmd_eval(argc, argv);
   if (command == "report")

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <caf/io/middleman.hpp>
+
 #include "data/sampler.hpp"
 #include "messages/vocabulary.hpp"
 
@@ -181,6 +183,14 @@ psgd_config::psgd_config() {
     .add(run.checkpoint_seconds, "checkpoint-seconds",
          "seconds between checkpoints; 0 = by updates only (default 0)")
     .add(run.resume, "resume", "continue the run saved in this checkpoint (default none)")
+    .add(run.port, "port", "serve: TCP port; 0 = the OS picks one, printed (default 0)")
+    .add(run.bind, "bind", "serve: listen address (default 127.0.0.1)")
+    .add(run.insecure, "insecure",
+         "serve: allow listening beyond loopback without TLS (default off)")
+    .add(run.connect, "connect", "work: HOST:PORT of a psgd serve")
+    .add(run.heartbeat_ms, "heartbeat-ms", "serve/work: heartbeat interval, ms (default 200)")
+    .add(run.connection_timeout_ms, "connection-timeout-ms",
+         "serve/work: a silent peer is dropped after this many ms (default 1000)")
     .add(run.placement, "placement",
          "shared (workers on the scheduler) | detached (a thread per worker) (default shared)")
     .add(run.request_timeout_ms, "request-timeout-ms",
@@ -199,6 +209,43 @@ psgd_config::psgd_config() {
   // so the second worker's thread picks the server up (and then its own worker) instead of
   // both workers being queued behind the server's thread and swapping cores.
   set("scheduler.max-throughput", 1);
+}
+
+void psgd_config::enable_network() {
+  load<caf::io::middleman>();
+  set("middleman.heartbeat-interval",
+      caf::timespan{std::chrono::milliseconds{run.heartbeat_ms}});
+  set("middleman.connection-timeout",
+      caf::timespan{std::chrono::milliseconds{run.connection_timeout_ms}});
+  set("middleman.workers", 0);
+}
+
+std::string validate_network(const run_config& cfg, bool serve) {
+  if (cfg.heartbeat_ms < 1)
+    return fmt::format("--heartbeat-ms: must be at least 1 (got {})", cfg.heartbeat_ms);
+  if (cfg.connection_timeout_ms <= cfg.heartbeat_ms)
+    return fmt::format("--connection-timeout-ms: must be above --heartbeat-ms (got {} <= {})",
+                       cfg.connection_timeout_ms, cfg.heartbeat_ms);
+  if (serve) {
+    if (cfg.port < 0 || cfg.port > 65535)
+      return fmt::format("--port: must be 0..65535 (got {})", cfg.port);
+    const bool loopback = cfg.bind == "localhost" || cfg.bind == "::1"
+                          || cfg.bind.rfind("127.", 0) == 0;
+    if (!loopback && !cfg.insecure)
+      return fmt::format("--bind {}: the plain middleman authenticates nobody; to listen "
+                         "beyond loopback pass --insecure",
+                         cfg.bind);
+    if (cfg.parsed_mode == train_mode::sequential)
+      return "--mode sequential has no workers to serve";
+    return {};
+  }
+  auto colon = cfg.connect.rfind(':');
+  if (cfg.connect.empty() || colon == std::string::npos || colon == 0
+      || colon + 1 == cfg.connect.size()
+      || cfg.connect.find_first_not_of("0123456789", colon + 1) != std::string::npos
+      || std::stol(cfg.connect.substr(colon + 1)) > 65535)
+    return fmt::format("--connect: expected HOST:PORT (got '{}')", cfg.connect);
+  return {};
 }
 
 std::string psgd_config::fit_scheduler_to(const run_config& run) {

@@ -61,6 +61,13 @@ struct run_config {
   int64_t checkpoint_every = 0;    ///< updates between checkpoints; 0 = 1000 if no seconds
   double checkpoint_seconds = 0;   ///< seconds between checkpoints; 0 = by updates only
   std::string resume;              ///< continue the run saved in this checkpoint
+  // -- network (psgd serve / psgd work) ---------------------------------------------------------
+  int port = 0;                      ///< serve: TCP port; 0 = the OS picks (printed)
+  std::string bind = "127.0.0.1";    ///< serve: listen address
+  bool insecure = false;             ///< serve: allow a non-loopback bind without TLS
+  std::string connect;               ///< work: HOST:PORT of a psgd serve
+  int64_t heartbeat_ms = 200;        ///< middleman heartbeat interval
+  int64_t connection_timeout_ms = 1000;  ///< a silent peer is dropped after this
   // -- runtime -------------------------------------------------------------------------------
   std::string placement = "shared";  ///< workers on the scheduler (shared) or own threads (detached)
   int64_t request_timeout_ms = 60000;  ///< timeout of every request between actors
@@ -80,6 +87,9 @@ struct run_config {
 /// Checks the options that do not depend on the data; fills the parsed fields.
 std::string validate(run_config& cfg);
 
+/// Checks the network options of psgd serve (`serve`) or psgd work (!`serve`).
+std::string validate_network(const run_config& cfg, bool serve);
+
 /// Checks the options against the training set size (batch vs shard); after validate().
 std::string validate_against_data(const run_config& cfg, int64_t train_rows);
 
@@ -90,6 +100,11 @@ public:
   run_config run;
   /// The psgd options (for join_option_values).
   const caf::config_option_set& options() const { return custom_options_; }
+
+  /// Loads CAF's middleman for psgd serve/work, with heartbeats on (CAF's default is off, so
+  /// a frozen peer would never be noticed) and no extra middleman threads. Call after parse,
+  /// before the actor system exists.
+  void enable_network();
 
   /// Chooses CAF's scheduling policy for a run; call after validate(), before the actor
   /// system exists. Work stealing (fastest) when every worker has a scheduler thread of its

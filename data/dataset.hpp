@@ -27,6 +27,10 @@ struct dataset {
   dataset head(int64_t n) const;
 };
 
+/// A short text that differs when two datasets differ: sizes and an FNV-1a hash of the
+/// labels/targets and of every 97th feature. Two processes compare it to agree on the data.
+std::string fingerprint(const dataset& d);
+
 /// A training set and its test set.
 struct split {
   dataset train;

@@ -43,6 +43,7 @@ std::string to_string(error_code x) {
     case error_code::peer_lost: return "peer_lost";
     case error_code::rejected: return "rejected";
     case error_code::injected_crash: return "injected_crash";
+    case error_code::refused: return "refused";
     case error_code::round_timeout: return "round_timeout";
     case error_code::diverged: return "diverged";
   }

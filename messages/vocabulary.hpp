@@ -34,6 +34,8 @@
 //   injector -> driver join(count)                             start new workers mid-run
 //   driver -> worker   rejoin(server)                         the server restarted from its
 //                                                              checkpoint: join it and go on
+//   process -> facade  hello(version, data fingerprint, k)   -> run_spec with k worker ids
+//                                                              (across processes only)
 //   caller -> driver   run()                                -> run_summary when finished
 #pragma once
 
@@ -53,6 +55,9 @@
 #include <caf/replies_to.hpp>
 
 namespace psgd {
+
+/// The protocol's version: processes of different versions refuse each other.
+inline constexpr const char* protocol_version = "psgd-1";
 
 // -- float_buffer -------------------------------------------------------------------------
 
@@ -182,6 +187,7 @@ struct server_stats {
   double seconds = 0;             ///< since training started (all workers joined)
   float recent_loss = 0;          ///< mean minibatch loss of recently applied gradients
   int64_t rejected_unknown = 0;   ///< gradients from worker ids that never joined
+  int32_t connected = 0;          ///< member actors the server still watches
   std::vector<int64_t> staleness_histogram;  ///< [s] = applied gradients of staleness s
   std::vector<worker_stats> workers;
 };
@@ -189,7 +195,7 @@ struct server_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, server_stats& x) {
   return f(caf::meta::type_name("server_stats"), x.version, x.samples, x.gradients_applied,
-           x.gradients_dropped, x.seconds, x.recent_loss, x.rejected_unknown,
+           x.gradients_dropped, x.seconds, x.recent_loss, x.rejected_unknown, x.connected,
            x.staleness_histogram, x.workers);
 }
 
@@ -243,6 +249,28 @@ typename Inspector::result_type inspect(Inspector& f, fault_effect& x) {
            x.per_class_ms, x.duration_ms, x.seed);
 }
 
+/// What a serving process tells the workers that join it over the network: everything they
+/// must agree on (workers cannot disagree with the server).
+struct run_spec {
+  std::string mode;
+  std::string model;             ///< softmax | mlp | lsq
+  int32_t hidden = 0;
+  int32_t input_dim = 0;
+  int32_t classes = 0;
+  int32_t batch = 0;
+  uint64_t seed = 0;
+  int32_t shards = 0;            ///< workers sharing each epoch
+  int64_t request_timeout_ms = 0;
+  std::string dataset;           ///< fashion-mnist | synthetic
+  std::vector<int32_t> ids;      ///< the worker ids assigned to the asking process
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
+  return f(caf::meta::type_name("run_spec"), x.mode, x.model, x.hidden, x.input_dim,
+           x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset, x.ids);
+}
+
 /// psgd's error codes (category atom "psgd").
 enum class error_code : uint8_t {
   none = 0,
@@ -252,6 +280,7 @@ enum class error_code : uint8_t {
   peer_lost,           ///< a peer actor died
   rejected,            ///< the server refused a gradient (see reject_reason)
   injected_crash,      ///< a scenario crashed this actor
+  refused,             ///< a worker process does not match the run (version, data, ids)
   round_timeout,       ///< a round waited longer than --round-timeout (policy stop)
   diverged,            ///< the loss became NaN/Inf or passed the divergence threshold
 };
@@ -272,6 +301,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(psgd, (psgd::eval_point))
   CAF_ADD_TYPE_ID(psgd, (psgd::run_summary))
   CAF_ADD_TYPE_ID(psgd, (psgd::fault_effect))
+  CAF_ADD_TYPE_ID(psgd, (psgd::run_spec))
   CAF_ADD_ATOM(psgd, psgd, join_atom, "join")
   CAF_ADD_ATOM(psgd, psgd, push_atom, "push")
   CAF_ADD_ATOM(psgd, psgd, stats_atom, "stats")
@@ -288,6 +318,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, watch_atom, "watch")
   CAF_ADD_ATOM(psgd, psgd, crash_atom, "crash")
   CAF_ADD_ATOM(psgd, psgd, rejoin_atom, "rejoin")
+  CAF_ADD_ATOM(psgd, psgd, hello_atom, "hello")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -302,6 +333,12 @@ using upstream_actor = caf::typed_actor<
   caf::replies_to<join_atom, int32_t>::with<snapshot>,
   caf::replies_to<push_atom, gradient>::with<snapshot>,
   caf::reacts_to<report_atom, int32_t, int64_t>>;
+
+/// What a serving process publishes: the worker protocol and nothing else (no stats, no
+/// crash, no timers). hello(version, data fingerprint, workers wanted) -> the run_spec with
+/// the ids assigned to the asking process, or error `refused` naming the mismatch.
+using facade_actor = upstream_actor::extend<
+  caf::replies_to<hello_atom, std::string, std::string, int32_t>::with<run_spec>>;
 
 /// The parameter server. tick() is its own watchdog timer (round timeout).
 using server_actor = upstream_actor::extend<

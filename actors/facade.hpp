@@ -1,0 +1,37 @@
+// The facade: what a serving process publishes through CAF's middleman instead of the
+// server itself.
+//
+// Contract:
+// - It accepts only the worker protocol (facade_actor): hello, join, push, report. join and
+//   push are delegated to the server, which answers the worker directly (and monitors it);
+//   report is forwarded. Stats, crash and timer messages of the server are not reachable from
+//   the network.
+// - hello(version, data fingerprint, k) assigns k worker ids from 0..shards-1 to the asking
+//   process and answers the run_spec it must train with, or error `refused` naming the
+//   mismatch: another protocol version, other data, or no ids left. hello(version, "", 0) is
+//   a query: the run_spec without ids (so the process knows which data to load).
+// - Exit messages from other nodes are ignored: a peer cannot stop the facade that way.
+// - It dies with the server.
+#pragma once
+
+#include <string>
+
+#include <caf/typed_event_based_actor.hpp>
+
+#include "messages/vocabulary.hpp"
+
+namespace psgd {
+
+struct facade_state {
+  static inline const char* name = "facade";
+  server_actor server;
+  run_spec spec;                 ///< the run; `ids` is filled per hello
+  std::string data_fingerprint;  ///< of the serving process's training set
+  int32_t next_id = 0;
+};
+
+facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,
+                                   server_actor server, run_spec spec,
+                                   std::string data_fingerprint);
+
+} // namespace psgd

@@ -1,0 +1,133 @@
+#include "actors/remote.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <fmt/format.h>
+
+#include "actors/trainer.hpp"
+#include "actors/worker.hpp"
+#include "model/model.hpp"
+
+namespace psgd {
+
+namespace {
+
+caf::error refused(std::string what) {
+  return make_error(error_code::refused, std::move(what));
+}
+
+/// Connects with a timeout and checks the published actor's interface.
+caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& self,
+                                    const std::string& host, uint16_t port,
+                                    std::chrono::milliseconds timeout) {
+  caf::expected<facade_actor> result{caf::error{}};
+  self->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, host, port)
+    .receive(
+      [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {
+        if (!ptr)
+          result = refused(fmt::format("{}:{} publishes no actor", host, port));
+        else if (ifs != sys.message_types<facade_actor>())
+          result = refused(fmt::format("{}:{} does not speak the psgd worker protocol", host,
+                                       port));
+        else
+          result = caf::actor_cast<facade_actor>(ptr);
+      },
+      [&](caf::error& err) { // unreachable: a failure, not a mismatch
+        result = make_error(error_code::peer_lost, fmt::format("cannot connect to {}:{}: {}",
+                                                               host, port, sys.render(err)));
+      });
+  return result;
+}
+
+caf::expected<run_spec> hello(caf::scoped_actor& self, const facade_actor& front,
+                              const std::string& fingerprint, int32_t wanted,
+                              std::chrono::milliseconds timeout) {
+  caf::expected<run_spec> result{caf::error{}};
+  self->request(front, timeout, hello_atom::value, std::string{protocol_version}, fingerprint,
+                wanted)
+    .receive([&](run_spec& spec) { result = std::move(spec); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+/// The run_config a run_spec describes, with this process's data directory.
+run_config config_of(const run_spec& spec, const run_config& local) {
+  run_config cfg = local;
+  cfg.mode = spec.mode;
+  cfg.model = spec.model;
+  cfg.hidden = spec.hidden;
+  cfg.batch = spec.batch;
+  cfg.seed = spec.seed;
+  cfg.dataset = spec.dataset;
+  cfg.request_timeout_ms = spec.request_timeout_ms;
+  return cfg;
+}
+
+} // namespace
+
+caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_config& cfg) {
+  const auto timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
+  const auto colon = cfg.connect.rfind(':');
+  const auto host = cfg.connect.substr(0, colon);
+  const auto port = static_cast<uint16_t>(std::stoi(cfg.connect.substr(colon + 1)));
+  caf::scoped_actor self{sys};
+  auto front = connect(sys, self, host, port, timeout);
+  if (!front)
+    return front.error();
+  auto query = hello(self, *front, "", 0, timeout);
+  if (!query)
+    return query.error();
+  auto run = config_of(*query, cfg);
+  if (auto problem = validate(run); !problem.empty())
+    return refused("the server's run is not valid here: " + problem);
+  auto data = load_data(run);
+  if (!data)
+    return refused(data.error());
+  model::model_spec mspec;
+  mspec.type = run.parsed_model;
+  mspec.input_dim = (*data)->train.dim;
+  mspec.classes = (*data)->train.classes;
+  mspec.hidden = run.hidden;
+  if (mspec.input_dim != query->input_dim || mspec.classes != query->classes)
+    return refused(fmt::format("the local data have {} inputs and {} classes, the run {} and {}",
+                               mspec.input_dim, mspec.classes, query->input_dim,
+                               query->classes));
+  auto made = model::make_model(mspec);
+  if (!made)
+    return refused(made.error());
+  std::shared_ptr<const model::model> model{std::move(*made)};
+  auto spec = hello(self, *front, data::fingerprint((*data)->train), cfg.workers, timeout);
+  if (!spec)
+    return spec.error();
+  std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
+  upstream_actor upstream = *front;
+  work_outcome out;
+  std::map<caf::actor_addr, int32_t> running;
+  for (auto id : spec->ids) {
+    worker_settings ws;
+    ws.id = id;
+    ws.shards = spec->shards;
+    ws.batch = spec->batch;
+    ws.seed = spec->seed;
+    ws.timeout = timeout;
+    auto w = sys.spawn(worker, upstream, model, train, ws);
+    self->monitor(w);
+    running.emplace(w.address(), id);
+    self->send(w, start_atom::value);
+  }
+  out.workers = static_cast<int>(running.size());
+  self->receive_while([&] { return !running.empty(); })([&](caf::down_msg& msg) {
+    auto i = running.find(msg.source);
+    if (i == running.end())
+      return;
+    if (!msg.reason)
+      ++out.finished;
+    out.lines.push_back(fmt::format("worker {}: {}", i->second,
+                                    msg.reason ? "stopped: " + sys.render(msg.reason)
+                                               : "finished"));
+    running.erase(i);
+  });
+  return out;
+}
+
+} // namespace psgd

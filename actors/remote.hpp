@@ -1,0 +1,29 @@
+// psgd work: worker actors in this process, training for a psgd serve elsewhere.
+//
+// Contract: work_remotely() connects to HOST:PORT through CAF's middleman with a finite
+// timeout (remote_actor() has none), checks that the published actor speaks the worker
+// protocol (facade_actor) and its protocol version, asks for the run (hello query), loads the
+// data the run names from cfg.data, asks for `cfg.workers` worker ids with the data's
+// fingerprint (the server refuses other data), and runs that many workers until they stop.
+// Returns how many stopped normally (the run finished) or the first failure. Blocks the
+// calling thread; every actor it started has stopped when it returns.
+#pragma once
+
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "config/run_config.hpp"
+
+namespace psgd {
+
+struct work_outcome {
+  int workers = 0;                 ///< started
+  int finished = 0;                ///< stopped because the run finished
+  std::vector<std::string> lines;  ///< one per worker: how it stopped
+};
+
+caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_config& cfg);
+
+} // namespace psgd
