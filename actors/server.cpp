@@ -290,6 +290,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
     if (st.done_sent)
       return; // workers leave once the budget is spent: not a loss
     st.waiting.erase(id);
+    tell(self, fmt::format("worker {} left the quorum: {}", id, self->system().render(msg.reason)));
     if (st.core->lose(id)) {
       report(self);
       answer_round(self);

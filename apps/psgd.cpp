@@ -3,12 +3,14 @@
 //   psgd train [options]              train (sequential, sync, async or backup SGD)
 //   psgd serve --port P [options]     train with workers that connect over the network
 //   psgd work --connect HOST:P        run workers for a psgd serve
+//   psgd launch [options]             a local cluster: serve + one work process per worker
 //   psgd eval --load FILE [--data D]  test accuracy of saved parameters
 //   psgd report FILE...               comparison table of the summaries in --out files
 //
 // Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
 // before any training starts); 1 a run that failed (e.g. the server died).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -21,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/remote.hpp"
+#include "apps/launcher.hpp"
 #include "actors/results.hpp"
 #include "actors/trainer.hpp"
 #include "config/run_config.hpp"
@@ -38,6 +41,7 @@ const char* usage_text =
   "usage: psgd train [options]               train a model (see psgd train --help)\n"
   "       psgd serve --port P [options]      train with workers that connect over TCP\n"
   "       psgd work --connect HOST:P [--workers k]  run k workers for a psgd serve\n"
+  "       psgd launch [options]              serve + one work process per worker, on loopback\n"
   "       psgd eval --load FILE [--data DIR] test accuracy of saved parameters\n"
   "       psgd report FILE...                comparison table of --out files\n"
   "\n"
@@ -159,7 +163,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
   if (serve) {
     if (auto problem = validate_network(run, true); !problem.empty())
       return usage_error(problem);
-    cfg.enable_network();
+    cfg.enable_network(0); // the workers run elsewhere
   }
   if (!run.synthetic && !is_directory(run.data))
     return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
@@ -168,7 +172,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     return usage_error(job.error());
   if (serve)
     job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
-  if (!has_option(argc, argv, "--scheduler.policy"))
+  if (!serve && !has_option(argc, argv, "--scheduler.policy"))
     cfg.fit_scheduler_to(run);
   caf::actor_system sys{cfg};
   auto result = run_training(sys, *job);
@@ -203,7 +207,7 @@ int cmd_work(int argc, char** argv) {
     return usage_error(problem);
   if (auto problem = validate_network(run, false); !problem.empty())
     return usage_error(problem);
-  cfg.enable_network();
+  cfg.enable_network(run.workers);
   caf::actor_system sys{cfg};
   auto outcome = work_remotely(sys, run);
   if (!outcome) {
@@ -213,6 +217,30 @@ int cmd_work(int argc, char** argv) {
   for (const auto& line : outcome->lines)
     std::cout << line << '\n';
   return outcome->finished == outcome->workers ? 0 : exit_failure;
+}
+
+int cmd_launch(int argc, char** argv) {
+  psgd_config cfg;
+  if (int rc = parse_options(cfg, argc, argv, "launch"); rc >= 0)
+    return rc;
+  auto& run = cfg.run;
+  if (auto problem = validate(run); !problem.empty())
+    return usage_error(problem);
+  if (auto problem = validate_network(run, true); !problem.empty())
+    return usage_error(problem);
+  if (!run.synthetic && !is_directory(run.data))
+    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  char exe[4096];
+  auto n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return usage_error("launch: cannot find the psgd executable (/proc/self/exe)");
+  exe[n] = '\0';
+  std::vector<std::string> options(argv + 2, argv + argc);
+  std::vector<std::string> worker_options{
+    "--data=" + run.data, "--request-timeout-ms=" + std::to_string(run.request_timeout_ms),
+    "--heartbeat-ms=" + std::to_string(run.heartbeat_ms),
+    "--connection-timeout-ms=" + std::to_string(run.connection_timeout_ms)};
+  return launch(exe, options, worker_options, run.total_workers());
 }
 
 int cmd_eval(int argc, char** argv) {
@@ -289,6 +317,8 @@ int main(int argc, char** argv) {
     return cmd_train(argc, argv, true);
   if (command == "work")
     return cmd_work(argc, argv);
+  if (command == "launch")
+    return cmd_launch(argc, argv);
   if (command == "eval")
     return cmd_eval(argc, argv);
   if (command == "report")

@@ -211,8 +211,10 @@ psgd_config::psgd_config() {
   set("scheduler.max-throughput", 1);
 }
 
-void psgd_config::enable_network() {
+void psgd_config::enable_network(int local_workers) {
   load<caf::io::middleman>();
+  set("scheduler.policy", caf::atom("sharing"));
+  set("scheduler.max-threads", std::max(1, local_workers));
   set("middleman.heartbeat-interval",
       caf::timespan{std::chrono::milliseconds{run.heartbeat_ms}});
   set("middleman.connection-timeout",

@@ -102,9 +102,11 @@ public:
   const caf::config_option_set& options() const { return custom_options_; }
 
   /// Loads CAF's middleman for psgd serve/work, with heartbeats on (CAF's default is off, so
-  /// a frozen peer would never be noticed) and no extra middleman threads. Call after parse,
-  /// before the actor system exists.
-  void enable_network();
+  /// a frozen peer would never be noticed) and no extra middleman threads. Processes share
+  /// the cores here, so the scheduler does not spin: CAF's FIFO "sharing" policy with one
+  /// thread per local worker (at least one). Call after parse, before the actor system
+  /// exists.
+  void enable_network(int local_workers);
 
   /// Chooses CAF's scheduling policy for a run; call after validate(), before the actor
   /// system exists. Work stealing (fastest) when every worker has a scheduler thread of its

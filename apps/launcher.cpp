@@ -1,0 +1,184 @@
+#include "apps/launcher.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <thread>
+
+namespace psgd {
+
+namespace {
+
+volatile sig_atomic_t interrupted = 0;
+
+void on_signal(int) {
+  interrupted = 1;
+}
+
+/// Starts `argv` as a child that dies with us; `out_fd`/`err_fd` (if >= 0) replace its
+/// stdout/stderr. Returns the pid, or -1.
+pid_t start(const std::vector<std::string>& argv, int err_fd) {
+  pid_t pid = fork();
+  if (pid != 0)
+    return pid;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) // the launcher died before prctl took effect
+    _exit(127);
+  if (err_fd >= 0) {
+    dup2(err_fd, STDERR_FILENO);
+    close(err_fd);
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  std::perror("psgd launch: exec");
+  _exit(127);
+}
+
+/// Reads the server's stderr until its "listening on HOST:PORT" line (at most 60 s, and
+/// only while it runs), echoing what it reads. Returns the port, or 0.
+int read_port(int fd, pid_t server) {
+  std::string buffer;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline && !interrupted) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) > 0) {
+      char chunk[4096];
+      auto n = read(fd, chunk, sizeof chunk);
+      if (n <= 0)
+        return 0;
+      std::cerr.write(chunk, n);
+      buffer.append(chunk, static_cast<size_t>(n));
+      auto at = buffer.find("listening on ");
+      auto colon = at == std::string::npos ? at : buffer.find(':', at);
+      auto end = colon == std::string::npos ? colon : buffer.find(';', colon);
+      if (end != std::string::npos)
+        return std::atoi(buffer.substr(colon + 1, end - colon - 1).c_str());
+    }
+    if (waitpid(server, nullptr, WNOHANG) == server)
+      return 0;
+  }
+  return 0;
+}
+
+void stop_all(std::map<pid_t, std::string>& children) {
+  for (auto& [pid, name] : children)
+    kill(pid, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!children.empty() && std::chrono::steady_clock::now() < deadline) {
+    for (auto i = children.begin(); i != children.end();)
+      i = waitpid(i->first, nullptr, WNOHANG) == i->first ? children.erase(i) : std::next(i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& [pid, name] : children) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  children.clear();
+}
+
+int exit_code_of(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+} // namespace
+
+int launch(const std::string& self_exe, const std::vector<std::string>& options,
+           const std::vector<std::string>& worker_options, int worker_processes) {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) {
+    std::cerr << "psgd launch: pipe: " << std::strerror(errno) << '\n';
+    return 1;
+  }
+  std::vector<std::string> serve{self_exe, "serve"};
+  serve.insert(serve.end(), options.begin(), options.end());
+  serve.push_back("--port=0");
+  serve.push_back("--bind=127.0.0.1");
+  std::map<pid_t, std::string> children;
+  pid_t server = start(serve, pipe_fds[1]);
+  close(pipe_fds[1]);
+  if (server < 0) {
+    std::cerr << "psgd launch: cannot start the server\n";
+    return 1;
+  }
+  children[server] = "server";
+  int port = read_port(pipe_fds[0], server);
+  if (port == 0) {
+    stop_all(children);
+    std::cerr << "psgd launch: the server did not start listening\n";
+    return interrupted ? 130 : 1;
+  }
+  // The rest of the server's stderr (progress, events) goes on to ours.
+  std::thread forward([fd = pipe_fds[0]] {
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+      std::cerr.write(chunk, n);
+    close(fd);
+  });
+  for (int k = 0; k < worker_processes; ++k) {
+    std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
+                                  "--workers=1"};
+    work.insert(work.end(), worker_options.begin(), worker_options.end());
+    pid_t pid = start(work, -1);
+    if (pid > 0) {
+      children[pid] = "worker process " + std::to_string(k);
+      std::cerr << "psgd launch: worker process " << k << " pid " << pid << std::endl;
+    }
+  }
+  int server_status = 0;
+  bool server_done = false;
+  while (!server_done && !interrupted) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    auto i = children.find(pid);
+    if (i == children.end())
+      continue;
+    if (pid == server) {
+      server_done = true;
+      server_status = status;
+    } else if (exit_code_of(status) != 0) {
+      std::cerr << "psgd launch: " << i->second << " (pid " << pid << ") exited with "
+                << exit_code_of(status) << "; training goes on without it" << std::endl;
+    }
+    children.erase(i);
+  }
+  if (interrupted) {
+    stop_all(children);
+    forward.join();
+    std::cerr << "psgd launch: interrupted; every process stopped\n";
+    return 130;
+  }
+  // The workers stop by themselves once the server is done; give them a moment.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!children.empty() && std::chrono::steady_clock::now() < deadline) {
+    for (auto i = children.begin(); i != children.end();)
+      i = waitpid(i->first, nullptr, WNOHANG) == i->first ? children.erase(i) : std::next(i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stop_all(children);
+  forward.join();
+  return exit_code_of(server_status);
+}
+
+} // namespace psgd
