@@ -27,10 +27,11 @@ void say(self_ptr self, const std::string& line) {
     std::cerr << line << std::endl;
 }
 
-/// A notable event: on stderr and in the summary.
+/// A notable event: on stderr (also with --quiet, which silences progress only) and in the
+/// summary.
 void record_event(self_ptr self, std::string text) {
   auto& st = self->state;
-  say(self, "[" + st.job->cfg.mode + "] " + text);
+  std::cerr << "[" << st.job->cfg.mode << "] " << text << std::endl;
   st.summary.events.push_back(std::move(text));
 }
 

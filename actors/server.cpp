@@ -228,18 +228,37 @@ void check_round(self_ptr self) {
   check_quorum(self);
 }
 
+/// Starts the watchdog tick once (it re-arms itself).
+void arm_tick(self_ptr self) {
+  auto& st = self->state;
+  if (st.ticking)
+    return;
+  st.ticking = true;
+  self->delayed_send(self, tick_interval(st.core->settings()), tick_atom::value);
+}
+
 /// Every expected worker is here: start the clock and answer the held joins.
 void begin_training(self_ptr self) {
   auto& st = self->state;
-  const auto& settings = st.core->settings();
   st.started = true;
   st.core->start_clock();
-  if (settings.round_timeout.count() > 0 && settings.mode != train_mode::async
-      && !st.core->restored()) // a restored server ticks already
-    self->delayed_send(self, tick_interval(settings), tick_atom::value);
+  arm_tick(self);
   for (auto& rp : st.joins)
     rp.deliver(st.core->current());
   st.joins.clear();
+}
+
+/// A fresh server stops waiting for workers that did not join in time.
+void check_joins(self_ptr self) {
+  auto& st = self->state;
+  if (st.started || st.core->restored() || !st.first_joined
+      || std::chrono::steady_clock::now() < st.join_deadline)
+    return;
+  tell(self, fmt::format("only {} of {} worker(s) joined within {} ms: training starts "
+                         "without the others",
+                         st.joins.size(), st.core->settings().expected_workers,
+                         st.core->settings().request_timeout.count()));
+  begin_training(self);
 }
 
 /// A restored server stops waiting for members that did not rejoin in time.
@@ -269,7 +288,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
     st.core = std::make_unique<server_core>(settings, *restore, rejoining);
     st.checkpointed_version = restore->version;
     st.rejoin_deadline = std::chrono::steady_clock::now() + settings.request_timeout;
-    self->delayed_send(self, tick_interval(settings), tick_atom::value);
+    arm_tick(self);
   } else {
     st.core = std::make_unique<server_core>(settings, std::move(initial));
   }
@@ -315,6 +334,11 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
         return st.core->current();
       }
       if (!st.core->ready()) {
+        if (!st.first_joined && !st.core->restored()) {
+          st.first_joined = true;
+          st.join_deadline = std::chrono::steady_clock::now() + settings.request_timeout;
+          arm_tick(self);
+        }
         auto rp = self->make_response_promise<snapshot>();
         st.joins.push_back(rp);
         return rp;
@@ -347,6 +371,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       self->quit(make_error(error_code::injected_crash, "the server (scenario)"));
     },
     [=](tick_atom) {
+      check_joins(self);
       check_rejoins(self);
       check_round(self);
       self->delayed_send(self, tick_interval(self->state.core->settings()), tick_atom::value);

@@ -4,7 +4,10 @@
 //
 // Contract:
 // - join(id) is answered only once every expected worker has joined (a barrier, so a sync
-//   round never closes before all workers are there), then with version 0.
+//   round never closes before all workers are there), then with version 0. The barrier is
+//   bounded: the request timeout after the first join, training starts with the workers
+//   present and an event names the missing ones (a worker process that died before joining
+//   must not hang the run).
 // - push(g) is answered with the next snapshot: async at once; sync/backup when the round
 //   closes; a late backup gradient at once (with the current snapshot). Once the budget is
 //   spent every push is answered with error training_finished.
@@ -64,6 +67,9 @@ struct server_state {
   /// watch(version) requests, answered once the server reaches their version.
   std::multimap<uint64_t, caf::typed_response_promise<uint64_t>> watches;
   std::chrono::steady_clock::time_point rejoin_deadline;  ///< restored: stop waiting then
+  std::chrono::steady_clock::time_point join_deadline;    ///< fresh: start without the late
+  bool first_joined = false;
+  bool ticking = false;  ///< the watchdog tick (join barrier, rejoins, round timeout) runs
   uint64_t checkpointed_version = 0;                    ///< of the last checkpoint written
   std::chrono::steady_clock::time_point checkpointed_at;
   /// Member actors by address, for the down handler.

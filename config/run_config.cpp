@@ -165,7 +165,7 @@ psgd_config::psgd_config() {
     .add(run.out, "out", "write JSON lines (evaluations, summary) to this file (default none)")
     .add(run.save, "save", "write the final parameters to this file (default none)")
     .add(run.load, "load", "parameters file to evaluate (psgd eval)")
-    .add(run.quiet, "quiet", "no progress lines on stderr (default off)")
+    .add(run.quiet, "quiet", "no progress lines on stderr; events (faults, lost workers) still show (default off)")
     .add(run.scenario, "scenario",
          "JSON file of stragglers and faults to inject (config/scenarios/; default none)")
     .add(run.round_timeout, "round-timeout",

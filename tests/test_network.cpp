@@ -1,8 +1,13 @@
 // psgd serve and psgd work as real processes on loopback.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "tests/test_helpers.hpp"
 
@@ -85,4 +90,101 @@ TEST_CASE("network options are checked", "[network]") {
   auto closed = run_psgd("work --connect 127.0.0.1:1 --request-timeout-ms 3000");
   CHECK(closed.exit_code == 1);
   CHECK_THAT(closed.output, Catch::Contains("cannot connect to 127.0.0.1:1"));
+}
+
+namespace {
+
+double accuracy_in(const std::string& output) {
+  auto at = output.find("test accuracy ");
+  REQUIRE(at != std::string::npos);
+  return std::stod(output.substr(at + 14, 6));
+}
+
+/// Starts `psgd launch <args>` in the background; its output goes to dir/launch.out.
+void start_launch(const temp_dir& dir, const std::string& args) {
+  auto cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY} + " launch "
+             + args + " > launch.out 2>&1; echo $? > launch.rc) & true";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+/// Waits until dir/launch.out contains `text` (at most `seconds`); true if it does.
+bool wait_for(const temp_dir& dir, const std::string& file, const std::string& text,
+              double seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_file(dir.file(file)).find(text) != std::string::npos)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+/// The pid launch printed for worker process k.
+int worker_pid(const temp_dir& dir, int k) {
+  REQUIRE(wait_for(dir, "launch.out", "worker process " + std::to_string(k) + " pid", 30));
+  auto out = read_file(dir.file("launch.out"));
+  auto at = out.find("worker process " + std::to_string(k) + " pid ");
+  return std::stoi(out.substr(at + 20 + std::to_string(k).size()));
+}
+
+bool alive(int pid) {
+  return ::kill(pid, 0) == 0;
+}
+
+} // namespace
+
+TEST_CASE("launch m=2 reaches the in-process accuracy within a point in every mode",
+          "[network]") {
+  // Settings where one run's final accuracy is stable to a few tenths of a point.
+  for (std::string spec : {"--mode sync --lr 0.06 --epochs 1", "--mode async --lr 0.02 --epochs 2",
+                           "--mode backup --backup 1 --lr 0.04 --epochs 2"}) {
+    INFO(spec);
+    auto local = run_psgd("train --workers 2 --quiet " + spec);
+    auto cluster = run_psgd("launch --workers 2 --quiet " + spec);
+    INFO(cluster.output);
+    REQUIRE(local.exit_code == 0);
+    REQUIRE(cluster.exit_code == 0);
+    CHECK(std::abs(accuracy_in(cluster.output) - accuracy_in(local.output)) <= 0.01);
+  }
+}
+
+TEST_CASE("kill -9 of a worker process: training completes and names it", "[network]") {
+  for (std::string mode : {"--mode sync", "--mode backup --backup 1"}) {
+    INFO(mode);
+    temp_dir dir;
+    start_launch(dir, mode + " --workers 2 --model mlp --epochs 2 --eval-every 300");
+    int victim = worker_pid(dir, 1);
+    // Kill once training runs (the first progress line): mid-run, not during the joins.
+    REQUIRE(wait_for(dir, "launch.out", "] epoch", 60));
+    REQUIRE(::kill(victim, SIGKILL) == 0);
+    REQUIRE(wait_for(dir, "launch.rc", "0", 90));
+    auto out = read_file(dir.file("launch.out"));
+    INFO(out);
+    // Worker ids go to processes in the order they say hello: any id may be the victim's.
+    CHECK_THAT(out, Catch::Contains("left the quorum"));
+    CHECK_THAT(out, Catch::Contains("test accuracy"));
+    CHECK_THAT(out, Catch::Contains("exited with 137"));
+    for (int k = 0; k < 2; ++k)
+      CHECK_FALSE(alive(worker_pid(dir, k))); // no process left behind
+  }
+}
+
+TEST_CASE("a frozen worker process (SIGSTOP) is detected within twice the connection "
+          "timeout",
+          "[network]") {
+  temp_dir dir;
+  start_launch(dir, "--mode sync --workers 2 --model mlp --epochs 3 --eval-every 300 "
+                    "--heartbeat-ms 200 --connection-timeout-ms 1000");
+  int victim = worker_pid(dir, 1);
+  REQUIRE(wait_for(dir, "launch.out", "] epoch", 60)); // training runs
+  REQUIRE(::kill(victim, SIGSTOP) == 0);
+  auto stopped = std::chrono::steady_clock::now();
+  bool seen = wait_for(dir, "launch.out", "left the quorum", 10);
+  auto detected = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped);
+  ::kill(victim, SIGCONT);
+  INFO(read_file(dir.file("launch.out")));
+  REQUIRE(seen);
+  CHECK(detected.count() <= 2.0 + 0.2); // 2x the connection timeout (+ this poll's slack)
+  REQUIRE(wait_for(dir, "launch.rc", "0", 90));
+  CHECK_THAT(read_file(dir.file("launch.out")), Catch::Contains("test accuracy"));
 }
