@@ -128,6 +128,7 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"epochs", cfg.epochs},
     {"max_updates", cfg.max_updates},
     {"placement", actors ? cfg.placement : "none"},
+    {"transport", cfg.networked ? "network" : "in-process"},
     {"train_rows", train_rows},
     {"train_seconds", s.seconds},
     {"updates", s.version},
@@ -191,8 +192,11 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
                           s.value("staleness_max", 0));
     else if (s.value("mode", "") == "backup")
       extra = fmt::format("dropped {}", s.value("gradients_dropped", 0));
+    auto mode = s.value("mode", "?");
+    if (s.value("transport", "") == "network")
+      mode += " net";
     out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>9.4f} {:>22}\n",
-                       s.value("mode", "?"), s.value("model", "?"), s.value("m", 0),
+                       mode, s.value("model", "?"), s.value("m", 0),
                        s.value("e", 0), s.value("b", 0), s.value("samples_per_s", 0.0),
                        s.value("updates", 0), s.value("final_test_accuracy", 0.0), extra);
   }

@@ -164,6 +164,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     if (auto problem = validate_network(run, true); !problem.empty())
       return usage_error(problem);
     cfg.enable_network(0); // the workers run elsewhere
+    run.networked = true;
   }
   if (!run.synthetic && !is_directory(run.data))
     return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));

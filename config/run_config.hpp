@@ -77,6 +77,7 @@ struct run_config {
   model::kind parsed_model = model::kind::softmax;
   aggregate_rule parsed_aggregate = aggregate_rule::mean;
   bool synthetic = false;
+  bool networked = false;          ///< set by psgd serve: the workers are other processes
 
   /// Workers that run: m, or m + e in backup mode, 1 in sequential mode.
   int total_workers() const;
