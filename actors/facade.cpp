@@ -1,5 +1,7 @@
 #include "actors/facade.hpp"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
 #include <fmt/format.h>
 
@@ -12,6 +14,7 @@ facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> 
   st.server = std::move(server);
   st.spec = std::move(spec);
   st.data_fingerprint = std::move(data_fingerprint);
+  st.taken.assign(static_cast<size_t>(std::max(0, st.spec.shards)), false);
   self->monitor(st.server);
   self->set_down_handler([=](caf::down_msg& msg) {
     if (msg.source == self->state.server.address())
@@ -23,26 +26,38 @@ facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> 
       self->quit(msg.reason);
   });
   return {
-    [=](hello_atom, const std::string& version, const std::string& fingerprint,
-        int32_t wanted) -> caf::result<run_spec> {
+    [=](hello_atom, const hello_request& req) -> caf::result<run_spec> {
       auto& st = self->state;
-      if (version != protocol_version)
+      if (req.version != protocol_version)
         return make_error(error_code::refused,
-                          fmt::format("protocol {} (this server speaks {})", version,
+                          fmt::format("protocol {} (this server speaks {})", req.version,
                                       protocol_version));
-      if (wanted == 0) // a query: the run, no ids (the caller loads the data it names)
+      if (req.wanted == 0 && req.ids.empty()) // a query: the run, no ids
         return st.spec;
-      if (fingerprint != st.data_fingerprint)
+      if (req.fingerprint != st.data_fingerprint)
         return make_error(error_code::refused,
                           fmt::format("the training data differ: yours {}, the server's {}",
-                                      fingerprint, st.data_fingerprint));
-      if (wanted < 1 || st.next_id + wanted > st.spec.shards)
-        return make_error(error_code::refused,
-                          fmt::format("{} worker(s) asked, {} of {} ids left", wanted,
-                                      st.spec.shards - st.next_id, st.spec.shards));
+                                      req.fingerprint, st.data_fingerprint));
       auto spec = st.spec;
-      for (int32_t i = 0; i < wanted; ++i)
-        spec.ids.push_back(st.next_id++);
+      if (!req.ids.empty()) { // back after a server restart: the same ids
+        for (auto id : req.ids)
+          if (id < 0 || id >= spec.shards || st.taken[id])
+            return make_error(error_code::refused,
+                              fmt::format("worker id {} is not free on this server", id));
+        for (auto id : req.ids)
+          st.taken[id] = true;
+        spec.ids = req.ids;
+        return spec;
+      }
+      for (int32_t id = 0; id < spec.shards && int32_t(spec.ids.size()) < req.wanted; ++id)
+        if (!st.taken[id])
+          spec.ids.push_back(id);
+      if (req.wanted < 1 || int32_t(spec.ids.size()) < req.wanted)
+        return make_error(error_code::refused,
+                          fmt::format("{} worker(s) asked, {} of {} ids left", req.wanted,
+                                      spec.ids.size(), spec.shards));
+      for (auto id : spec.ids)
+        st.taken[id] = true;
       return spec;
     },
     [=](join_atom, int32_t id) {

@@ -6,10 +6,12 @@
 //   push are delegated to the server, which answers the worker directly (and monitors it);
 //   report is forwarded. Stats, crash and timer messages of the server are not reachable from
 //   the network.
-// - hello(version, data fingerprint, k) assigns k worker ids from 0..shards-1 to the asking
-//   process and answers the run_spec it must train with, or error `refused` naming the
-//   mismatch: another protocol version, other data, or no ids left. hello(version, "", 0) is
-//   a query: the run_spec without ids (so the process knows which data to load).
+// - hello(request) assigns `wanted` worker ids from 0..shards-1 to the asking process, or
+//   gives it back the `ids` it held before a server restart (if no other process holds
+//   them), and answers the run_spec it must train with; or error `refused` naming the
+//   mismatch: another protocol version, other data, ids taken or none left. A request with
+//   wanted == 0 and no ids is a query: the run_spec without ids (so the process knows which
+//   data to load).
 // - Exit messages from other nodes are ignored: a peer cannot stop the facade that way.
 // - It dies with the server.
 #pragma once
@@ -27,7 +29,7 @@ struct facade_state {
   server_actor server;
   run_spec spec;                 ///< the run; `ids` is filled per hello
   std::string data_fingerprint;  ///< of the serving process's training set
-  int32_t next_id = 0;
+  std::vector<bool> taken;       ///< per worker id: assigned to a process
 };
 
 facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,

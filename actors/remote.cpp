@@ -1,5 +1,8 @@
 #include "actors/remote.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <fmt/format.h>
@@ -40,14 +43,41 @@ caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& s
 }
 
 caf::expected<run_spec> hello(caf::scoped_actor& self, const facade_actor& front,
-                              const std::string& fingerprint, int32_t wanted,
-                              std::chrono::milliseconds timeout) {
+                              hello_request req, std::chrono::milliseconds timeout) {
+  req.version = protocol_version;
   caf::expected<run_spec> result{caf::error{}};
-  self->request(front, timeout, hello_atom::value, std::string{protocol_version}, fingerprint,
-                wanted)
+  self->request(front, timeout, hello_atom::value, std::move(req))
     .receive([&](run_spec& spec) { result = std::move(spec); },
              [&](caf::error& err) { result = std::move(err); });
   return result;
+}
+
+/// The server process is gone: connect again (with back-off, until `deadline`) and get the
+/// same worker ids back from its restarted successor.
+caf::expected<facade_actor> reconnect(caf::actor_system& sys, caf::scoped_actor& self,
+                                      const std::string& host, uint16_t port,
+                                      const hello_request& again,
+                                      std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds{100};
+  caf::error last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto front = connect(sys, self, host, port, std::chrono::milliseconds{2000});
+    if (front) {
+      auto spec = hello(self, *front, again, timeout);
+      if (spec)
+        return front;
+      last = spec.error();
+    } else {
+      last = front.error();
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds{2000});
+  }
+  return make_error(error_code::peer_lost,
+                    fmt::format("the server at {}:{} is gone and did not come back within {} ms "
+                                "(last: {})",
+                                host, port, timeout.count(), sys.render(last)));
 }
 
 /// The run_config a run_spec describes, with this process's data directory.
@@ -74,7 +104,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   auto front = connect(sys, self, host, port, timeout);
   if (!front)
     return front.error();
-  auto query = hello(self, *front, "", 0, timeout);
+  auto query = hello(self, *front, hello_request{}, timeout);
   if (!query)
     return query.error();
   auto run = config_of(*query, cfg);
@@ -96,7 +126,10 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   if (!made)
     return refused(made.error());
   std::shared_ptr<const model::model> model{std::move(*made)};
-  auto spec = hello(self, *front, data::fingerprint((*data)->train), cfg.workers, timeout);
+  hello_request ask;
+  ask.fingerprint = data::fingerprint((*data)->train);
+  ask.wanted = cfg.workers;
+  auto spec = hello(self, *front, ask, timeout);
   if (!spec)
     return spec.error();
   std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
@@ -116,7 +149,31 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     self->send(w, start_atom::value);
   }
   out.workers = static_cast<int>(running.size());
-  self->receive_while([&] { return !running.empty(); })([&](caf::down_msg& msg) {
+  std::map<int32_t, worker_actor> by_id;
+  for (auto& [addr, id] : running)
+    by_id.emplace(id, caf::actor_cast<worker_actor>(addr));
+  self->monitor(*front);
+  auto front_addr = front->address();
+  hello_request again = ask;
+  again.wanted = 0;
+  again.ids = spec->ids;
+  caf::error fatal;
+  self->receive_while([&] { return !running.empty() && !fatal; })([&](caf::down_msg& msg) {
+    if (msg.source == front_addr) {
+      if (running.empty())
+        return;
+      // The server process died: wait for its successor (psgd serve --resume).
+      auto next = reconnect(sys, self, host, port, again, timeout);
+      if (!next) {
+        fatal = next.error();
+        return;
+      }
+      self->monitor(*next);
+      front_addr = next->address();
+      for (auto& [id, w] : by_id)
+        self->send(w, rejoin_atom::value, upstream_actor{*next});
+      return;
+    }
     auto i = running.find(msg.source);
     if (i == running.end())
       return;
@@ -125,8 +182,14 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     out.lines.push_back(fmt::format("worker {}: {}", i->second,
                                     msg.reason ? "stopped: " + sys.render(msg.reason)
                                                : "finished"));
+    by_id.erase(i->second);
     running.erase(i);
   });
+  if (fatal) {
+    for (auto& [id, w] : by_id)
+      self->send_exit(w, caf::exit_reason::user_shutdown);
+    return fatal;
+  }
   return out;
 }
 

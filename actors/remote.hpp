@@ -5,6 +5,9 @@
 // protocol (facade_actor) and its protocol version, asks for the run (hello query), loads the
 // data the run names from cfg.data, asks for `cfg.workers` worker ids with the data's
 // fingerprint (the server refuses other data), and runs that many workers until they stop.
+// If the server process dies it reconnects with back-off (up to the request timeout), gets
+// the same ids back from the restarted server (psgd serve --resume on the same port), and
+// the workers rejoin it; past the deadline it stops them and fails naming the server.
 // Returns how many stopped normally (the run finished) or the first failure. Blocks the
 // calling thread; every actor it started has stopped when it returns.
 #pragma once

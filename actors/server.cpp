@@ -240,6 +240,9 @@ void arm_tick(self_ptr self) {
 /// Every expected worker is here: start the clock and answer the held joins.
 void begin_training(self_ptr self) {
   auto& st = self->state;
+  if (st.core->restored())
+    tell(self, fmt::format("{} worker(s) rejoined; training goes on from update {}",
+                           st.joins.size(), st.core->current().version));
   st.started = true;
   st.core->start_clock();
   arm_tick(self);

@@ -34,8 +34,9 @@
 //   injector -> driver join(count)                             start new workers mid-run
 //   driver -> worker   rejoin(server)                         the server restarted from its
 //                                                              checkpoint: join it and go on
-//   process -> facade  hello(version, data fingerprint, k)   -> run_spec with k worker ids
-//                                                              (across processes only)
+//   process -> facade  hello(hello_request)                 -> run_spec with k worker ids, or
+//                                                              the ids it held (a restarted
+//                                                              server); across processes only
 //   caller -> driver   run()                                -> run_summary when finished
 #pragma once
 
@@ -271,6 +272,21 @@ typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
            x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset, x.ids);
 }
 
+/// A worker process asking a serving process for work: its protocol version, its training
+/// set's fingerprint, and either `wanted` new worker ids, or (after a server restart) the
+/// `ids` it already holds. wanted == 0 and no ids: a query for the run_spec only.
+struct hello_request {
+  std::string version;
+  std::string fingerprint;
+  int32_t wanted = 0;
+  std::vector<int32_t> ids;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hello_request& x) {
+  return f(caf::meta::type_name("hello_request"), x.version, x.fingerprint, x.wanted, x.ids);
+}
+
 /// psgd's error codes (category atom "psgd").
 enum class error_code : uint8_t {
   none = 0,
@@ -302,6 +318,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(psgd, (psgd::run_summary))
   CAF_ADD_TYPE_ID(psgd, (psgd::fault_effect))
   CAF_ADD_TYPE_ID(psgd, (psgd::run_spec))
+  CAF_ADD_TYPE_ID(psgd, (psgd::hello_request))
   CAF_ADD_ATOM(psgd, psgd, join_atom, "join")
   CAF_ADD_ATOM(psgd, psgd, push_atom, "push")
   CAF_ADD_ATOM(psgd, psgd, stats_atom, "stats")
@@ -335,10 +352,10 @@ using upstream_actor = caf::typed_actor<
   caf::reacts_to<report_atom, int32_t, int64_t>>;
 
 /// What a serving process publishes: the worker protocol and nothing else (no stats, no
-/// crash, no timers). hello(version, data fingerprint, workers wanted) -> the run_spec with
-/// the ids assigned to the asking process, or error `refused` naming the mismatch.
+/// crash, no timers). hello(request) -> the run_spec with the ids assigned to the asking
+/// process, or error `refused` naming the mismatch.
 using facade_actor = upstream_actor::extend<
-  caf::replies_to<hello_atom, std::string, std::string, int32_t>::with<run_spec>>;
+  caf::replies_to<hello_atom, hello_request>::with<run_spec>>;
 
 /// The parameter server. tick() is its own watchdog timer (round timeout).
 using server_actor = upstream_actor::extend<

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -187,4 +188,37 @@ TEST_CASE("a frozen worker process (SIGSTOP) is detected within twice the connec
   CHECK(detected.count() <= 2.0 + 0.2); // 2x the connection timeout (+ this poll's slack)
   REQUIRE(wait_for(dir, "launch.rc", "0", 90));
   CHECK_THAT(read_file(dir.file("launch.out")), Catch::Contains("test accuracy"));
+}
+
+TEST_CASE("kill -9 of the server process and a restart with resume: the workers reconnect "
+          "and training completes",
+          "[network]") {
+  temp_dir dir;
+  const std::string run = "--mode async --workers 2 --model mlp --epochs 3 --eval-every 300 "
+                          "--checkpoint " + dir.file("run.ckpt") + " --checkpoint-every 200";
+  auto port = start_server(dir, run + " --port 0");
+  auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                  + " work --connect 127.0.0.1:" + port
+                  + " --workers 2 > work.out 2>&1; echo $? > work.rc) & true";
+  REQUIRE(std::system(work_cmd.c_str()) == 0);
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto pid = std::stoi(read_file(dir.file("serve.pid")));
+  // `timeout` runs psgd as its child: kill them both, as a crash of the machine would.
+  std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid))
+                .c_str());
+  REQUIRE(std::filesystem::exists(dir.file("run.ckpt")));
+  auto restart = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                 + " serve " + run + " --port " + port + " --resume " + dir.file("run.ckpt")
+                 + " > serve2.out 2> serve2.err; echo $? > serve2.rc) & true";
+  REQUIRE(std::system(restart.c_str()) == 0);
+  REQUIRE(wait_for(dir, "work.rc", "\n", 90));
+  REQUIRE(wait_for(dir, "serve2.rc", "\n", 30));
+  INFO(read_file(dir.file("work.out")) << read_file(dir.file("serve2.err")));
+  CHECK(read_file(dir.file("work.rc")) == "0\n");
+  CHECK(read_file(dir.file("serve2.rc")) == "0\n");
+  CHECK_THAT(read_file(dir.file("serve2.err")), Catch::Contains("rejoined"));
+  auto out = read_file(dir.file("serve2.out"));
+  CHECK_THAT(out, Catch::Contains("5625 updates"));
+  CHECK(accuracy_in(out) >= 0.80);
 }
