@@ -239,6 +239,9 @@ std::string validate_network(const run_config& cfg, bool serve) {
                          cfg.bind);
     if (cfg.parsed_mode == train_mode::sequential)
       return "--mode sequential has no workers to serve";
+    if (!cfg.scenario.empty())
+      return "--scenario: scripted faults run in one process (psgd train); across processes, "
+             "kill or stop the worker processes instead";
     return {};
   }
   auto colon = cfg.connect.rfind(':');

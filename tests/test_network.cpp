@@ -85,6 +85,10 @@ TEST_CASE("network options are checked", "[network]") {
   auto wide = run_psgd("serve --bind 0.0.0.0 --mode async");
   CHECK(wide.exit_code == 2);
   CHECK_THAT(wide.output, Catch::Contains("--insecure"));
+  auto faults = run_psgd("launch --mode async --scenario " + std::string{PSGD_SOURCE_DIR}
+                        + "/config/scenarios/long-tail.json");
+  CHECK(faults.exit_code == 2);
+  CHECK_THAT(faults.output, Catch::Contains("--scenario"));
   auto bad = run_psgd("work --connect nowhere");
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("HOST:PORT"));
