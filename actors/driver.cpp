@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
 #include <fmt/format.h>
 
 #include "actors/results.hpp"
@@ -111,8 +112,11 @@ bool publish_front(self_ptr self) {
   spec.request_timeout_ms = cfg.request_timeout_ms;
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
   st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train));
-  auto port = self->system().middleman().publish(st.front, job.serve->port,
-                                                 job.serve->bind.c_str(), true);
+  // With TLS nothing is published in plain text: only the openssl module's listener.
+  auto port = cfg.tls()
+                ? caf::openssl::publish(st.front, job.serve->port, job.serve->bind.c_str(), true)
+                : self->system().middleman().publish(st.front, job.serve->port,
+                                                     job.serve->bind.c_str(), true);
   if (!port) {
     finish(self, make_error(error_code::peer_lost,
                             fmt::format("cannot listen on {}:{}: {}", job.serve->bind,
@@ -120,8 +124,9 @@ bool publish_front(self_ptr self) {
     return false;
   }
   // Always printed (also with --quiet): the workers need the port.
-  std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s)",
-                           job.serve->bind, *port, cfg.total_workers())
+  std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s){}",
+                           job.serve->bind, *port, cfg.total_workers(),
+                           cfg.tls() ? " (mutual TLS)" : "")
             << std::endl;
   return true;
 }

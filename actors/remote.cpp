@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <fmt/format.h>
 
 #include "actors/trainer.hpp"
@@ -24,7 +25,10 @@ caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& s
                                     const std::string& host, uint16_t port,
                                     std::chrono::milliseconds timeout) {
   caf::expected<facade_actor> result{caf::error{}};
-  self->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, host, port)
+  // With TLS loaded, connect through the openssl module (mutual TLS), never in plain text.
+  auto mm = sys.has_openssl_manager() ? sys.openssl_manager().actor_handle()
+                                      : sys.middleman().actor_handle();
+  self->request(mm, timeout, caf::connect_atom::value, host, port)
     .receive(
       [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {
         if (!ptr)

@@ -241,6 +241,10 @@ int cmd_launch(int argc, char** argv) {
     "--data=" + run.data, "--request-timeout-ms=" + std::to_string(run.request_timeout_ms),
     "--heartbeat-ms=" + std::to_string(run.heartbeat_ms),
     "--connection-timeout-ms=" + std::to_string(run.connection_timeout_ms)};
+  if (run.tls())
+    for (auto opt : {"--tls-cert=" + run.tls_cert, "--tls-key=" + run.tls_key,
+                     "--tls-ca=" + run.tls_ca})
+      worker_options.push_back(opt);
   return launch(exe, options, worker_options, run.total_workers());
 }
 

@@ -6,7 +6,16 @@
 
 #include <fmt/format.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include "data/sampler.hpp"
 #include "messages/vocabulary.hpp"
@@ -188,6 +197,10 @@ psgd_config::psgd_config() {
     .add(run.insecure, "insecure",
          "serve: allow listening beyond loopback without TLS (default off)")
     .add(run.connect, "connect", "work: HOST:PORT of a psgd serve")
+    .add(run.tls_cert, "tls-cert",
+         "serve/work: this node's certificate (PEM); with --tls-key and --tls-ca: mutual TLS")
+    .add(run.tls_key, "tls-key", "serve/work: the certificate's private key (PEM, unencrypted)")
+    .add(run.tls_ca, "tls-ca", "serve/work: the CA every node's certificate must come from")
     .add(run.heartbeat_ms, "heartbeat-ms", "serve/work: heartbeat interval, ms (default 200)")
     .add(run.connection_timeout_ms, "connection-timeout-ms",
          "serve/work: a silent peer is dropped after this many ms (default 1000)")
@@ -213,6 +226,12 @@ psgd_config::psgd_config() {
 
 void psgd_config::enable_network(int local_workers) {
   load<caf::io::middleman>();
+  if (run.tls()) {
+    load<caf::openssl::manager>();
+    set("openssl.certificate", run.tls_cert);
+    set("openssl.key", run.tls_key);
+    set("openssl.cafile", run.tls_ca);
+  }
   set("scheduler.policy", caf::atom("sharing"));
   set("scheduler.max-threads", std::max(1, local_workers));
   set("middleman.heartbeat-interval",
@@ -222,7 +241,55 @@ void psgd_config::enable_network(int local_workers) {
   set("middleman.workers", 0);
 }
 
+namespace {
+
+/// Loads the TLS files as OpenSSL will, so that a bad path or file is refused here, before
+/// CAF's openssl manager (which hangs or aborts on them) starts.
+std::string check_tls_files(const run_config& cfg) {
+  if (cfg.tls_cert.empty() || cfg.tls_key.empty() || cfg.tls_ca.empty())
+    return "--tls-cert, --tls-key and --tls-ca go together: without all three TLS would "
+           "authenticate nobody (anonymous TLS is refused)";
+  auto open = [](const std::string& path) { return std::fopen(path.c_str(), "r"); };
+  auto read_cert = [&](const std::string& path, const char* option) -> std::string {
+    FILE* f = open(path);
+    if (f == nullptr)
+      return fmt::format("{} {}: cannot open: {}", option, path, std::strerror(errno));
+    X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    if (cert == nullptr)
+      return fmt::format("{} {}: not a PEM certificate", option, path);
+    X509_free(cert);
+    return {};
+  };
+  if (auto p = read_cert(cfg.tls_cert, "--tls-cert"); !p.empty())
+    return p;
+  if (auto p = read_cert(cfg.tls_ca, "--tls-ca"); !p.empty())
+    return p;
+  FILE* f = open(cfg.tls_key);
+  if (f == nullptr)
+    return fmt::format("--tls-key {}: cannot open: {}", cfg.tls_key, std::strerror(errno));
+  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, const_cast<char*>(""));
+  std::fclose(f);
+  if (key == nullptr)
+    return fmt::format("--tls-key {}: not an unencrypted PEM private key", cfg.tls_key);
+  FILE* c = open(cfg.tls_cert);
+  X509* cert = PEM_read_X509(c, nullptr, nullptr, nullptr);
+  std::fclose(c);
+  const bool match = X509_check_private_key(cert, key) == 1;
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  if (!match)
+    return fmt::format("--tls-key {}: does not belong to --tls-cert {}", cfg.tls_key,
+                       cfg.tls_cert);
+  return {};
+}
+
+} // namespace
+
 std::string validate_network(const run_config& cfg, bool serve) {
+  if (cfg.tls())
+    if (auto problem = check_tls_files(cfg); !problem.empty())
+      return problem;
   if (cfg.heartbeat_ms < 1)
     return fmt::format("--heartbeat-ms: must be at least 1 (got {})", cfg.heartbeat_ms);
   if (cfg.connection_timeout_ms <= cfg.heartbeat_ms)
@@ -233,10 +300,15 @@ std::string validate_network(const run_config& cfg, bool serve) {
       return fmt::format("--port: must be 0..65535 (got {})", cfg.port);
     const bool loopback = cfg.bind == "localhost" || cfg.bind == "::1"
                           || cfg.bind.rfind("127.", 0) == 0;
-    if (!loopback && !cfg.insecure)
+    if (!loopback && !cfg.insecure && !cfg.tls())
       return fmt::format("--bind {}: the plain middleman authenticates nobody; to listen "
-                         "beyond loopback pass --insecure",
+                         "beyond loopback use TLS (--tls-cert, --tls-key, --tls-ca) or pass "
+                         "--insecure",
                          cfg.bind);
+    if (!loopback && !cfg.tls())
+      std::cerr << "psgd serve: WARNING: listening on " << cfg.bind
+                << " without TLS: anyone who reaches the port can join or disrupt the run"
+                << std::endl;
     if (cfg.parsed_mode == train_mode::sequential)
       return "--mode sequential has no workers to serve";
     if (!cfg.scenario.empty())

@@ -66,6 +66,9 @@ struct run_config {
   std::string bind = "127.0.0.1";    ///< serve: listen address
   bool insecure = false;             ///< serve: allow a non-loopback bind without TLS
   std::string connect;               ///< work: HOST:PORT of a psgd serve
+  std::string tls_cert;              ///< this node's certificate (PEM); TLS needs all three
+  std::string tls_key;               ///< its private key (PEM, unencrypted)
+  std::string tls_ca;                ///< the CA that signs every node's certificate (PEM)
   int64_t heartbeat_ms = 200;        ///< middleman heartbeat interval
   int64_t connection_timeout_ms = 1000;  ///< a silent peer is dropped after this
   // -- runtime -------------------------------------------------------------------------------
@@ -78,6 +81,8 @@ struct run_config {
   aggregate_rule parsed_aggregate = aggregate_rule::mean;
   bool synthetic = false;
   bool networked = false;          ///< set by psgd serve: the workers are other processes
+
+  bool tls() const { return !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty(); }
 
   /// Workers that run: m, or m + e in backup mode, 1 in sequential mode.
   int total_workers() const;

@@ -226,3 +226,78 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
   CHECK_THAT(out, Catch::Contains("5625 updates"));
   CHECK(accuracy_in(out) >= 0.80);
 }
+
+namespace {
+
+/// Throwaway certificates (scripts/make-certs) in `dir`; the TLS options of the good node.
+std::string make_certs(const temp_dir& dir) {
+  auto cmd = std::string{PSGD_SOURCE_DIR} + "/scripts/make-certs " + dir.path() + " > /dev/null";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  return " --tls-cert " + dir.file("node.pem") + " --tls-key " + dir.file("node.key")
+         + " --tls-ca " + dir.file("ca.pem");
+}
+
+} // namespace
+
+TEST_CASE("mutual TLS: certified nodes train, strangers are refused", "[network]") {
+  temp_dir certs;
+  auto tls = make_certs(certs);
+  SECTION("launch over TLS trains") {
+    auto r = run_psgd("launch --mode async --workers 2 --epochs 0.5 --quiet" + tls);
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.output, Catch::Contains("mutual TLS") && Catch::Contains("test accuracy"));
+  }
+  SECTION("a plain client and a client of another CA are refused") {
+    temp_dir dir;
+    auto port = start_server(dir, "--mode async --workers 1 --epochs 0.2 --port 0 --quiet" + tls);
+    auto plain = run_psgd("work --connect 127.0.0.1:" + port + " --request-timeout-ms 3000");
+    INFO(plain.output);
+    CHECK(plain.exit_code == 1);
+    CHECK_THAT(plain.output, Catch::Contains("cannot connect"));
+    auto stranger = run_psgd("work --connect 127.0.0.1:" + port
+                             + " --request-timeout-ms 3000 --tls-cert " + certs.file("other.pem")
+                             + " --tls-key " + certs.file("other.key") + " --tls-ca "
+                             + certs.file("other-ca.pem"));
+    INFO(stranger.output);
+    CHECK(stranger.exit_code == 1);
+    CHECK_THAT(stranger.output, Catch::Contains("cannot connect"));
+    // The server is unharmed: a certified worker still gets in and the run completes.
+    auto good = run_psgd("work --connect 127.0.0.1:" + port + " --workers 1" + tls);
+    CHECK(good.exit_code == 0);
+    CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+  }
+}
+
+TEST_CASE("TLS options are checked before anything starts", "[network]") {
+  temp_dir certs;
+  make_certs(certs);
+  auto anonymous = run_psgd("serve --mode async --tls-ca " + certs.file("ca.pem"));
+  CHECK(anonymous.exit_code == 2);
+  CHECK_THAT(anonymous.output, Catch::Contains("anonymous TLS"));
+  auto missing = run_psgd("serve --mode async --tls-cert /nonexistent.pem --tls-key "
+                          + certs.file("node.key") + " --tls-ca " + certs.file("ca.pem"));
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.output, Catch::Contains("/nonexistent.pem"));
+  auto mismatch = run_psgd("serve --mode async --tls-cert " + certs.file("node.pem")
+                           + " --tls-key " + certs.file("other.key") + " --tls-ca "
+                           + certs.file("ca.pem"));
+  CHECK(mismatch.exit_code == 2);
+  CHECK_THAT(mismatch.output, Catch::Contains("does not belong"));
+  // TLS may listen beyond loopback: the serve starts listening (and is stopped by timeout).
+  auto wide = psgd::testing::command_result{};
+  {
+    auto cmd = "timeout 3 " + std::string{PSGD_BINARY} + " serve --mode async --bind 0.0.0.0"
+               + " --port 0 --quiet --tls-cert " + certs.file("node.pem") + " --tls-key "
+               + certs.file("node.key") + " --tls-ca " + certs.file("ca.pem") + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, pipe)) > 0)
+      wide.output.append(buf, n);
+    pclose(pipe);
+  }
+  CHECK_THAT(wide.output, Catch::Contains("listening on 0.0.0.0")
+                            && !Catch::Contains("--insecure"));
+}
