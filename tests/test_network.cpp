@@ -1,7 +1,11 @@
 // psgd serve and psgd work as real processes on loopback.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -300,4 +304,77 @@ TEST_CASE("TLS options are checked before anything starts", "[network]") {
   }
   CHECK_THAT(wide.output, Catch::Contains("listening on 0.0.0.0")
                             && !Catch::Contains("--insecure"));
+}
+
+namespace {
+
+/// Resident memory of a process, in KiB (0 if it is gone).
+long rss_kib(int pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string key;
+  long value = 0;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      in >> value;
+      return value;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
+/// Opens a TCP connection to 127.0.0.1:port, writes `bytes`, waits `hold_ms`, closes.
+void send_raw(int port, const std::vector<unsigned char>& bytes, int hold_ms) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  CHECK(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) >= 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
+  ::close(fd);
+}
+
+} // namespace
+
+TEST_CASE("a TLS server shrugs off random bytes and a header claiming 4 GiB", "[network]") {
+  temp_dir certs;
+  auto tls = make_certs(certs);
+  temp_dir dir;
+  auto port = start_server(dir, "--mode async --workers 1 --epochs 0.2 --port 0 --quiet" + tls);
+  // serve.pid is `timeout`'s; psgd serve is its child.
+  auto find = "pgrep -P " + std::to_string(std::stoi(read_file(dir.file("serve.pid"))))
+              + " > " + dir.file("psgd.pid");
+  REQUIRE(std::system(find.c_str()) == 0);
+  int pid = std::stoi(read_file(dir.file("psgd.pid")));
+  long before = rss_kib(pid);
+  REQUIRE(before > 0);
+  std::vector<unsigned char> noise(64 * 1024);
+  uint64_t x = 42;
+  for (auto& b : noise) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    b = static_cast<unsigned char>(x >> 56);
+  }
+  send_raw(std::stoi(port), noise, 100);
+  // A BASP header (CAF 0.17: 32 bytes, payload length at offset 4) claiming 4 GiB.
+  std::vector<unsigned char> header(32, 0);
+  header[0] = 1; // client handshake
+  for (int i = 4; i < 8; ++i)
+    header[i] = 0xff;
+  send_raw(std::stoi(port), header, 500);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  long after = rss_kib(pid);
+  INFO("RSS before " << before << " KiB, after " << after << " KiB");
+  REQUIRE(after > 0); // still alive
+  CHECK(after - before <= 64 * 1024);
+  // A certified worker still gets in at once, and the run completes.
+  auto started = std::chrono::steady_clock::now();
+  auto good = run_psgd("work --connect 127.0.0.1:" + port + " --workers 1" + tls);
+  auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  INFO(good.output);
+  CHECK(good.exit_code == 0);
+  CHECK(took < 10); // data loading and 0.2 epochs included; no connection retries
+  CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
 }
