@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -148,12 +149,24 @@ TEST_CASE("launch m=2 reaches the in-process accuracy within a point in every mo
   for (std::string spec : {"--mode sync --lr 0.06 --epochs 1", "--mode async --lr 0.02 --epochs 2",
                            "--mode backup --backup 1 --lr 0.04 --epochs 2"}) {
     INFO(spec);
-    auto local = run_psgd("train --workers 2 --quiet " + spec);
-    auto cluster = run_psgd("launch --workers 2 --quiet " + spec);
-    INFO(cluster.output);
-    REQUIRE(local.exit_code == 0);
-    REQUIRE(cluster.exit_code == 0);
-    CHECK(std::abs(accuracy_in(cluster.output) - accuracy_in(local.output)) <= 0.01);
+    // Sync is deterministic: one run each. Async and backup depend on timing (interleavings,
+    // which gradients are late): the median of three runs each.
+    const int runs = spec.find("sync") != std::string::npos ? 1 : 3;
+    auto median_accuracy = [&](const std::string& command) {
+      std::vector<double> acc;
+      for (int i = 0; i < runs; ++i) {
+        auto r = run_psgd(command + " --workers 2 --quiet " + spec);
+        INFO(r.output);
+        REQUIRE(r.exit_code == 0);
+        acc.push_back(accuracy_in(r.output));
+      }
+      std::sort(acc.begin(), acc.end());
+      return acc[acc.size() / 2];
+    };
+    auto local = median_accuracy("train");
+    auto cluster = median_accuracy("launch");
+    INFO("in-process " << local << ", launch " << cluster);
+    CHECK(std::abs(cluster - local) <= 0.01);
   }
 }
 
