@@ -7,14 +7,32 @@
 
 namespace psgd {
 
-facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,
-                                   server_actor server, run_spec spec,
+namespace {
+
+using self_ptr = facade_actor::stateful_pointer<facade_state>;
+
+/// True if worker `id` was handed to the node the current message comes from.
+bool owned_by_sender(self_ptr self, int32_t id) {
+  auto& st = self->state;
+  auto sender = self->current_sender();
+  return sender && id >= 0 && id < static_cast<int32_t>(st.owner.size())
+         && st.owner[id] && st.owner[id] == sender->node();
+}
+
+caf::error spoofed(int32_t id) {
+  return make_error(error_code::refused,
+                    "worker id " + std::to_string(id) + " was not handed to this node");
+}
+
+} // namespace
+
+facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec spec,
                                    std::string data_fingerprint) {
   auto& st = self->state;
   st.server = std::move(server);
   st.spec = std::move(spec);
   st.data_fingerprint = std::move(data_fingerprint);
-  st.taken.assign(static_cast<size_t>(std::max(0, st.spec.shards)), false);
+  st.owner.assign(static_cast<size_t>(std::max(0, st.spec.shards)), caf::node_id{});
   self->monitor(st.server);
   self->set_down_handler([=](caf::down_msg& msg) {
     if (msg.source == self->state.server.address())
@@ -41,33 +59,38 @@ facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> 
       auto spec = st.spec;
       if (!req.ids.empty()) { // back after a server restart: the same ids
         for (auto id : req.ids)
-          if (id < 0 || id >= spec.shards || st.taken[id])
+          if (id < 0 || id >= spec.shards || st.owner[id])
             return make_error(error_code::refused,
                               fmt::format("worker id {} is not free on this server", id));
         for (auto id : req.ids)
-          st.taken[id] = true;
+          st.owner[id] = self->current_sender()->node();
         spec.ids = req.ids;
         return spec;
       }
       for (int32_t id = 0; id < spec.shards && int32_t(spec.ids.size()) < req.wanted; ++id)
-        if (!st.taken[id])
+        if (!st.owner[id])
           spec.ids.push_back(id);
       if (req.wanted < 1 || int32_t(spec.ids.size()) < req.wanted)
         return make_error(error_code::refused,
                           fmt::format("{} worker(s) asked, {} of {} ids left", req.wanted,
                                       spec.ids.size(), spec.shards));
       for (auto id : spec.ids)
-        st.taken[id] = true;
+        st.owner[id] = self->current_sender()->node();
       return spec;
     },
-    [=](join_atom, int32_t id) {
+    [=](join_atom, int32_t id) -> caf::result<snapshot> {
+      if (!owned_by_sender(self, id))
+        return spoofed(id);
       return self->delegate(self->state.server, join_atom::value, id);
     },
-    [=](push_atom, gradient& g) {
+    [=](push_atom, gradient& g) -> caf::result<snapshot> {
+      if (!owned_by_sender(self, g.worker))
+        return spoofed(g.worker);
       return self->delegate(self->state.server, push_atom::value, std::move(g));
     },
     [=](report_atom, int32_t id, int64_t computed) {
-      self->send(self->state.server, report_atom::value, id, computed);
+      if (owned_by_sender(self, id))
+        self->send(self->state.server, report_atom::value, id, computed);
     },
   };
 }

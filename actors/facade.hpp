@@ -12,11 +12,16 @@
 //   mismatch: another protocol version, other data, ids taken or none left. A request with
 //   wanted == 0 and no ids is a query: the run_spec without ids (so the process knows which
 //   data to load).
+// - A worker id belongs to the node it was handed to: join, push and report carrying an id
+//   from another node are refused (`refused`, never delegated): no spoofed worker ids.
 // - Exit messages from other nodes are ignored: a peer cannot stop the facade that way.
 // - It dies with the server.
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include <caf/node_id.hpp>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -29,7 +34,7 @@ struct facade_state {
   server_actor server;
   run_spec spec;                 ///< the run; `ids` is filled per hello
   std::string data_fingerprint;  ///< of the serving process's training set
-  std::vector<bool> taken;       ///< per worker id: assigned to a process
+  std::vector<caf::node_id> owner;  ///< per worker id: the node it was handed to (or none)
 };
 
 facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,

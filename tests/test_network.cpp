@@ -15,6 +15,11 @@
 #include <sstream>
 #include <thread>
 
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include "config/run_config.hpp"
+#include "messages/vocabulary.hpp"
 #include "tests/test_helpers.hpp"
 
 using namespace psgd::testing;
@@ -389,5 +394,46 @@ TEST_CASE("a TLS server shrugs off random bytes and a header claiming 4 GiB", "[
   INFO(good.output);
   CHECK(good.exit_code == 0);
   CHECK(took < 10); // data loading and 0.2 epochs included; no connection retries
+  CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+}
+
+TEST_CASE("a peer cannot use a worker id it was not handed", "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode async --workers 2 --epochs 0.2 --port 0 --quiet");
+  psgd::psgd_config cfg;
+  cfg.enable_network(1);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto front = sys.middleman().remote_actor<psgd::facade_actor>("127.0.0.1",
+                                                                static_cast<uint16_t>(std::stoi(port)));
+  REQUIRE(front);
+  psgd::hello_request ask;
+  ask.version = psgd::protocol_version;
+  auto data = fashion_mnist();
+  ask.fingerprint = psgd::data::fingerprint(data->train);
+  ask.wanted = 1;
+  psgd::run_spec spec;
+  self->request(*front, std::chrono::seconds(10), psgd::hello_atom::value, ask)
+    .receive([&](psgd::run_spec& s) { spec = s; }, [&](caf::error& e) { FAIL(sys.render(e)); });
+  REQUIRE(spec.ids == std::vector<int32_t>{0});
+  auto expect_refused = [&](auto&&... request) {
+    bool refused = false;
+    self->request(*front, std::chrono::seconds(10), request...)
+      .receive([&](psgd::snapshot&) {},
+               [&](caf::error& e) {
+                 refused = sys.render(e).find("not handed to this node") != std::string::npos;
+               });
+    CHECK(refused);
+  };
+  expect_refused(psgd::join_atom::value, int32_t{1}); // someone else's id
+  psgd::gradient g;
+  g.worker = 1;
+  expect_refused(psgd::push_atom::value, g);
+  // Its own id is fine (the server holds the join until the second worker comes: no wait).
+  self->send(*front, psgd::join_atom::value, int32_t{0});
+  auto work = run_psgd("work --connect 127.0.0.1:" + port + " --workers 1");
+  INFO(work.output);
+  CHECK(work.exit_code == 0);
+  self->send_exit(*front, caf::exit_reason::user_shutdown); // a remote exit: ignored
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
 }
