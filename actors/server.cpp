@@ -273,6 +273,11 @@ void check_rejoins(self_ptr self) {
   auto missing = st.core->abandon_rejoins();
   tell(self, fmt::format("worker(s) {} did not rejoin the restarted server: lost",
                          fmt::join(missing, ", ")));
+  if (st.core->live_workers() == 0) {
+    // Nobody to train with: stop, do not wait for ever.
+    self->quit(make_error(error_code::peer_lost, "no worker rejoined the restarted server"));
+    return;
+  }
   if (st.core->ready())
     begin_training(self);
 }
@@ -292,6 +297,11 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
     st.checkpointed_version = restore->version;
     st.rejoin_deadline = std::chrono::steady_clock::now() + settings.request_timeout;
     arm_tick(self);
+    if (st.core->finished()) { // resumed from the final checkpoint: nothing left to do
+      st.started = true;
+      self->send(st.observer, done_atom::value, st.core->current(), st.core->stats());
+      st.done_sent = true;
+    }
   } else {
     st.core = std::make_unique<server_core>(settings, std::move(initial));
   }

@@ -220,7 +220,7 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
           "and training completes",
           "[network]") {
   temp_dir dir;
-  const std::string run = "--mode async --workers 2 --model mlp --epochs 3 --eval-every 300 "
+  const std::string run = "--mode async --workers 2 --model mlp --epochs 6 --eval-every 300 "
                           "--checkpoint " + dir.file("run.ckpt") + " --checkpoint-every 200";
   auto port = start_server(dir, run + " --port 0");
   auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
@@ -238,14 +238,17 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
                  + " serve " + run + " --port " + port + " --resume " + dir.file("run.ckpt")
                  + " > serve2.out 2> serve2.err; echo $? > serve2.rc) & true";
   REQUIRE(std::system(restart.c_str()) == 0);
-  REQUIRE(wait_for(dir, "work.rc", "\n", 90));
-  REQUIRE(wait_for(dir, "serve2.rc", "\n", 30));
-  INFO(read_file(dir.file("work.out")) << read_file(dir.file("serve2.err")));
+  bool work_done = wait_for(dir, "work.rc", "\n", 90);
+  bool serve_done = work_done && wait_for(dir, "serve2.rc", "\n", 90);
+  INFO("work: " << read_file(dir.file("work.out")) << "\nserve2: "
+                << read_file(dir.file("serve2.err")));
+  REQUIRE(work_done);
+  REQUIRE(serve_done);
   CHECK(read_file(dir.file("work.rc")) == "0\n");
   CHECK(read_file(dir.file("serve2.rc")) == "0\n");
   CHECK_THAT(read_file(dir.file("serve2.err")), Catch::Contains("rejoined"));
   auto out = read_file(dir.file("serve2.out"));
-  CHECK_THAT(out, Catch::Contains("5625 updates"));
+  CHECK_THAT(out, Catch::Contains("11250 updates"));
   CHECK(accuracy_in(out) >= 0.80);
 }
 

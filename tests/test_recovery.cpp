@@ -156,6 +156,20 @@ TEST_CASE("resume refuses a checkpoint of another run", "[recovery]") {
   CHECK_THAT(job.error(), Catch::Contains("another run") && Catch::Contains("\"batch\":16"));
 }
 
+TEST_CASE("resuming from the final checkpoint finishes at once", "[recovery]") {
+  auto data = std::make_shared<const data::split>(data::make_separable(4096, 512, 16, 4, 1));
+  testing::temp_dir dir;
+  auto cfg = base("async");
+  cfg.epochs = 0;
+  cfg.max_updates = 100;
+  cfg.checkpoint = dir.file("run.ckpt");
+  must_run(cfg, data); // its last checkpoint is at the end: update 100
+  auto again = cfg;
+  again.resume = cfg.checkpoint;
+  auto r = must_run(again, data);
+  CHECK(r.final_stats.version == 100);
+}
+
 TEST_CASE("a server crash without a checkpoint is refused before training", "[recovery]") {
   auto cfg = base("async");
   cfg.scenario = std::string{PSGD_SOURCE_DIR} + "/config/scenarios/server-crash.json";
