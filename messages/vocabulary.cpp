@@ -38,7 +38,6 @@ std::string to_string(error_code x) {
   switch (x) {
     case error_code::none: return "none";
     case error_code::training_finished: return "training_finished";
-    case error_code::invalid_gradient: return "invalid_gradient";
     case error_code::not_a_member: return "not_a_member";
     case error_code::peer_lost: return "peer_lost";
     case error_code::rejected: return "rejected";

@@ -291,7 +291,6 @@ typename Inspector::result_type inspect(Inspector& f, hello_request& x) {
 enum class error_code : uint8_t {
   none = 0,
   training_finished,   ///< the budget is spent: the receiver should stop
-  invalid_gradient,    ///< wrong length or unknown worker
   not_a_member,        ///< the worker id is unknown or out of range
   peer_lost,           ///< a peer actor died
   rejected,            ///< the server refused a gradient (see reject_reason)
