@@ -445,11 +445,4 @@ std::vector<int32_t> server_core::abandon_rejoins() {
   return ids;
 }
 
-std::map<int32_t, std::pair<int64_t, int64_t>> server_core::positions() const {
-  std::map<int32_t, std::pair<int64_t, int64_t>> out;
-  for (const auto& [id, m] : members_)
-    out[id] = {m.epoch, m.step};
-  return out;
-}
-
 } // namespace psgd

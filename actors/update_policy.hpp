@@ -97,8 +97,6 @@ public:
   /// The state to write: parameters, version, counters, each member's sampler position.
   /// `fingerprint` (the run's identity) is stored with it for --resume to check.
   checkpoint to_checkpoint(const nlohmann::json& fingerprint) const;
-  /// Each member's sampler position (epoch, step) after its last accepted gradient.
-  std::map<int32_t, std::pair<int64_t, int64_t>> positions() const;
 
   verdict push(const gradient& g);
   /// Why the last rejected gradient was refused, and whether that quarantined its worker.

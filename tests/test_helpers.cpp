@@ -111,6 +111,18 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
+run_config test_config(const std::string& mode, const std::string& model) {
+  run_config cfg;
+  cfg.mode = mode;
+  cfg.model = model;
+  cfg.workers = 2;
+  cfg.backup = 1;
+  cfg.quiet = true;
+  cfg.eval_every = 100000000;
+  cfg.loss_subsample = 1000;
+  return cfg;
+}
+
 caf::expected<run_summary> run_job(run_config cfg, std::shared_ptr<const data::split> data,
                                    std::optional<scenario> faults) {
   auto problem = validate(cfg);

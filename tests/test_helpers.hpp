@@ -53,6 +53,10 @@ command_result run_psgd(const std::string& args);
 /// Lines of text, without empty ones.
 std::vector<std::string> lines_of(const std::string& text);
 
+/// A quiet run of `mode` (m=2, e=1) that evaluates only at the end, on a 1,000-example loss
+/// subsample: the base of the end-to-end tests.
+run_config test_config(const std::string& mode, const std::string& model = "softmax");
+
 /// Runs a training job as the CLI would: validates `cfg` (REQUIREs it valid), prepares the
 /// job on `data` with `faults`, picks the scheduler (psgd_config::fit_scheduler_to) and runs
 /// it on a fresh actor system.

@@ -18,17 +18,6 @@ using testing::scenario_of;
 
 namespace {
 
-run_config config_for(const std::string& mode) {
-  run_config cfg;
-  cfg.mode = mode;
-  cfg.workers = 2;
-  cfg.backup = 1;
-  cfg.quiet = true;
-  cfg.eval_every = 100000000;
-  cfg.loss_subsample = 1000;
-  return cfg;
-}
-
 std::shared_ptr<const data::split> small_set() {
   static auto data =
     std::make_shared<const data::split>(data::make_separable(8192, 1024, 32, 10, 4));
@@ -98,7 +87,7 @@ TEST_CASE("same seed and scenario give the same injected events in a run", "[inj
   auto s = scenario_of(R"({"events": [
     {"kind": "slow", "workers": {"random": 1}, "delay": {"dist": "exponential", "mean_ms": 0.05}},
     {"kind": "pause", "workers": [0], "at": {"updates": 50}, "duration_ms": 5}]})");
-  auto cfg = config_for("async");
+  auto cfg = testing::test_config("async");
   cfg.max_updates = 200;
   cfg.epochs = 0;
   auto plan_of = [](const run_summary& r) {
@@ -124,7 +113,7 @@ TEST_CASE("one much slower worker: backup drops mostly its gradients and async s
   auto slow = with_base_delay(
     R"({"kind": "slow", "workers": [2], "delay": {"dist": "constant", "ms": 5}})");
   SECTION("backup m=2 e=1") {
-    auto cfg = config_for("backup");
+    auto cfg = testing::test_config("backup");
     cfg.max_updates = 300;
     cfg.epochs = 0;
     auto r = must_run(cfg, small_set(), slow);
@@ -136,7 +125,7 @@ TEST_CASE("one much slower worker: backup drops mostly its gradients and async s
     check_no_loss(r);
   }
   SECTION("async m=3") {
-    auto cfg = config_for("async");
+    auto cfg = testing::test_config("async");
     cfg.workers = 3;
     cfg.max_updates = 900;
     cfg.epochs = 0;
@@ -158,7 +147,7 @@ TEST_CASE("a worker crash mid-run: sync and backup complete and name the lost wo
   auto crash = scenario_of(R"({"events": [{"kind": "crash", "workers": [1], "at": {"updates": 300}}]})");
   for (std::string mode : {"sync", "backup"}) {
     INFO(mode);
-    auto cfg = config_for(mode);
+    auto cfg = testing::test_config(mode);
     cfg.epochs = 1;
     cfg.lr = 0.06;
     // The final iterate of one epoch varies by ~1 point between seeds: compare three seeds,
@@ -185,7 +174,7 @@ TEST_CASE("a worker crash mid-run: sync and backup complete and name the lost wo
 
 TEST_CASE("backup with fewer than m live workers goes on and says so", "[injector]") {
   auto crashes = with_base_delay(R"({"kind": "crash", "workers": [1, 2], "at": {"updates": 50}})");
-  auto cfg = config_for("backup");
+  auto cfg = testing::test_config("backup");
   cfg.max_updates = 200;
   cfg.epochs = 0;
   auto r = must_run(cfg, small_set(), crashes);
@@ -198,7 +187,7 @@ TEST_CASE("a worker that joins mid-run gets a shard and contributes", "[injector
   auto join = with_base_delay(R"({"kind": "join", "at": {"updates": 100}})");
   for (std::string mode : {"sync", "async"}) {
     INFO(mode);
-    auto cfg = config_for(mode);
+    auto cfg = testing::test_config(mode);
     cfg.max_updates = 400;
     cfg.epochs = 0;
     auto r = must_run(cfg, small_set(), join);
@@ -215,7 +204,7 @@ TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run
           "[injector]") {
   auto pause = with_base_delay(
     R"({"kind": "pause", "workers": [1], "at": {"updates": 50}, "duration_ms": 1500})");
-  auto cfg = config_for("sync");
+  auto cfg = testing::test_config("sync");
   cfg.max_updates = 400;
   cfg.epochs = 0;
   cfg.round_timeout = 0.2;
@@ -236,7 +225,7 @@ TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run
 }
 
 TEST_CASE("the injected slowdowns are real: a slowed step takes longer", "[injector]") {
-  auto cfg = config_for("sync");
+  auto cfg = testing::test_config("sync");
   cfg.max_updates = 100;
   cfg.epochs = 0;
   auto fast = must_run(cfg, small_set(), std::nullopt);
@@ -248,7 +237,7 @@ TEST_CASE("the injected slowdowns are real: a slowed step takes longer", "[injec
 }
 
 TEST_CASE("example-dependent cost slows batches by their classes", "[injector]") {
-  auto cfg = config_for("backup");
+  auto cfg = testing::test_config("backup");
   cfg.max_updates = 100;
   cfg.epochs = 0;
   // Every example of class 0 costs 0.1 ms: a batch of 32 holds ~3, so ~0.3 ms per step.

@@ -19,16 +19,6 @@ using testing::must_run;
 
 namespace {
 
-run_config base(const std::string& mode) {
-  run_config cfg;
-  cfg.mode = mode;
-  cfg.workers = 2;
-  cfg.quiet = true;
-  cfg.eval_every = 100000000;
-  cfg.loss_subsample = 1000;
-  return cfg;
-}
-
 scenario server_crash_at(int update) {
   return testing::scenario_of(R"({"events": [{"kind": "server_crash", "at": {"updates": )"
                               + std::to_string(update) + "}}]}");
@@ -50,7 +40,7 @@ TEST_CASE("the server crashes mid-run and comes back from its checkpoint", "[rec
     std::vector<double> gaps;
     for (uint64_t seed : {1, 2, 3}) {
       testing::temp_dir dir;
-      auto cfg = base(mode);
+      auto cfg = testing::test_config(mode);
       cfg.seed = seed;
       // Async's final accuracy varies between runs (interleavings): at lr 0.02 over 2
       // epochs by ~0.4 points, well inside the 1-point bound (sync is deterministic).
@@ -84,7 +74,7 @@ TEST_CASE("the server crashes mid-run and comes back from its checkpoint", "[rec
 TEST_CASE("resume continues a sync run where its checkpoint left it", "[recovery]") {
   auto data = testing::fashion_mnist();
   testing::temp_dir dir;
-  auto cfg = base("sync");
+  auto cfg = testing::test_config("sync");
   cfg.epochs = 0;
   cfg.max_updates = 200;
   auto straight = must_run(cfg, data);
@@ -111,7 +101,7 @@ TEST_CASE("resume continues a sync run where its checkpoint left it", "[recovery
 TEST_CASE("a torn checkpoint is detected and the previous one is used", "[recovery]") {
   auto data = std::make_shared<const data::split>(data::make_separable(4096, 512, 16, 4, 1));
   testing::temp_dir dir;
-  auto cfg = base("async");
+  auto cfg = testing::test_config("async");
   cfg.epochs = 0;
   cfg.max_updates = 300;
   cfg.checkpoint = dir.file("run.ckpt");
@@ -142,7 +132,7 @@ TEST_CASE("a torn checkpoint is detected and the previous one is used", "[recove
 TEST_CASE("resume refuses a checkpoint of another run", "[recovery]") {
   auto data = std::make_shared<const data::split>(data::make_separable(4096, 512, 16, 4, 1));
   testing::temp_dir dir;
-  auto cfg = base("async");
+  auto cfg = testing::test_config("async");
   cfg.epochs = 0;
   cfg.max_updates = 50;
   cfg.checkpoint = dir.file("run.ckpt");
@@ -159,7 +149,7 @@ TEST_CASE("resume refuses a checkpoint of another run", "[recovery]") {
 TEST_CASE("resuming from the final checkpoint finishes at once", "[recovery]") {
   auto data = std::make_shared<const data::split>(data::make_separable(4096, 512, 16, 4, 1));
   testing::temp_dir dir;
-  auto cfg = base("async");
+  auto cfg = testing::test_config("async");
   cfg.epochs = 0;
   cfg.max_updates = 100;
   cfg.checkpoint = dir.file("run.ckpt");
@@ -171,7 +161,7 @@ TEST_CASE("resuming from the final checkpoint finishes at once", "[recovery]") {
 }
 
 TEST_CASE("a server crash without a checkpoint is refused before training", "[recovery]") {
-  auto cfg = base("async");
+  auto cfg = testing::test_config("async");
   cfg.scenario = std::string{PSGD_SOURCE_DIR} + "/config/scenarios/server-crash.json";
   REQUIRE(validate(cfg).empty());
   auto job = prepare_job(cfg, std::make_shared<const data::split>(
@@ -185,7 +175,7 @@ TEST_CASE("divergence stops the run with a clear message and keeps the last good
           "[recovery]") {
   auto data = testing::fashion_mnist();
   testing::temp_dir dir;
-  auto cfg = base("async");
+  auto cfg = testing::test_config("async");
   cfg.epochs = 1;
   cfg.lr = 1e4; // diverges within a few updates
   cfg.divergence_loss = 100;

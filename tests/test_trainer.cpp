@@ -15,16 +15,6 @@ using namespace psgd;
 
 namespace {
 
-run_config quiet_config(const std::string& mode, const std::string& model) {
-  run_config cfg;
-  cfg.mode = mode;
-  cfg.model = model;
-  cfg.quiet = true;
-  cfg.eval_every = 1000000; // evaluate only at the end
-  cfg.loss_subsample = 1000;
-  return cfg;
-}
-
 run_summary train(run_config cfg, std::shared_ptr<const data::split> data) {
   return testing::must_run(std::move(cfg), std::move(data));
 }
@@ -34,7 +24,7 @@ run_summary train(run_config cfg, std::shared_ptr<const data::split> data) {
 TEST_CASE("sync with m workers of batch b equals sequential with batch m*b", "[exact]") {
   auto data = testing::fashion_mnist();
   for (std::string model : {"softmax", "mlp"}) {
-    auto sync = quiet_config("sync", model);
+    auto sync = testing::test_config("sync", model);
     sync.workers = 2;
     sync.batch = 32;
     sync.epochs = 0;
@@ -56,7 +46,7 @@ TEST_CASE("sync with m workers of batch b equals sequential with batch m*b", "[e
 
 TEST_CASE("sync with the sum aggregate equals sequential with lr * m", "[exact]") {
   auto data = testing::fashion_mnist();
-  auto sync = quiet_config("sync", "softmax");
+  auto sync = testing::test_config("sync", "softmax");
   sync.workers = 3;
   sync.batch = 16;
   sync.lr = 0.02;
@@ -72,7 +62,7 @@ TEST_CASE("sync with the sum aggregate equals sequential with lr * m", "[exact]"
 
 TEST_CASE("async with one worker equals sequential", "[exact]") {
   auto data = testing::fashion_mnist();
-  auto async = quiet_config("async", "softmax");
+  auto async = testing::test_config("async", "softmax");
   async.workers = 1;
   async.epochs = 0;
   async.max_updates = 300;
@@ -87,7 +77,7 @@ TEST_CASE("least squares reaches its known optimum in every mode", "[convergence
   auto problem = data::make_least_squares(4096, 512, 16, 0.05, 3);
   auto data = std::make_shared<const data::split>(problem.data);
   for (std::string mode : {"sequential", "sync", "async", "backup"}) {
-    auto cfg = quiet_config(mode, "lsq");
+    auto cfg = testing::test_config(mode, "lsq");
     cfg.workers = 2;
     cfg.backup = 1;
     cfg.batch = 32;
@@ -108,7 +98,7 @@ TEST_CASE("softmax on Fashion-MNIST reaches 0.80 test accuracy after one epoch",
           "[convergence]") {
   auto data = testing::fashion_mnist();
   for (std::string mode : {"sync", "async", "backup"}) {
-    auto cfg = quiet_config(mode, "softmax");
+    auto cfg = testing::test_config(mode, "softmax");
     cfg.workers = 2;
     cfg.backup = 1;
     cfg.epochs = 1;
