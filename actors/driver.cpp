@@ -76,6 +76,7 @@ worker_actor spawn_worker(self_ptr self) {
   ws.seed = id < cfg.total_workers() ? cfg.seed : data::mix_seed(cfg.seed, 0x101, id);
   ws.batch = cfg.batch;
   ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
+  ws.network_faults = job.faults && job.faults->has_network_faults();
   if (auto d = job.step_delays.find(id); d != job.step_delays.end())
     ws.step_delay = d->second;
   if (job.resume)
@@ -111,7 +112,9 @@ bool publish_front(self_ptr self) {
   spec.shards = cfg.total_workers();
   spec.request_timeout_ms = cfg.request_timeout_ms;
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
-  st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train));
+  spec.network_faults = job.faults && job.faults->has_network_faults();
+  st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train),
+                         st.injector);
   // With TLS nothing is published in plain text: only the openssl module's listener.
   auto port = cfg.tls()
                 ? caf::openssl::publish(st.front, job.serve->port, job.serve->bind.c_str(), true)
@@ -131,6 +134,36 @@ bool publish_front(self_ptr self) {
   return true;
 }
 
+/// Arms the injector's triggers, then runs `then`; a failure ends the run.
+template <class F>
+void start_injector(self_ptr self, F then) {
+  self->request(self->state.injector,
+                std::chrono::milliseconds{self->state.job->cfg.request_timeout_ms},
+                start_atom::value)
+    .then([=](start_atom) { then(); },
+          [=](caf::error& err) {
+            finish(self, make_error(error_code::peer_lost,
+                                    "the fault injector did not start: "
+                                      + self->system().render(err)));
+          });
+}
+
+/// Spawns the injector (detached: its timers and messages must not queue behind the busy
+/// workers) for the workers spawned so far; remote ones are enlisted as they join.
+void spawn_injector(self_ptr self) {
+  auto& st = self->state;
+  const auto& cfg = st.job->cfg;
+  for (auto& line : plan_lines(*st.job->faults, cfg.seed, cfg.total_workers()))
+    record_event(self, std::move(line));
+  std::map<int32_t, worker_actor> by_id;
+  for (size_t id = 0; id < st.workers.size(); ++id)
+    by_id.emplace(static_cast<int32_t>(id), st.workers[id]);
+  st.injector = self->spawn<caf::detached>(injector, *st.job->faults, cfg.seed,
+                                           cfg.total_workers(), st.server,
+                                           caf::actor_cast<driver_actor>(self),
+                                           std::move(by_id));
+}
+
 void spawn_team(self_ptr self) {
   auto& st = self->state;
   const auto& job = *st.job;
@@ -139,6 +172,8 @@ void spawn_team(self_ptr self) {
   std::iota(everyone.begin(), everyone.end(), 0);
   spawn_server(self, job.resume, everyone);
   if (job.serve) {
+    if (job.faults)
+      spawn_injector(self); // started with training (start from the server)
     publish_front(self);
     return;
   }
@@ -152,24 +187,8 @@ void spawn_team(self_ptr self) {
     start_workers();
     return;
   }
-  for (auto& line : plan_lines(*job.faults, cfg.seed, cfg.total_workers()))
-    record_event(self, std::move(line));
-  std::map<int32_t, worker_actor> by_id;
-  for (size_t id = 0; id < st.workers.size(); ++id)
-    by_id.emplace(static_cast<int32_t>(id), st.workers[id]);
-  // Detached: its timers and messages must not queue behind the busy workers.
-  st.injector = self->spawn<caf::detached>(injector, *job.faults, cfg.seed, st.server,
-                                           caf::actor_cast<driver_actor>(self),
-                                           std::move(by_id));
-  // Training starts once every trigger is armed.
-  self->request(st.injector, std::chrono::milliseconds{cfg.request_timeout_ms},
-                start_atom::value)
-    .then([=](start_atom) { start_workers(); },
-          [=](caf::error& err) {
-            finish(self, make_error(error_code::peer_lost,
-                                    "the fault injector did not start: "
-                                      + self->system().render(err)));
-          });
+  spawn_injector(self);
+  start_injector(self, start_workers); // training starts once every trigger is armed
 }
 
 /// Ends the run: every actor we spawned exits, the caller gets `outcome`.
@@ -223,9 +242,11 @@ void restart_server(self_ptr self, const caf::error& reason) {
     finish(self, make_error(error_code::peer_lost,
                             "the server stopped: " + self->system().render(reason) + why));
   };
-  // Divergence and a round-timeout stop are decisions, not crashes.
+  // Divergence and a round-timeout stop are decisions, not crashes. A serving process's
+  // facade dies with its server, and no remote worker could reach a successor: stop, and
+  // let the operator restart psgd serve with --resume.
   if (reason == make_error(error_code::diverged) || reason == make_error(error_code::round_timeout)
-      || cfg.checkpoint.empty())
+      || cfg.checkpoint.empty() || st.job->serve)
     return stopped("");
   if (++st.restarts > max_restarts)
     return stopped(fmt::format(" (after {} restarts)", max_restarts));
@@ -322,6 +343,13 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         self->delayed_send(self, report_wait, tick_atom::value);
     },
     [=](event_atom, std::string& text) { record_event(self, std::move(text)); },
+    [=](start_atom) {
+      // Serving: the remote workers have joined; the scenario's clock starts now. (In one
+      // process the injector started before the workers.)
+      auto& st = self->state;
+      if (st.job->serve && st.injector && !st.finished)
+        start_injector(self, [] {});
+    },
     [=](tick_atom) { collect(self); },
     [=](join_atom, int32_t count) {
       if (self->state.finishing || self->state.finished)

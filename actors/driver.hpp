@@ -15,8 +15,8 @@
 //   workers have disconnected before it takes the final counters.
 // - With a scenario it runs the injector (actors/injector.hpp) and starts the new workers
 //   it asks for (join).
-// - When the server dies (not by divergence or a round-timeout stop) and the run has a
-//   checkpoint, it restarts the server from the last good checkpoint (at most
+// - When the server dies (not by divergence or a round-timeout stop, and not serving) and
+//   the run has a checkpoint, it restarts the server from the last good checkpoint (at most
 //   max_restarts times) and sends every worker and the injector rejoin(server).
 // - With --resume the server starts from that checkpoint and every worker continues its
 //   sample stream where the checkpoint left it.

@@ -27,8 +27,9 @@ caf::error spoofed(int32_t id) {
 } // namespace
 
 facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec spec,
-                                   std::string data_fingerprint) {
+                                   std::string data_fingerprint, injector_actor injector) {
   auto& st = self->state;
+  st.injector = std::move(injector);
   st.server = std::move(server);
   st.spec = std::move(spec);
   st.data_fingerprint = std::move(data_fingerprint);
@@ -58,12 +59,14 @@ facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec 
                                       req.fingerprint, st.data_fingerprint));
       auto spec = st.spec;
       if (!req.ids.empty()) { // back after a server restart: the same ids
+        // Free, or already this node's (its earlier hello was answered but lost).
+        const auto node = self->current_sender()->node();
         for (auto id : req.ids)
-          if (id < 0 || id >= spec.shards || st.owner[id])
+          if (id < 0 || id >= spec.shards || (st.owner[id] && st.owner[id] != node))
             return make_error(error_code::refused,
                               fmt::format("worker id {} is not free on this server", id));
         for (auto id : req.ids)
-          st.owner[id] = self->current_sender()->node();
+          st.owner[id] = node;
         spec.ids = req.ids;
         return spec;
       }
@@ -81,6 +84,9 @@ facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec 
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
       if (!owned_by_sender(self, id))
         return spoofed(id);
+      if (auto& injector = self->state.injector)
+        self->send(injector, enlist_atom::value, id,
+                   caf::actor_cast<worker_actor>(self->current_sender()));
       return self->delegate(self->state.server, join_atom::value, id);
     },
     [=](push_atom, gradient& g) -> caf::result<snapshot> {
@@ -88,9 +94,14 @@ facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec 
         return spoofed(g.worker);
       return self->delegate(self->state.server, push_atom::value, std::move(g));
     },
-    [=](report_atom, int32_t id, int64_t computed) {
+    [=](pull_atom, int32_t id) -> caf::result<snapshot> {
+      if (!owned_by_sender(self, id))
+        return spoofed(id);
+      return self->delegate(self->state.server, pull_atom::value, id);
+    },
+    [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
       if (owned_by_sender(self, id))
-        self->send(self->state.server, report_atom::value, id, computed);
+        self->send(self->state.server, report_atom::value, id, computed, lost_in_network);
     },
   };
 }

@@ -2,9 +2,11 @@
 // server itself.
 //
 // Contract:
-// - It accepts only the worker protocol (facade_actor): hello, join, push, report. join and
-//   push are delegated to the server, which answers the worker directly (and monitors it);
-//   report is forwarded. Stats, crash and timer messages of the server are not reachable from
+// - It accepts only the worker protocol (facade_actor): hello, join, push, pull, report.
+//   join, push and pull are delegated to the server, which answers the worker directly (and
+//   monitors it); report is forwarded.
+// - With a scenario (`injector` set) each joining worker is enlisted with the injector, so
+//   its faults reach it across the network. Stats, crash and timer messages of the server are not reachable from
 //   the network.
 // - hello(request) assigns `wanted` worker ids from 0..shards-1 to the asking process, or
 //   gives it back the `ids` it held before a server restart (if no other process holds
@@ -35,10 +37,11 @@ struct facade_state {
   run_spec spec;                 ///< the run; `ids` is filled per hello
   std::string data_fingerprint;  ///< of the serving process's training set
   std::vector<caf::node_id> owner;  ///< per worker id: the node it was handed to (or none)
+  injector_actor injector;          ///< the run's scenario, if any
 };
 
 facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,
                                    server_actor server, run_spec spec,
-                                   std::string data_fingerprint);
+                                   std::string data_fingerprint, injector_actor injector);
 
 } // namespace psgd

@@ -1,5 +1,7 @@
 #include "actors/injector.hpp"
 
+#include <algorithm>
+
 #include <caf/all.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -40,13 +42,36 @@ std::string describe(const fault_event& e) {
       return fmt::format("join {} new worker(s)", e.count);
     case fault_kind::server_crash:
       return "crash the server";
+    case fault_kind::net_delay:
+      return "delay each message to the server by " + e.delay->describe();
+    case fault_kind::net_drop:
+      return fmt::format("drop each gradient with probability {} (noticed after {} ms)",
+                         e.probability, e.duration_ms);
   }
   return "?";
 }
 
+/// Kinds in force over a window (rather than firing once).
+bool windowed(fault_kind k) {
+  return k == fault_kind::slow || k == fault_kind::example_cost || k == fault_kind::net_delay
+         || k == fault_kind::net_drop;
+}
+
+bool targets(const std::vector<int32_t>& ids, int32_t id) {
+  return std::binary_search(ids.begin(), ids.end(), id);
+}
+
+/// Sends event `index`'s effect to worker `id`, once.
+void deliver(self_ptr self, int32_t index, int32_t id) {
+  auto& st = self->state;
+  auto w = st.workers.find(id);
+  if (w == st.workers.end() || !st.delivered[index].insert(id).second)
+    return;
+  self->send(w->second, fault_atom::value, effect_of(st.plan.events[index], index, st.seed));
+}
+
 std::string when(const fault_event& e) {
-  const bool window = e.kind == fault_kind::slow || e.kind == fault_kind::example_cost;
-  if (!window)
+  if (!windowed(e.kind))
     return "at " + to_string(*e.from);
   return fmt::format("from {} to {}", e.from ? to_string(*e.from) : "the start",
                      e.to ? to_string(*e.to) : "the end");
@@ -99,10 +124,8 @@ void begin(self_ptr self, int32_t index) {
     default:
       break;
   }
-  auto effect = effect_of(e, index, st.seed);
   for (auto id : st.targets[index])
-    if (auto w = st.workers.find(id); w != st.workers.end())
-      self->send(w->second, fault_atom::value, effect);
+    deliver(self, index, id);
 }
 
 void end(self_ptr self, int32_t index) {
@@ -142,6 +165,17 @@ fault_effect effect_of(const fault_event& e, int32_t index, uint64_t seed) {
       f.kind = fault_effect::pause;
       f.duration_ms = e.duration_ms;
       break;
+    case fault_kind::net_delay:
+      f.kind = fault_effect::net_delay;
+      f.dist = static_cast<int32_t>(e.delay->dist);
+      f.a = e.delay->a;
+      f.b = e.delay->b;
+      break;
+    case fault_kind::net_drop:
+      f.kind = fault_effect::net_drop;
+      f.probability = e.probability;
+      f.duration_ms = e.duration_ms;
+      break;
     default:
       f.kind = fault_effect::crash;
       break;
@@ -161,7 +195,7 @@ std::vector<std::string> plan_lines(const scenario& s, uint64_t seed, int worker
     auto line = fmt::format("inject: scenario {} event {}: {} {}", s.name, i, describe(e), when(e));
     if (!targets.empty())
       line += fmt::format(" on worker(s) {}", fmt::join(targets, ", "));
-    if (e.kind == fault_kind::slow && e.delay) {
+    if (e.delay) { // slow or net_delay
       // The first draws each target will take: the same for the same seed and scenario.
       auto effect = effect_of(e, i, seed);
       for (auto id : targets) {
@@ -178,7 +212,7 @@ std::vector<std::string> plan_lines(const scenario& s, uint64_t seed, int worker
 }
 
 injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t seed,
-                                       server_actor server, driver_actor driver,
+                                       int team, server_actor server, driver_actor driver,
                                        std::map<int32_t, worker_actor> workers) {
   auto& st = self->state;
   st.plan = std::move(plan);
@@ -186,17 +220,18 @@ injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t se
   st.server = std::move(server);
   st.driver = std::move(driver);
   st.workers = std::move(workers);
+  const auto events = st.plan.events.size();
+  st.begun.assign(events, false);
+  st.ended.assign(events, false);
+  st.delivered.resize(events);
+  for (int32_t i = 0; i < static_cast<int32_t>(events); ++i)
+    st.targets.push_back(resolve_targets(st.plan.events[i], i, st.seed, team));
   return {
     [=](start_atom) {
       auto& st = self->state;
       if (st.started)
         return start_atom::value;
       st.started = true;
-      const int n = static_cast<int>(st.workers.size());
-      st.begun.assign(st.plan.events.size(), false);
-      st.ended.assign(st.plan.events.size(), false);
-      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i)
-        st.targets.push_back(resolve_targets(st.plan.events[i], i, st.seed, n));
       for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
         const auto& e = st.plan.events[i];
         if (e.from)
@@ -207,6 +242,18 @@ injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t se
           arm(self, *e.to, false, i);
       }
       return start_atom::value;
+    },
+    [=](enlist_atom, int32_t id, worker_actor w) {
+      // A remote worker joined: it gets the windowed effects in force, and those that hold
+      // from the start, before its first step.
+      auto& st = self->state;
+      st.workers.insert_or_assign(id, std::move(w));
+      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
+        const auto& e = st.plan.events[i];
+        if (windowed(e.kind) && targets(st.targets[i], id) && !st.ended[i]
+            && (st.begun[i] || !e.from))
+          deliver(self, i, id);
+      }
     },
     [=](fault_atom, int32_t index) { begin(self, index); },
     [=](heal_atom, int32_t index) { end(self, index); },

@@ -65,10 +65,12 @@ caf::expected<facade_actor> reconnect(caf::actor_system& sys, caf::scoped_actor&
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto pause = std::chrono::milliseconds{100};
   caf::error last;
+  // Short attempts: one lost handshake or hello must not use up the whole deadline.
+  const auto attempt = std::min(timeout, std::chrono::milliseconds{3000});
   while (std::chrono::steady_clock::now() < deadline) {
-    auto front = connect(sys, self, host, port, std::chrono::milliseconds{2000});
+    auto front = connect(sys, self, host, port, attempt);
     if (front) {
-      auto spec = hello(self, *front, again, timeout);
+      auto spec = hello(self, *front, again, attempt);
       if (spec)
         return front;
       last = spec.error();
@@ -147,6 +149,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.batch = spec->batch;
     ws.seed = spec->seed;
     ws.timeout = timeout;
+    ws.network_faults = spec->network_faults;
     auto w = sys.spawn(worker, upstream, model, train, ws);
     self->monitor(w);
     running.emplace(w.address(), id);

@@ -68,6 +68,7 @@ accounting accounting_totals(const server_stats& s) {
     a.dropped += w.dropped;
     a.after_stop += w.after_stop;
     a.rejected += w.rejected_total();
+    a.lost_in_network += w.lost_in_network;
     a.lost_in_flight += w.lost_in_flight;
   }
   return a;
@@ -105,6 +106,7 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
                        {"dropped", w.dropped},
                        {"after_stop", w.after_stop},
                        {"rejected", rejected_json(w)},
+                       {"lost_in_network", w.lost_in_network},
                        {"lost_in_flight", w.lost_in_flight},
                        {"staleness_mean", w.applied > 0 ? double(w.staleness_sum) / w.applied : 0.0},
                        {"staleness_max", w.staleness_max},
@@ -146,12 +148,13 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"staleness_histogram", s.staleness_histogram},
     {"dropped_per_worker", dropped},
     {"accounting", {{"equation", "computed = applied + dropped + after_stop + rejected + "
-                                 "lost_in_flight"},
+                                 "lost_in_network + lost_in_flight"},
                     {"computed", totals.computed},
                     {"applied", totals.applied},
                     {"dropped", totals.dropped},
                     {"after_stop", totals.after_stop},
                     {"rejected", totals.rejected},
+                    {"lost_in_network", totals.lost_in_network},
                     {"lost_in_flight", totals.lost_in_flight},
                     {"rejected_unknown_worker", s.rejected_unknown}}},
     {"workers", workers},

@@ -34,13 +34,14 @@ std::string progress_line(const run_config& cfg, const eval_point& p, const serv
                           int64_t train_rows);
 
 /// The no-loss equation over all workers:
-///   computed = applied + dropped + after_stop + rejected + lost_in_flight
+///   computed = applied + dropped + after_stop + rejected + lost_in_network + lost_in_flight
 struct accounting {
   int64_t computed = 0;
   int64_t applied = 0;
   int64_t dropped = 0;
   int64_t after_stop = 0;
   int64_t rejected = 0;
+  int64_t lost_in_network = 0;
   int64_t lost_in_flight = 0;
 };
 accounting accounting_totals(const server_stats& s);

@@ -246,6 +246,7 @@ void begin_training(self_ptr self) {
   st.started = true;
   st.core->start_clock();
   arm_tick(self);
+  self->send(st.observer, start_atom::value);
   for (auto& rp : st.joins)
     rp.deliver(st.core->current());
   st.joins.clear();
@@ -369,8 +370,17 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       s.connected = static_cast<int32_t>(self->state.members.size());
       return s;
     },
-    [=](report_atom, int32_t id, int64_t computed) {
-      self->state.core->report_computed(id, computed);
+    [=](pull_atom, int32_t id) -> caf::result<snapshot> {
+      auto& st = self->state;
+      if (!st.core->knows(id))
+        return make_error(error_code::not_a_member,
+                          "worker id " + std::to_string(id) + " never joined");
+      auto rp = self->make_response_promise<snapshot>();
+      answer(self, rp);
+      return rp;
+    },
+    [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
+      self->state.core->report_computed(id, computed, lost_in_network);
     },
     [=](watch_atom, uint64_t version) -> caf::result<uint64_t> {
       auto& st = self->state;

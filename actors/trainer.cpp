@@ -44,6 +44,31 @@ outcome<training_job> prepare_job(const run_config& cfg) {
   return prepare_job(cfg, std::move(*data));
 }
 
+outcome<scenario> load_scenario_for(const run_config& cfg) {
+  using result = outcome<scenario>;
+  if (cfg.parsed_mode == train_mode::sequential)
+    return result::failure("--scenario: sequential mode has no workers to inject faults into");
+  auto loaded = load_scenario(cfg.scenario);
+  if (!loaded)
+    return result::failure("--scenario: " + loaded.error());
+  const bool crashes_server =
+    std::any_of(loaded->events.begin(), loaded->events.end(),
+                [](const fault_event& e) { return e.kind == fault_kind::server_crash; });
+  if (crashes_server && cfg.checkpoint.empty())
+    return result::failure("--scenario " + cfg.scenario
+                           + ": it crashes the server, which restarts from its checkpoint: "
+                             "give --checkpoint FILE");
+  if (const auto* e = loaded->needs_local_actors(); e && cfg.networked)
+    return result::failure(
+      "--scenario " + cfg.scenario
+      + (e->kind == fault_kind::join
+           ? ": a 'join' event starts workers in the server's process, which has none across "
+             "processes (use it with psgd train)"
+           : ": a 'server_crash' event restarts the server inside its process; across "
+             "processes kill the serve process and restart it with --resume instead"));
+  return loaded;
+}
+
 outcome<training_job> prepare_job(const run_config& cfg,
                                   std::shared_ptr<const data::split> data) {
   using result = outcome<training_job>;
@@ -58,19 +83,10 @@ outcome<training_job> prepare_job(const run_config& cfg,
     return result::failure("--model " + cfg.model + " needs a classification set");
   std::optional<scenario> faults;
   if (!cfg.scenario.empty()) {
-    if (cfg.parsed_mode == train_mode::sequential)
-      return result::failure("--scenario: sequential mode has no workers to inject faults into");
-    auto loaded = load_scenario(cfg.scenario);
+    auto loaded = load_scenario_for(cfg);
     if (!loaded)
-      return result::failure("--scenario: " + loaded.error());
+      return result::failure(loaded.error());
     faults = std::move(*loaded);
-    const bool crashes_server =
-      std::any_of(faults->events.begin(), faults->events.end(),
-                  [](const fault_event& e) { return e.kind == fault_kind::server_crash; });
-    if (crashes_server && cfg.checkpoint.empty())
-      return result::failure("--scenario " + cfg.scenario
-                             + ": it crashes the server, which restarts from its checkpoint: "
-                               "give --checkpoint FILE");
   }
   auto made = model::make_model(spec);
   if (!made)

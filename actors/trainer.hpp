@@ -55,6 +55,12 @@ struct training_job {
 /// cfg's model and seed (identical in every process). `cfg` must have passed validate().
 outcome<std::shared_ptr<const data::split>> load_data(const run_config& cfg);
 
+/// Reads --scenario and checks it against the run: no workers to fault in sequential mode,
+/// a server crash needs --checkpoint, and a serving process (cfg.networked) has no local
+/// workers to start (join) and no in-process server restart (server_crash). One line per
+/// problem.
+outcome<scenario> load_scenario_for(const run_config& cfg);
+
 /// Loads data, builds the model, checks the config against the data. `cfg` must have passed
 /// validate().
 outcome<training_job> prepare_job(const run_config& cfg);

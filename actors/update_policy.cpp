@@ -239,9 +239,11 @@ std::vector<int32_t> server_core::waiting_for() const {
   return ids;
 }
 
-void server_core::report_computed(int32_t worker, int64_t computed) {
-  if (auto* m = find(worker))
+void server_core::report_computed(int32_t worker, int64_t computed, int64_t lost_in_network) {
+  if (auto* m = find(worker)) {
     m->stats.computed = std::max(m->stats.computed, computed);
+    m->stats.lost_in_network = std::max(m->stats.lost_in_network, lost_in_network);
+  }
 }
 
 std::chrono::duration<double> server_core::round_age() const {
@@ -335,7 +337,8 @@ server_stats server_core::stats() const {
   s.staleness_histogram = staleness_histogram_;
   for (const auto& [id, m] : members_) {
     auto w = m.stats;
-    w.lost_in_flight = w.computed - w.applied - w.dropped - w.after_stop - w.rejected_total();
+    w.lost_in_flight = w.computed - w.applied - w.dropped - w.after_stop - w.rejected_total()
+                       - w.lost_in_network;
     s.workers.push_back(w);
   }
   return s;

@@ -116,8 +116,9 @@ public:
   std::vector<int32_t> waiting_for() const;
   /// How long the open round has been open (0 when none is).
   std::chrono::duration<double> round_age() const;
-  /// The worker's own count of computed gradients, from its final report.
-  void report_computed(int32_t worker, int64_t computed);
+  /// The worker's own count of computed gradients, and how many of them its link dropped,
+  /// from its final report.
+  void report_computed(int32_t worker, int64_t computed, int64_t lost_in_network);
   bool diverged() const { return diverged_; }
   float last_loss() const { return last_loss_; }
 

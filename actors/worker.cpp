@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "actors/injector.hpp"
+#include "actors/link.hpp"
 #include "config/scenario.hpp"
 
 namespace psgd {
@@ -26,12 +27,20 @@ void orphan(self_ptr self) {
   st.orphaned_at = std::chrono::steady_clock::now();
 }
 
+/// Where this worker's messages go: its link (network faults) or the server itself.
+upstream_actor path(self_ptr self) {
+  auto& st = self->state;
+  return st.link ? upstream_actor{st.link} : st.server;
+}
+
 /// Joins `server` and computes on the snapshot it answers.
 void join(self_ptr self, upstream_actor server) {
   auto& st = self->state;
   st.server = std::move(server);
   self->monitor(st.server);
-  self->request(st.server, st.settings.timeout, join_atom::value, st.settings.id)
+  if (st.link) // before the join: the link forwards it to this server
+    self->send(st.link, rejoin_atom::value, st.server);
+  self->request(path(self), st.settings.timeout, join_atom::value, st.settings.id)
     .then([=](snapshot& first) { step(self, std::move(first)); },
           [=](caf::error& err) { stop(self, std::move(err)); });
 }
@@ -40,7 +49,7 @@ void join(self_ptr self, upstream_actor server) {
 void stop(self_ptr self, caf::error reason) {
   auto& st = self->state;
   if (st.server)
-    self->send(st.server, report_atom::value, st.settings.id, st.computed);
+    self->send(st.server, report_atom::value, st.settings.id, st.computed, st.lost_in_network);
   self->quit(std::move(reason));
 }
 
@@ -107,12 +116,16 @@ void step(self_ptr self, snapshot snap) {
   push(self, std::move(g));
 }
 
-void push(self_ptr self, gradient g) {
+void pull(self_ptr self);
+
+/// Sends `msg` (a push or a pull) upstream and computes on the snapshot it answers.
+template <class... Ts>
+void exchange(self_ptr self, Ts&&... msg) {
   auto& st = self->state;
   st.awaiting = true;
   st.sent = std::chrono::steady_clock::now();
   // Bounded by the watchdog (see tick), not by a per-request timer.
-  self->request(st.server, caf::infinite, push_atom::value, std::move(g))
+  self->request(path(self), caf::infinite, std::forward<Ts>(msg)...)
     .then([=](snapshot& next) {
             self->state.awaiting = false;
             step(self, std::move(next));
@@ -122,11 +135,22 @@ void push(self_ptr self, gradient g) {
             st.awaiting = false;
             if (err == make_error(error_code::training_finished))
               stop(self, caf::error{});
-            else if (err == caf::sec::request_receiver_down || st.orphaned)
+            else if (err == make_error(error_code::lost_in_network)) {
+              ++st.lost_in_network; // the link lost it: go on with the current parameters
+              pull(self);
+            } else if (err == caf::sec::request_receiver_down || st.orphaned)
               orphan(self); // the server died with our push: wait for its restart
             else
               stop(self, std::move(err));
           });
+}
+
+void push(self_ptr self, gradient g) {
+  exchange(self, push_atom::value, std::move(g));
+}
+
+void pull(self_ptr self) {
+  exchange(self, pull_atom::value, self->state.settings.id);
 }
 
 std::chrono::milliseconds tick_interval(const worker_settings& s) {
@@ -150,6 +174,8 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
   st.sampler->seek(settings.start_epoch, settings.start_step);
   st.computed = settings.start_computed;
   st.gradients = std::make_unique<buffer_pool>(static_cast<size_t>(model->num_params()));
+  if (settings.network_faults)
+    st.link = self->spawn<caf::linked>(network_link, settings.id, server);
   st.model = std::move(model);
   st.train = std::move(train);
   self->set_down_handler([=](caf::down_msg& msg) {
@@ -184,6 +210,11 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
         case fault_effect::pause:
           st.pending_pause_ms += effect.duration_ms;
           return;
+        case fault_effect::net_delay:
+        case fault_effect::net_drop:
+          if (st.link)
+            self->send(st.link, fault_atom::value, effect);
+          return;
         default:
           st.faults.insert_or_assign(
             effect.event,
@@ -191,7 +222,12 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
                                        data::splitmix64{draw_seed(effect, st.settings.id)}});
       }
     },
-    [=](heal_atom, int32_t event) { self->state.faults.erase(event); },
+    [=](heal_atom, int32_t event) {
+      auto& st = self->state;
+      st.faults.erase(event);
+      if (st.link)
+        self->send(st.link, heal_atom::value, event);
+    },
     [=](rejoin_atom, upstream_actor server) {
       auto& st = self->state;
       st.orphaned = false;

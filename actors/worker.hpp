@@ -23,6 +23,10 @@
 //   flight is older than that. Why not CAF's per-request timeout: in 0.17 every timed request
 //   wakes CAF's timer thread, which cost ~20% of an async softmax step on 2 cores. The join,
 //   which happens once, keeps its per-request timeout. The server is monitored.
+// - With `network_faults` its messages take its own link actor (actors/link.hpp, spawned
+//   linked), and the injector's network effects (net_delay, net_drop) go to the link. A
+//   push the link lost (error lost_in_network) is counted, and the worker pulls the current
+//   parameters to go on. Its report always goes straight to the server.
 // A worker computes inside its handler: spawn it detached (own thread) or on a scheduler
 // sized for it, so that it never stalls the server (see docs/DESIGN notes).
 #pragma once
@@ -52,6 +56,7 @@ struct worker_settings {
   int64_t start_epoch = 0;     ///< where the sampler starts (a resumed run continues there)
   int64_t start_step = 0;
   int64_t start_computed = 0;  ///< gradients computed before a resume
+  bool network_faults = false; ///< route messages through a link actor (default off)
 };
 
 struct worker_state {
@@ -60,7 +65,9 @@ struct worker_state {
   std::shared_ptr<const model::model> model;
   std::shared_ptr<const data::dataset> train;
   upstream_actor server;
+  link_actor link;               ///< the path to the server, with network faults (or none)
   int64_t computed = 0;          ///< gradients computed so far
+  int64_t lost_in_network = 0;   ///< of them, lost by the link (net_drop)
   std::unique_ptr<model::workspace> workspace;
   std::unique_ptr<data::shard_sampler> sampler;
   std::unique_ptr<buffer_pool> gradients;

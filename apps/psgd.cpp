@@ -231,6 +231,10 @@ int cmd_launch(int argc, char** argv) {
     return usage_error(problem);
   if (!run.synthetic && !is_directory(run.data))
     return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  run.networked = true; // the scenario's faults must work across processes
+  if (!run.scenario.empty())
+    if (auto faults = load_scenario_for(run); !faults)
+      return usage_error(faults.error());
   char exe[4096];
   auto n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0)

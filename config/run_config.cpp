@@ -311,11 +311,11 @@ std::string validate_network(const run_config& cfg, bool serve) {
                 << std::endl;
     if (cfg.parsed_mode == train_mode::sequential)
       return "--mode sequential has no workers to serve";
-    if (!cfg.scenario.empty())
-      return "--scenario: scripted faults run in one process (psgd train); across processes, "
-             "kill or stop the worker processes instead";
     return {};
   }
+  if (!cfg.scenario.empty())
+    return "--scenario: give it to psgd serve (or launch); the server sends each worker its "
+           "faults";
   auto colon = cfg.connect.rfind(':');
   if (cfg.connect.empty() || colon == std::string::npos || colon == 0
       || colon + 1 == cfg.connect.size()

@@ -25,6 +25,8 @@ std::string to_string(fault_kind k) {
     case fault_kind::crash: return "crash";
     case fault_kind::join: return "join";
     case fault_kind::server_crash: return "server_crash";
+    case fault_kind::net_delay: return "net_delay";
+    case fault_kind::net_drop: return "net_drop";
   }
   return "?";
 }
@@ -525,9 +527,9 @@ problem read_per_class(const json& j, const std::string& path, std::vector<doubl
 
 // -- events ----------------------------------------------------------------------------------
 
-const std::vector<fault_kind> all_kinds{fault_kind::slow,  fault_kind::example_cost,
-                                        fault_kind::pause, fault_kind::crash,
-                                        fault_kind::join,  fault_kind::server_crash};
+const std::vector<fault_kind> all_kinds{
+  fault_kind::slow, fault_kind::example_cost, fault_kind::pause,     fault_kind::crash,
+  fault_kind::join, fault_kind::server_crash, fault_kind::net_delay, fault_kind::net_drop};
 
 /// The keys each kind accepts; "workers", "at", "duration_ms" and "per_class_ms" are
 /// required wherever they are allowed.
@@ -539,6 +541,9 @@ std::vector<std::string> event_keys(fault_kind k) {
     case fault_kind::crash: return {"kind", "workers", "at"};
     case fault_kind::join: return {"kind", "at", "count"};
     case fault_kind::server_crash: return {"kind", "at"};
+    case fault_kind::net_delay: return {"kind", "workers", "from", "to", "delay"};
+    case fault_kind::net_drop:
+      return {"kind", "workers", "from", "to", "probability", "detect_ms"};
   }
   return {};
 }
@@ -555,10 +560,6 @@ problem read_kind(const json& j, const std::string& path, fault_kind& out) {
     }
     names.push_back(to_string(k));
   }
-  if (name == "net_delay" || name == "net_drop")
-    return fail(path, fmt::format("'{}' is a network fault: it needs a multi-node run (psgd "
-                                  "serve/work), not available in psgd train",
-                                  name));
   return fail(path, fmt::format("unknown kind '{}' (expected {})", printable(name),
                                 one_of(names)));
 }
@@ -599,6 +600,22 @@ problem read_slow(const json& event, const std::string& path, fault_event& out) 
                     "distribution of extra time per step)");
 }
 
+problem read_drop(const json& event, const std::string& path, fault_event& out) {
+  const json* p = find(event, "probability");
+  if (!p)
+    return missing(path, "probability", "required for net_drop (the chance a gradient is lost)");
+  if (auto e = read_number(*p, field(path, "probability"), 0, bound::above, out.probability);
+      !e.empty())
+    return e;
+  if (out.probability > 1)
+    return fail(field(path, "probability"),
+                fmt::format("must be <= 1 (got {})", out.probability));
+  if (const json* d = find(event, "detect_ms"))
+    return read_number(*d, field(path, "detect_ms"), 0, bound::at_least, out.duration_ms);
+  out.duration_ms = default_detect_ms;
+  return {};
+}
+
 /// The kind-specific keys, after the common ones.
 problem read_kind_fields(const json& event, const std::string& path, fault_event& out) {
   const auto why = "required for " + to_string(out.kind);
@@ -625,6 +642,17 @@ problem read_kind_fields(const json& event, const std::string& path, fault_event
       out.count = static_cast<int>(count);
       return {};
     }
+    case fault_kind::net_delay: {
+      const json* d = find(event, "delay");
+      if (!d)
+        return missing(path, "delay", why + " (a distribution of the extra time per message)");
+      delay_distribution dist;
+      if (auto p = read_delay(*d, field(path, "delay"), dist); !p.empty())
+        return p;
+      out.delay = dist;
+      return {};
+    }
+    case fault_kind::net_drop: return read_drop(event, path, out);
     case fault_kind::crash:
     case fault_kind::server_crash: return {};
   }
@@ -705,6 +733,19 @@ problem read_scenario(const json& root, scenario& out) {
 }
 
 } // namespace
+
+bool scenario::has_network_faults() const {
+  return std::any_of(events.begin(), events.end(), [](const fault_event& e) {
+    return e.kind == fault_kind::net_delay || e.kind == fault_kind::net_drop;
+  });
+}
+
+const fault_event* scenario::needs_local_actors() const {
+  for (const auto& e : events)
+    if (e.kind == fault_kind::join || e.kind == fault_kind::server_crash)
+      return &e;
+  return nullptr;
+}
 
 outcome<scenario> parse_scenario(const std::string& json_text, const std::string& origin) {
   using result = outcome<scenario>;

@@ -25,8 +25,14 @@
 //     "join"          "at": POINT, "count": N (>= 1, default 1)  (N new workers join)
 //     "server_crash"  "at": POINT                       (the server dies; restarts from its
 //                                                       last checkpoint)
-//     "net_delay", "net_drop"   reserved for multi-node runs: refused here with a message
-//                               saying so (the multi-node issue adds them)
+//     "net_delay"     workers, window, "delay": DIST: each message from the worker to the
+//                     server (join, push, pull) is held for a draw from DIST on the way
+//     "net_drop"      workers, window, "probability": P (0 < P <= 1), optional "detect_ms": D
+//                     (>= 0, default 200): each gradient the worker pushes is lost on the way
+//                     with probability P; after D ms (a transport's loss timeout) the worker
+//                     carries on with the current parameters. Lost gradients are counted as
+//                     lost_in_network. Both network kinds work in one process and across
+//                     processes: the worker's messages take a link actor (actors/link.hpp).
 //   workers = "all" | [id, ...] | {"random": K}   (K distinct workers drawn from the seed);
 //             required for per-worker kinds
 //   window  = optional "from": POINT and "to": POINT (default: the whole run); from < to when
@@ -50,7 +56,12 @@
 
 namespace psgd {
 
-enum class fault_kind { slow, example_cost, pause, crash, join, server_crash };
+enum class fault_kind {
+  slow, example_cost, pause, crash, join, server_crash, net_delay, net_drop
+};
+
+/// net_drop's default time until a lost gradient is noticed, in milliseconds.
+inline constexpr double default_detect_ms = 200;
 
 std::string to_string(fault_kind k);
 
@@ -95,8 +106,10 @@ struct fault_event {
                                     ///< pause, crash, join, server_crash ("at")
   std::optional<fault_point> to;    ///< window end (slow, example_cost)
   double factor = 1;                ///< slow: step time multiplier (>= 1), when no delay
-  std::optional<delay_distribution> delay;  ///< slow: extra time per step
-  double duration_ms = 0;           ///< pause
+  std::optional<delay_distribution> delay;  ///< slow: extra time per step; net_delay: per
+                                            ///< message
+  double duration_ms = 0;           ///< pause; net_drop: detect_ms
+  double probability = 0;           ///< net_drop
   int count = 1;                    ///< join
   std::vector<double> per_class_ms; ///< example_cost
 };
@@ -105,6 +118,12 @@ struct scenario {
   std::string name;
   std::string description;
   std::vector<fault_event> events;
+
+  /// True if an event delays or drops messages (workers then need a link actor).
+  bool has_network_faults() const;
+  /// True if an event needs the workers or the server in this process (join,
+  /// server_crash): not possible when workers are remote (psgd serve).
+  const fault_event* needs_local_actors() const;
 };
 
 /// Reads and validates a scenario file. Errors name the file and the field.

@@ -45,6 +45,7 @@ std::string to_string(error_code x) {
     case error_code::refused: return "refused";
     case error_code::round_timeout: return "round_timeout";
     case error_code::diverged: return "diverged";
+    case error_code::lost_in_network: return "lost_in_network";
   }
   return "unknown";
 }

@@ -153,7 +153,8 @@ enum class reject_reason : uint8_t {
 std::string to_string(reject_reason r);
 
 /// What happened to one worker's gradients. The no-loss equation:
-///   computed = applied + dropped + after_stop + sum(rejected) + lost_in_flight
+///   computed = applied + dropped + after_stop + sum(rejected) + lost_in_network
+///              + lost_in_flight
 struct worker_stats {
   int32_t worker = 0;
   int64_t computed = 0;    ///< gradients the worker computed (its own count)
@@ -162,6 +163,7 @@ struct worker_stats {
   int64_t dropped = 0;     ///< computed on an old version: dropped as late (backup, sync)
   int64_t after_stop = 0;  ///< received after the budget was spent (not applied)
   std::vector<int64_t> rejected = std::vector<int64_t>(size_t(reject_reason::count_), 0);
+  int64_t lost_in_network = 0; ///< dropped between worker and server (scenario net_drop)
   int64_t lost_in_flight = 0;  ///< computed but never accounted: the worker or server died
   uint64_t staleness_sum = 0;  ///< over applied gradients
   uint64_t staleness_max = 0;
@@ -175,7 +177,7 @@ struct worker_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
   return f(caf::meta::type_name("worker_stats"), x.worker, x.computed, x.pushed, x.applied,
-           x.dropped, x.after_stop, x.rejected, x.lost_in_flight, x.staleness_sum,
+           x.dropped, x.after_stop, x.rejected, x.lost_in_network, x.lost_in_flight, x.staleness_sum,
            x.staleness_max, x.lost, x.quarantined, x.joined_late);
 }
 
@@ -232,22 +234,23 @@ typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
 
 /// One injected effect on a worker, sent by the injector (see config/scenario.hpp).
 struct fault_effect {
-  enum kinds : int32_t { slow_factor, slow_delay, example_cost, pause, crash };
+  enum kinds : int32_t { slow_factor, slow_delay, example_cost, pause, crash, net_delay, net_drop };
   int32_t event = 0;        ///< index of the scenario event
   int32_t kind = slow_factor;
   double factor = 1;        ///< slow_factor: step time multiplier
-  int32_t dist = 0;         ///< slow_delay: delay_distribution::family
-  double a = 0;             ///< slow_delay: the distribution's parameters
+  int32_t dist = 0;         ///< slow_delay, net_delay: delay_distribution::family
+  double a = 0;             ///< slow_delay, net_delay: the distribution's parameters
   double b = 0;
   std::vector<double> per_class_ms;  ///< example_cost
-  double duration_ms = 0;   ///< pause
+  double duration_ms = 0;   ///< pause; net_drop: time until the sender notices the loss
+  double probability = 0;   ///< net_drop: chance that a gradient is lost
   uint64_t seed = 0;        ///< the event's seed; the worker mixes in its id for its draws
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, fault_effect& x) {
   return f(caf::meta::type_name("fault_effect"), x.event, x.kind, x.factor, x.dist, x.a, x.b,
-           x.per_class_ms, x.duration_ms, x.seed);
+           x.per_class_ms, x.duration_ms, x.probability, x.seed);
 }
 
 /// What a serving process tells the workers that join it over the network: everything they
@@ -263,13 +266,16 @@ struct run_spec {
   int32_t shards = 0;            ///< workers sharing each epoch
   int64_t request_timeout_ms = 0;
   std::string dataset;           ///< fashion-mnist | synthetic
+  bool network_faults = false;   ///< the scenario delays or drops messages: workers route
+                                 ///< theirs through a link actor (actors/link.hpp)
   std::vector<int32_t> ids;      ///< the worker ids assigned to the asking process
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
   return f(caf::meta::type_name("run_spec"), x.mode, x.model, x.hidden, x.input_dim,
-           x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset, x.ids);
+           x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset, x.network_faults,
+           x.ids);
 }
 
 /// A worker process asking a serving process for work: its protocol version, its training
@@ -298,6 +304,7 @@ enum class error_code : uint8_t {
   refused,             ///< a worker process does not match the run (version, data, ids)
   round_timeout,       ///< a round waited longer than --round-timeout (policy stop)
   diverged,            ///< the loss became NaN/Inf or passed the divergence threshold
+  lost_in_network,     ///< a link lost the gradient on its way (scenario net_drop)
 };
 
 std::string to_string(error_code x);
@@ -335,6 +342,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, crash_atom, "crash")
   CAF_ADD_ATOM(psgd, psgd, rejoin_atom, "rejoin")
   CAF_ADD_ATOM(psgd, psgd, hello_atom, "hello")
+  CAF_ADD_ATOM(psgd, psgd, pull_atom, "pull")
+  CAF_ADD_ATOM(psgd, psgd, enlist_atom, "enlist")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -342,13 +351,16 @@ CAF_END_TYPE_ID_BLOCK(psgd)
 
 namespace psgd {
 
-/// What a worker talks to: the server itself (in one process) or the facade a serving
-/// process publishes. report(id, computed) is the worker's own count of computed gradients,
-/// sent as it stops.
+/// What a worker talks to: the server itself (in one process), the facade a serving
+/// process publishes, or a link in between (scenarios with network faults).
+/// report(id, computed, lost_in_network) is the worker's own count of computed gradients,
+/// sent as it stops, and how many of them its link lost. pull(id): the current parameters
+/// for a member whose gradient was lost on the way (it has nothing to push).
 using upstream_actor = caf::typed_actor<
   caf::replies_to<join_atom, int32_t>::with<snapshot>,
   caf::replies_to<push_atom, gradient>::with<snapshot>,
-  caf::reacts_to<report_atom, int32_t, int64_t>>;
+  caf::replies_to<pull_atom, int32_t>::with<snapshot>,
+  caf::reacts_to<report_atom, int32_t, int64_t, int64_t>>;
 
 /// What a serving process publishes: the worker protocol and nothing else (no stats, no
 /// crash, no timers). hello(request) -> the run_spec with the ids assigned to the asking
@@ -364,8 +376,10 @@ using server_actor = upstream_actor::extend<
   caf::reacts_to<tick_atom>>;
 
 /// Who the server reports to (the driver). Training pauses while the observer evaluates a
-/// progress snapshot; its answer (resume) lets it go on.
+/// progress snapshot; its answer (resume) lets it go on. start() says training started
+/// (every expected worker joined).
 using observer_actor = caf::typed_actor<
+  caf::reacts_to<start_atom>,
   caf::replies_to<progress_atom, snapshot, server_stats>::with<resume_atom>,
   caf::reacts_to<done_atom, snapshot, server_stats>,
   caf::reacts_to<event_atom, std::string>>;
@@ -389,10 +403,21 @@ using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_
 
 /// The injector: carries out a scenario. start() is answered once every trigger is armed.
 /// fault(i) and heal(i) are its own timers: event i begins, event i's window ends.
+/// enlist(id, w): worker id is `w` (a remote worker that joined a serving process).
 using injector_actor = caf::typed_actor<caf::replies_to<start_atom>::with<start_atom>,
                                         caf::reacts_to<fault_atom, int32_t>,
                                         caf::reacts_to<heal_atom, int32_t>,
-                                        caf::reacts_to<rejoin_atom, server_actor>>;
+                                        caf::reacts_to<rejoin_atom, server_actor>,
+                                        caf::reacts_to<enlist_atom, int32_t, worker_actor>>;
+
+/// A worker's link to its upstream (actors/link.hpp): the path its messages take when a
+/// scenario delays or drops them. fault() and heal() are the worker's network effects;
+/// rejoin(upstream) points it at a (restarted) server; tick(k) is its own timer: "send held
+/// message k on".
+using link_actor = upstream_actor::extend<caf::reacts_to<fault_atom, fault_effect>,
+                                          caf::reacts_to<heal_atom, int32_t>,
+                                          caf::reacts_to<rejoin_atom, upstream_actor>,
+                                          caf::reacts_to<tick_atom, uint64_t>>;
 
 /// Registers the vocabulary (type IDs and the psgd error category) with a config.
 void register_vocabulary(caf::actor_system_config& cfg);

@@ -29,7 +29,8 @@ void check_no_loss(const run_summary& r, std::vector<int32_t> may_lose = {}) {
   for (const auto& w : r.final_stats.workers) {
     INFO("worker " << w.worker);
     CHECK(w.computed
-          == w.applied + w.dropped + w.after_stop + w.rejected_total() + w.lost_in_flight);
+          == w.applied + w.dropped + w.after_stop + w.rejected_total() + w.lost_in_network
+               + w.lost_in_flight);
     CHECK(w.lost_in_flight >= 0);
     bool allowed = std::find(may_lose.begin(), may_lose.end(), w.worker) != may_lose.end();
     CHECK(w.lost_in_flight <= (allowed ? 1 : 0)); // a crashed worker loses what it held
@@ -245,4 +246,62 @@ TEST_CASE("example-dependent cost slows batches by their classes", "[injector]")
     {"kind": "example_cost", "workers": "all", "per_class_ms": [0.1]}]})"));
   CHECK(r.final_stats.seconds >= 100 * 0.0002);
   check_no_loss(r);
+}
+
+TEST_CASE("net_drop: every mode goes on, and the lost gradients are counted where they were "
+          "lost",
+          "[injector][network-faults]") {
+  // Worker 1 loses 30% of its gradients on its link, each loss noticed after 1 ms.
+  auto lossy = with_base_delay(
+    R"({"kind": "net_drop", "workers": [1], "probability": 0.3, "detect_ms": 1})");
+  for (std::string mode : {"sync", "backup", "async"}) {
+    INFO(mode);
+    auto cfg = testing::test_config(mode);
+    cfg.max_updates = 300;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, small_set(), lossy);
+    CHECK(r.final_stats.version == 300);
+    const auto& w = r.final_stats.workers;
+    REQUIRE(w.size() >= 2);
+    INFO("worker 1 computed " << w[1].computed << ", lost in the network "
+                              << w[1].lost_in_network);
+    CHECK(w[0].lost_in_network == 0);
+    // binomial(computed, 0.3): far from 0 and from all of them
+    CHECK(w[1].lost_in_network > w[1].computed / 10);
+    CHECK(w[1].lost_in_network < w[1].computed / 2);
+    check_no_loss(r);
+    if (mode == "sync") // a round closes with both workers: it waits out every loss
+      CHECK(w[1].applied == 300);
+  }
+}
+
+TEST_CASE("net_delay: the delayed worker's gradients arrive stale in async and late in "
+          "backup",
+          "[injector][network-faults]") {
+  auto delayed = with_base_delay(
+    R"({"kind": "net_delay", "workers": [2], "delay": {"dist": "constant", "ms": 5}})");
+  SECTION("async m=3") {
+    auto cfg = testing::test_config("async");
+    cfg.workers = 3;
+    cfg.max_updates = 900;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, small_set(), delayed);
+    const auto& w = r.final_stats.workers;
+    REQUIRE(w.size() == 3);
+    const auto& fast = w[0].applied > w[1].applied ? w[0] : w[1];
+    CHECK(mean_staleness(w[2]) > 2 * mean_staleness(fast));
+    CHECK(w[2].lost_in_network == 0);
+    check_no_loss(r);
+  }
+  SECTION("backup m=2 e=1") {
+    auto cfg = testing::test_config("backup");
+    cfg.max_updates = 300;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, small_set(), delayed);
+    const auto& w = r.final_stats.workers;
+    REQUIRE(w.size() == 3);
+    CHECK(w[2].dropped > w[0].dropped);
+    CHECK(w[2].dropped > w[1].dropped);
+    check_no_loss(r);
+  }
 }

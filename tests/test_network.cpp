@@ -17,6 +17,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <nlohmann/json.hpp>
 
 #include "config/run_config.hpp"
 #include "messages/vocabulary.hpp"
@@ -95,10 +96,18 @@ TEST_CASE("network options are checked", "[network]") {
   auto wide = run_psgd("serve --bind 0.0.0.0 --mode async");
   CHECK(wide.exit_code == 2);
   CHECK_THAT(wide.output, Catch::Contains("--insecure"));
-  auto faults = run_psgd("launch --mode async --scenario " + std::string{PSGD_SOURCE_DIR}
-                        + "/config/scenarios/long-tail.json");
-  CHECK(faults.exit_code == 2);
-  CHECK_THAT(faults.output, Catch::Contains("--scenario"));
+  const std::string scenarios = std::string{PSGD_SOURCE_DIR} + "/config/scenarios/";
+  auto join = run_psgd("launch --mode async --scenario " + scenarios + "crash-and-rejoin.json");
+  CHECK(join.exit_code == 2);
+  CHECK_THAT(join.output, Catch::Contains("a 'join' event starts workers in the server's"));
+  auto restart = run_psgd("serve --mode sync --checkpoint /tmp/x.ckpt --scenario " + scenarios
+                          + "server-crash.json");
+  CHECK(restart.exit_code == 2);
+  CHECK_THAT(restart.output, Catch::Contains("restart it with --resume"));
+  auto on_worker = run_psgd("work --connect 127.0.0.1:1 --scenario " + scenarios
+                            + "lossy-link.json");
+  CHECK(on_worker.exit_code == 2);
+  CHECK_THAT(on_worker.output, Catch::Contains("--scenario: give it to psgd serve"));
   auto bad = run_psgd("work --connect nowhere");
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("HOST:PORT"));
@@ -439,4 +448,43 @@ TEST_CASE("a peer cannot use a worker id it was not handed", "[network]") {
   CHECK(work.exit_code == 0);
   self->send_exit(*front, caf::exit_reason::user_shutdown); // a remote exit: ignored
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+}
+
+TEST_CASE("a scenario's faults reach worker processes: a lossy link and a slow worker",
+          "[network][network-faults]") {
+  temp_dir dir;
+  {
+    std::ofstream s{dir.file("faults.json")};
+    s << R"({"description": "across processes", "events": [
+      {"kind": "net_drop", "workers": [1], "probability": 0.3, "detect_ms": 2},
+      {"kind": "slow", "workers": [0], "delay": {"dist": "constant", "ms": 1},
+       "from": {"updates": 50}, "to": {"updates": 150}}]})";
+  }
+  auto r = run_psgd("launch --mode sync --workers 2 --max-updates 300 --epochs 0 --quiet "
+                    "--scenario " + dir.file("faults.json") + " --out " + dir.file("run.jsonl"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("injected event 0: drop each gradient")
+                         && Catch::Contains("injected event 1: slow")
+                         && Catch::Contains("injected event 1 ended"));
+  auto lines = lines_of(read_file(dir.file("run.jsonl")));
+  REQUIRE_FALSE(lines.empty());
+  auto summary = nlohmann::json::parse(lines.back());
+  CHECK(summary["transport"] == "network");
+  const auto& w = summary["workers"];
+  REQUIRE(w.size() == 2);
+  for (const auto& x : w) {
+    INFO(x.dump());
+    const int64_t lost = x["lost_in_network"];
+    CHECK(x["lost_in_flight"] == 0);
+    CHECK(x["computed"].get<int64_t>()
+          == x["applied"].get<int64_t>() + x["dropped"].get<int64_t>()
+               + x["after_stop"].get<int64_t>() + lost);
+    if (x["worker"] == 1) { // binomial(~430, 0.3)
+      CHECK(lost > x["computed"].get<int64_t>() / 10);
+      CHECK(lost < x["computed"].get<int64_t>() / 2);
+    } else {
+      CHECK(lost == 0);
+    }
+  }
 }

@@ -55,7 +55,7 @@ TEST_CASE("every shipped scenario loads", "[scenario]") {
     names.insert(s->name);
   }
   for (auto expected : {"one-slow-worker", "long-tail", "worker-crash", "crash-and-rejoin",
-                        "example-dependent-cost", "server-crash"})
+                        "example-dependent-cost", "server-crash", "lossy-link"})
     CHECK(names.count(expected) == 1);
 }
 
@@ -75,6 +75,17 @@ TEST_CASE("shipped scenarios say what the brief asks for", "[scenario]") {
   CHECK(to_string(*rejoin->events[0].from) == "update 1000");
   CHECK(rejoin->events[1].kind == fault_kind::join);
   CHECK(to_string(*rejoin->events[1].from) == "update 2000");
+
+  auto lossy = load_scenario(scenario_dir + "/lossy-link.json");
+  REQUIRE(lossy);
+  REQUIRE(lossy->events.size() == 2);
+  CHECK(lossy->events[0].kind == fault_kind::net_drop);
+  CHECK(lossy->events[0].probability == 0.2);
+  CHECK(lossy->events[0].duration_ms == 50);
+  CHECK(lossy->events[1].kind == fault_kind::net_delay);
+  CHECK(lossy->events[1].delay->dist == delay_distribution::family::exponential);
+  CHECK(lossy->has_network_faults());
+  CHECK_FALSE(lossy->needs_local_actors());
 
   auto tail = load_scenario(scenario_dir + "/long-tail.json");
   REQUIRE(tail);
@@ -197,13 +208,27 @@ TEST_CASE("invalid scenarios give one line naming the field", "[scenario]") {
     // kinds
     {with_event(R"({"workers": [0], "factor": 2})"), "events[0].kind: missing"},
     {with_event(R"({"kind": "slwo", "workers": [0], "factor": 2})"),
-     "events[0].kind: unknown kind 'slwo' (expected slow, example_cost, pause, crash, join or "
-     "server_crash)"},
+     "events[0].kind: unknown kind 'slwo' (expected slow, example_cost, pause, crash, join, "
+     "server_crash, net_delay or net_drop)"},
     {with_event(R"({"kind": 1})"), "events[0].kind: must be a string (got number)"},
-    {with_event(R"({"kind": "net_delay"})"),
-     "events[0].kind: 'net_delay' is a network fault: it needs a multi-node run (psgd "
-     "serve/work), not available in psgd train"},
-    {with_event(R"({"kind": "net_drop"})"), "events[0].kind: 'net_drop' is a network fault"},
+    // network kinds
+    {with_event(R"({"kind": "net_delay", "workers": [0]})"),
+     "events[0].delay: missing (required for net_delay (a distribution of the extra time per "
+     "message))"},
+    {with_event(R"({"kind": "net_delay", "workers": [0], "delay": {"dist": "constant"}})"),
+     "events[0].delay.ms: missing"},
+    {with_event(R"({"kind": "net_delay", "delay": {"dist": "constant", "ms": 1}})"),
+     "events[0].workers: missing"},
+    {with_event(R"({"kind": "net_drop", "workers": [0]})"),
+     "events[0].probability: missing"},
+    {with_event(R"({"kind": "net_drop", "workers": [0], "probability": 0})"),
+     "events[0].probability: must be > 0 (got 0)"},
+    {with_event(R"({"kind": "net_drop", "workers": [0], "probability": 1.5})"),
+     "events[0].probability: must be <= 1 (got 1.5)"},
+    {with_event(R"({"kind": "net_drop", "workers": [0], "probability": 0.1, "detect_ms": -1})"),
+     "events[0].detect_ms: must be >= 0 (got -1)"},
+    {with_event(R"({"kind": "net_drop", "workers": [0], "probability": 0.1, "factor": 2})"),
+     "events[0].factor: not allowed for kind 'net_drop'"},
     {R"({"events": [{"kind": "crash", "workers": [0], "at": {"updates": 5}}, "x"]})",
      "events[1]: must be an object (got string)"},
     // event keys
@@ -402,4 +427,27 @@ TEST_CASE("worker_set draws random workers distinct and sorted from the seed", "
   some.random = 12;
   data::splitmix64 rng{1};
   CHECK(some.resolve(10, rng).size() == 10);
+}
+
+TEST_CASE("network kinds parse, and net_drop notices a loss after 200 ms by default",
+          "[scenario]") {
+  auto s = parse_ok(R"({"events": [
+    {"kind": "net_drop", "workers": "all", "probability": 1},
+    {"kind": "net_delay", "workers": [2], "from": {"seconds": 1},
+     "delay": {"dist": "uniform", "min_ms": 1, "max_ms": 3}},
+    {"kind": "crash", "workers": [0], "at": {"updates": 9}}]})");
+  REQUIRE(s.events.size() == 3);
+  CHECK(s.events[0].kind == fault_kind::net_drop);
+  CHECK(s.events[0].workers.all);
+  CHECK(s.events[0].probability == 1);
+  CHECK(s.events[0].duration_ms == default_detect_ms);
+  CHECK(s.events[1].kind == fault_kind::net_delay);
+  CHECK(s.events[1].delay->b == 3);
+  CHECK(to_string(*s.events[1].from) == "1 s");
+  CHECK(s.has_network_faults());
+  CHECK_FALSE(s.needs_local_actors());
+  auto local = parse_ok(R"({"events": [{"kind": "join", "at": {"updates": 5}}]})");
+  CHECK_FALSE(local.has_network_faults());
+  REQUIRE(local.needs_local_actors());
+  CHECK(local.needs_local_actors()->kind == fault_kind::join);
 }
