@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/publish.hpp>
+#include <caf/openssl/manager.hpp>
 #include <fmt/format.h>
 
 #include "actors/results.hpp"
@@ -113,19 +114,24 @@ bool publish_front(self_ptr self) {
   spec.request_timeout_ms = cfg.request_timeout_ms;
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
   spec.network_faults = job.faults && job.faults->has_network_faults();
-  st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train),
+  st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train), st.owners,
                          st.injector);
+  self->monitor(st.front);
   // With TLS nothing is published in plain text: only the openssl module's listener.
+  const uint16_t wanted = st.port != 0 ? st.port : job.serve->port;
   auto port = cfg.tls()
-                ? caf::openssl::publish(st.front, job.serve->port, job.serve->bind.c_str(), true)
-                : self->system().middleman().publish(st.front, job.serve->port,
-                                                     job.serve->bind.c_str(), true);
+                ? caf::openssl::publish(st.front, wanted, job.serve->bind.c_str(), true)
+                : self->system().middleman().publish(st.front, wanted, job.serve->bind.c_str(),
+                                                     true);
   if (!port) {
     finish(self, make_error(error_code::peer_lost,
-                            fmt::format("cannot listen on {}:{}: {}", job.serve->bind,
-                                        job.serve->port, self->system().render(port.error()))));
+                            fmt::format("cannot listen on {}:{}: {}", job.serve->bind, wanted,
+                                        self->system().render(port.error()))));
     return false;
   }
+  if (st.port != 0)
+    return true; // a successor: the workers know the port
+  st.port = *port;
   // Always printed (also with --quiet): the workers need the port.
   std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s){}",
                            job.serve->bind, *port, cfg.total_workers(),
@@ -268,6 +274,36 @@ void restart_server(self_ptr self, const caf::error& reason) {
     self->send(st.injector, rejoin_atom::value, st.server);
 }
 
+/// A peer killed the published facade while the server lives: publish a successor on the
+/// same port (the work processes reconnect and get their ids back), or give up.
+void republish(self_ptr self, const caf::error& reason) {
+  auto& st = self->state;
+  const auto& cfg = st.job->cfg;
+  if (++st.republished > max_republish) {
+    finish(self, make_error(error_code::peer_lost,
+                            fmt::format("the published facade was stopped {} times (last: {})",
+                                        st.republished, self->system().render(reason))));
+    return;
+  }
+  // Free the port (caf::openssl::unpublish does not compile in 0.17.6: ask the manager
+  // actor). The driver is detached: it may block.
+  auto& sys = self->system();
+  auto manager = cfg.tls() ? sys.openssl_manager().actor_handle()
+                           : sys.middleman().actor_handle();
+  caf::scoped_actor blocking{sys};
+  blocking
+    ->request(manager, std::chrono::milliseconds{cfg.request_timeout_ms},
+              caf::unpublish_atom::value, st.front.address(), st.port)
+    .receive([] {},
+             [&](caf::error& err) {
+               record_event(self, "unpublishing the stopped facade failed: " + sys.render(err));
+             });
+  if (publish_front(self))
+    record_event(self, fmt::format("the published facade was stopped ({}); a new one "
+                                   "listens on port {}",
+                                   self->system().render(reason), st.port));
+}
+
 eval_point evaluate(self_ptr self, const snapshot& snap, const server_stats& stats) {
   const auto& job = *self->state.job;
   return evaluate_at(*job.model, snap.params.data(), self->state.loss_subsample,
@@ -288,6 +324,12 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         finish(self, std::move(st.summary));
       else
         restart_server(self, msg.reason);
+      return;
+    }
+    if (msg.source == st.front.address()) {
+      // A peer's kill (it dies with the server too: that is the server's down message).
+      if (!st.finishing && msg.reason == caf::exit_reason::kill)
+        republish(self, msg.reason);
       return;
     }
     auto i = st.worker_ids.find(msg.source);

@@ -12,7 +12,10 @@
 //   and on stderr (the server takes it out of the quorum), as are the server's events.
 // - Serving (job.serve): it publishes a facade (actors/facade.hpp) on the bind address
 //   instead of spawning workers, and at the end waits (at most report_wait) until the remote
-//   workers have disconnected before it takes the final counters.
+//   workers have disconnected before it takes the final counters. It monitors the facade:
+//   if a peer kills it (exit_reason::kill cannot be trapped in CAF 0.17) while the server
+//   lives, it publishes a successor on the same port (at most max_republish times); the
+//   work processes reconnect to it.
 // - With a scenario it runs the injector (actors/injector.hpp) and starts the new workers
 //   it asks for (join).
 // - When the server dies (not by divergence or a round-timeout stop, and not serving) and
@@ -33,6 +36,7 @@
 
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/facade.hpp"
 #include "actors/trainer.hpp"
 #include "messages/vocabulary.hpp"
 
@@ -44,6 +48,9 @@ struct driver_state {
   data::dataset loss_subsample;
   server_actor server;
   facade_actor front;  ///< published (psgd serve)
+  std::shared_ptr<id_owners> owners = std::make_shared<id_owners>();  ///< the facade's ids
+  uint16_t port = 0;   ///< where the facade is published
+  int republished = 0; ///< facades a peer killed and the driver replaced
   std::chrono::steady_clock::time_point collect_deadline;
   injector_actor injector;
   std::vector<worker_actor> workers;
@@ -59,6 +66,9 @@ struct driver_state {
 
 /// Server restarts a run may use before it gives up.
 inline constexpr int max_restarts = 5;
+
+/// Facades killed by peers a serving run replaces before it gives up.
+inline constexpr int max_republish = 20;
 
 /// How long the driver waits for the workers' reports after the budget is spent.
 inline constexpr std::chrono::seconds report_wait{2};

@@ -13,10 +13,10 @@ using self_ptr = facade_actor::stateful_pointer<facade_state>;
 
 /// True if worker `id` was handed to the node the current message comes from.
 bool owned_by_sender(self_ptr self, int32_t id) {
-  auto& st = self->state;
+  const auto& owner = self->state.owners->owner;
   auto sender = self->current_sender();
-  return sender && id >= 0 && id < static_cast<int32_t>(st.owner.size())
-         && st.owner[id] && st.owner[id] == sender->node();
+  return sender && id >= 0 && id < static_cast<int32_t>(owner.size()) && owner[id]
+         && owner[id] == sender->node();
 }
 
 caf::error spoofed(int32_t id) {
@@ -27,13 +27,15 @@ caf::error spoofed(int32_t id) {
 } // namespace
 
 facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec spec,
-                                   std::string data_fingerprint, injector_actor injector) {
+                                   std::string data_fingerprint,
+                                   std::shared_ptr<id_owners> owners, injector_actor injector) {
   auto& st = self->state;
   st.injector = std::move(injector);
+  st.owners = std::move(owners);
   st.server = std::move(server);
   st.spec = std::move(spec);
   st.data_fingerprint = std::move(data_fingerprint);
-  st.owner.assign(static_cast<size_t>(std::max(0, st.spec.shards)), caf::node_id{});
+  st.owners->owner.resize(static_cast<size_t>(std::max(0, st.spec.shards)));
   self->monitor(st.server);
   self->set_down_handler([=](caf::down_msg& msg) {
     if (msg.source == self->state.server.address())
@@ -58,27 +60,28 @@ facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec 
                           fmt::format("the training data differ: yours {}, the server's {}",
                                       req.fingerprint, st.data_fingerprint));
       auto spec = st.spec;
+      auto& owner = st.owners->owner;
       if (!req.ids.empty()) { // back after a server restart: the same ids
         // Free, or already this node's (its earlier hello was answered but lost).
         const auto node = self->current_sender()->node();
         for (auto id : req.ids)
-          if (id < 0 || id >= spec.shards || (st.owner[id] && st.owner[id] != node))
+          if (id < 0 || id >= spec.shards || (owner[id] && owner[id] != node))
             return make_error(error_code::refused,
                               fmt::format("worker id {} is not free on this server", id));
         for (auto id : req.ids)
-          st.owner[id] = node;
+          owner[id] = node;
         spec.ids = req.ids;
         return spec;
       }
       for (int32_t id = 0; id < spec.shards && int32_t(spec.ids.size()) < req.wanted; ++id)
-        if (!st.owner[id])
+        if (!owner[id])
           spec.ids.push_back(id);
       if (req.wanted < 1 || int32_t(spec.ids.size()) < req.wanted)
         return make_error(error_code::refused,
                           fmt::format("{} worker(s) asked, {} of {} ids left", req.wanted,
                                       spec.ids.size(), spec.shards));
       for (auto id : spec.ids)
-        st.owner[id] = self->current_sender()->node();
+        owner[id] = self->current_sender()->node();
       return spec;
     },
     [=](join_atom, int32_t id) -> caf::result<snapshot> {

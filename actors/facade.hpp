@@ -17,9 +17,12 @@
 // - A worker id belongs to the node it was handed to: join, push and report carrying an id
 //   from another node are refused (`refused`, never delegated): no spoofed worker ids.
 // - Exit messages from other nodes are ignored: a peer cannot stop the facade that way.
+//   (Except exit_reason::kill, which CAF 0.17 delivers untrappably: the driver then
+//   publishes a new facade on the same port, with the same `owners`.)
 // - It dies with the server.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,17 +34,25 @@
 
 namespace psgd {
 
+/// Which node holds each worker id. It outlives a facade, so that a successor knows the
+/// owners; only the live facade touches it (a successor is spawned after its predecessor
+/// died), so it needs no lock.
+struct id_owners {
+  std::vector<caf::node_id> owner;  ///< per worker id: the node it was handed to (or none)
+};
+
 struct facade_state {
   static inline const char* name = "facade";
   server_actor server;
   run_spec spec;                 ///< the run; `ids` is filled per hello
   std::string data_fingerprint;  ///< of the serving process's training set
-  std::vector<caf::node_id> owner;  ///< per worker id: the node it was handed to (or none)
+  std::shared_ptr<id_owners> owners;
   injector_actor injector;          ///< the run's scenario, if any
 };
 
 facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,
                                    server_actor server, run_spec spec,
-                                   std::string data_fingerprint, injector_actor injector);
+                                   std::string data_fingerprint,
+                                   std::shared_ptr<id_owners> owners, injector_actor injector);
 
 } // namespace psgd

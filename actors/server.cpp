@@ -333,6 +333,16 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
       auto& st = self->state;
+      if (auto m = st.members.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+          m != st.members.end() && m->second == id) {
+        // A member joins again: its path changed (a republished facade). It goes on.
+        auto rp = self->make_response_promise<snapshot>();
+        if (st.started)
+          answer(self, rp);
+        else
+          st.joins.push_back(rp);
+        return rp;
+      }
       const bool rejoin = st.core->knows(id);
       if (!st.core->join(id))
         return make_error(error_code::not_a_member,

@@ -14,7 +14,10 @@
 // - Every member is monitored: a dead worker leaves the quorum (a round waiting for it
 //   closes with the live workers) and is marked lost in the stats. A dead observer stops the
 //   server.
-// - A worker may join after training started: it gets the current snapshot at once.
+// - A worker may join after training started: it gets the current snapshot at once. A
+//   member's own actor may join again (its path changed: a republished facade) and goes on
+//   with the current snapshot; another actor with a member's id is refused.
+// - pull(id): the current snapshot for a member (its gradient was lost on the way).
 // - Rejected gradients (see server_core) are answered with error `rejected`; quarantines,
 //   late joins and round timeouts are told to the observer as events.
 // - A round open longer than the round timeout names the workers it waits for; the policy

@@ -40,9 +40,17 @@ void join(self_ptr self, upstream_actor server) {
   self->monitor(st.server);
   if (st.link) // before the join: the link forwards it to this server
     self->send(st.link, rejoin_atom::value, st.server);
+  const auto generation = st.generation;
   self->request(path(self), st.settings.timeout, join_atom::value, st.settings.id)
-    .then([=](snapshot& first) { step(self, std::move(first)); },
-          [=](caf::error& err) { stop(self, std::move(err)); });
+    .then(
+      [=](snapshot& first) {
+        if (generation == self->state.generation)
+          step(self, std::move(first));
+      },
+      [=](caf::error& err) {
+        if (generation == self->state.generation)
+          stop(self, std::move(err));
+      });
 }
 
 /// Stops the worker: first its report to the observer, then quit (normally if no error).
@@ -124,14 +132,19 @@ void exchange(self_ptr self, Ts&&... msg) {
   auto& st = self->state;
   st.awaiting = true;
   st.sent = std::chrono::steady_clock::now();
+  const auto generation = st.generation;
   // Bounded by the watchdog (see tick), not by a per-request timer.
   self->request(path(self), caf::infinite, std::forward<Ts>(msg)...)
     .then([=](snapshot& next) {
+            if (generation != self->state.generation)
+              return;
             self->state.awaiting = false;
             step(self, std::move(next));
           },
           [=](caf::error& err) {
             auto& st = self->state;
+            if (generation != st.generation)
+              return;
             st.awaiting = false;
             if (err == make_error(error_code::training_finished))
               stop(self, caf::error{});
@@ -231,6 +244,8 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
     [=](rejoin_atom, upstream_actor server) {
       auto& st = self->state;
       st.orphaned = false;
+      st.awaiting = false;
+      ++st.generation; // an answer to an older request must not start a second step loop
       st.held.reset(); // computed for the old server's timeline: lost in flight
       join(self, std::move(server));
     },

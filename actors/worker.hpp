@@ -81,6 +81,7 @@ struct worker_state {
   bool started = false;
   bool awaiting = false;         ///< a push is in flight
   bool orphaned = false;         ///< the server is gone: waiting for rejoin (or the deadline)
+  uint64_t generation = 0;       ///< joins so far: answers to older requests are ignored
   std::chrono::steady_clock::time_point orphaned_at;
   std::chrono::steady_clock::time_point sent;  ///< when it was sent
 };

@@ -488,3 +488,36 @@ TEST_CASE("a scenario's faults reach worker processes: a lossy link and a slow w
     }
   }
 }
+
+TEST_CASE("a peer that kills the published facade: a new one takes the port and training "
+          "completes",
+          "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --model mlp --epochs 6 --port 0");
+  auto work = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+              + " work --connect 127.0.0.1:" + port + " --workers 2 > work.out 2>&1;"
+              + " echo $? > work.rc) & true";
+  REQUIRE(std::system(work.c_str()) == 0);
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
+  psgd::psgd_config cfg;
+  cfg.enable_network(1);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  // exit_reason::kill cannot be trapped in CAF 0.17: the facade dies, the driver replaces it.
+  for (int k = 0; k < 2; ++k) {
+    auto front = sys.middleman().remote_actor<psgd::facade_actor>(
+      "127.0.0.1", static_cast<uint16_t>(std::stoi(port)));
+    REQUIRE(front);
+    self->send_exit(*front, caf::exit_reason::kill);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  auto out = wait_server(dir);
+  auto err = read_file(dir.file("serve.err"));
+  INFO(out << err << read_file(dir.file("work.out")));
+  CHECK_THAT(err, Catch::Contains("the published facade was stopped (exit_reason(kill)); a new "
+                                  "one listens on port " + port));
+  CHECK_THAT(out, Catch::Contains("test accuracy"));
+  REQUIRE(wait_for(dir, "work.rc", "0", 30));
+  CHECK_THAT(read_file(dir.file("work.out")), Catch::Contains("worker 0: finished")
+                                                && Catch::Contains("worker 1: finished"));
+}
