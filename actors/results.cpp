@@ -48,11 +48,14 @@ double per_second(double x, double seconds) {
 
 std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
                           int64_t train_rows) {
+  // Least squares has no accuracy: its test loss says how far it is from the optimum.
+  const bool regression = cfg.parsed_model == model::kind::least_squares;
   auto line = fmt::format("[{}] epoch {:.2f}  updates {}  samples/s {:.0f}  train loss {:.4f}  "
-                          "test acc {:.4f}",
+                          "{} {:.4f}",
                           cfg.mode, double(p.samples) / double(train_rows), p.updates,
                           per_second(double(p.samples), p.seconds), p.train_loss,
-                          p.test_accuracy);
+                          regression ? "test loss" : "test acc",
+                          regression ? p.test_loss : p.test_accuracy);
   if (cfg.parsed_mode == train_mode::async)
     line += fmt::format("  staleness mean {:.2f} max {}", mean_staleness(s), max_staleness(s));
   if (cfg.parsed_mode == train_mode::backup || s.gradients_dropped > 0)
@@ -184,10 +187,11 @@ uint64_t eval_interval(const run_config& cfg, int64_t train_rows) {
 }
 
 std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
-  std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>9} {:>22}\n",
-                                "mode", "model", "m", "e", "b", "samples/s", "updates", "test acc",
-                                "staleness / dropped");
-  out += std::string(86, '-') + "\n";
+  // "test acc/L": accuracy, or for least squares (no accuracy) "L" and the test loss.
+  std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>10} {:>22}\n",
+                                "mode", "model", "m", "e", "b", "samples/s", "updates",
+                                "test acc/L", "staleness / dropped");
+  out += std::string(87, '-') + "\n";
   for (const auto& s : summaries) {
     std::string extra = "-";
     if (s.value("mode", "") == "async")
@@ -198,10 +202,13 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
     auto mode = s.value("mode", "?");
     if (s.value("transport", "") == "network")
       mode += " net";
-    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>9.4f} {:>22}\n",
-                       mode, s.value("model", "?"), s.value("m", 0),
-                       s.value("e", 0), s.value("b", 0), s.value("samples_per_s", 0.0),
-                       s.value("updates", 0), s.value("final_test_accuracy", 0.0), extra);
+    // Least squares has no accuracy: its row shows the test loss instead.
+    const auto quality = s.value("model", "") == "lsq"
+                           ? fmt::format("L {:.4g}", s.value("final_test_loss", 0.0))
+                           : fmt::format("{:.4f}", s.value("final_test_accuracy", 0.0));
+    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}\n", mode,
+                       s.value("model", "?"), s.value("m", 0), s.value("e", 0), s.value("b", 0),
+                       s.value("samples_per_s", 0.0), s.value("updates", 0), quality, extra);
   }
   return out;
 }

@@ -137,13 +137,16 @@ bool is_directory(const std::string& path) {
 
 std::string final_line(const run_config& cfg, const run_summary& r, int64_t train_rows) {
   auto s = summary_json(cfg, r, train_rows);
+  // Least squares has no accuracy: its test loss says how far it is from the optimum.
+  const bool regression = cfg.parsed_model == model::kind::least_squares;
   auto line = fmt::format("{} {} m={} e={} b={} lr={} aggregate={}: {} updates, {:.2f} epochs "
-                          "in {:.2f} s, {:.0f} samples/s, test accuracy {:.4f}, train loss {:.4f}",
+                          "in {:.2f} s, {:.0f} samples/s, {} {:.4f}, train loss {:.4f}",
                           cfg.mode, cfg.model, s["m"].get<int>(), s["e"].get<int>(), cfg.batch,
                           cfg.lr, cfg.aggregate, s["updates"].get<uint64_t>(),
                           s["epochs_done"].get<double>(), s["train_seconds"].get<double>(),
                           s["samples_per_s"].get<double>(),
-                          s["final_test_accuracy"].get<double>(),
+                          regression ? "test loss" : "test accuracy",
+                          s[regression ? "final_test_loss" : "final_test_accuracy"].get<double>(),
                           s["final_train_loss"].get<double>());
   if (cfg.parsed_mode == train_mode::async)
     line += fmt::format(", staleness mean {:.2f} max {}", s["staleness_mean"].get<double>(),

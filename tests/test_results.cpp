@@ -104,3 +104,17 @@ TEST_CASE("the comparison table shows staleness for async and drops for backup",
   CHECK_THAT(progress, Catch::Contains("[backup]") && Catch::Contains("dropped 37")
                          && Catch::Contains("test acc 0.8100"));
 }
+
+TEST_CASE("least squares shows its test loss where classifiers show accuracy", "[results]") {
+  auto cfg = backup_config();
+  cfg.model = "lsq";
+  REQUIRE(validate(cfg).empty());
+  auto r = backup_summary();
+  r.evaluations.back().test_loss = 0.0123;
+  r.evaluations.back().test_accuracy = 0; // undefined for regression
+  auto table = comparison_table({summary_json(cfg, r, 60000)});
+  CHECK_THAT(table, Catch::Contains("L 0.0123"));
+  CHECK_THAT(table, !Catch::Contains("0.0000"));
+  auto progress = progress_line(cfg, r.evaluations.back(), r.final_stats, 60000);
+  CHECK_THAT(progress, Catch::Contains("test loss 0.0123") && !Catch::Contains("test acc"));
+}
