@@ -78,6 +78,7 @@ worker_actor spawn_worker(self_ptr self) {
   ws.batch = cfg.batch;
   ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   ws.network_faults = job.faults && job.faults->has_network_faults();
+  ws.track_inclusion = cfg.track_inclusion;
   if (auto d = job.step_delays.find(id); d != job.step_delays.end())
     ws.step_delay = d->second;
   if (job.resume)
@@ -114,6 +115,7 @@ bool publish_front(self_ptr self) {
   spec.request_timeout_ms = cfg.request_timeout_ms;
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
   spec.network_faults = job.faults && job.faults->has_network_faults();
+  spec.track_inclusion = cfg.track_inclusion;
   st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train), st.owners,
                          st.injector);
   self->monitor(st.front);
@@ -216,6 +218,20 @@ void finish(self_ptr self, caf::expected<run_summary> outcome) {
   self->quit();
 }
 
+/// --track-inclusion: the per-example counts summed per class (the training labels).
+void tally_classes(run_summary& r, const data::dataset& train) {
+  const auto& s = r.final_stats;
+  if (s.example_received.empty() || train.labels.size() != s.example_received.size())
+    return;
+  r.class_received.assign(static_cast<size_t>(train.classes), 0);
+  r.class_applied.assign(static_cast<size_t>(train.classes), 0);
+  for (size_t i = 0; i < train.labels.size(); ++i) {
+    const auto k = static_cast<size_t>(train.labels[i]);
+    r.class_received[k] += s.example_received[i];
+    r.class_applied[k] += s.example_applied[i];
+  }
+}
+
 /// The end of the budget, step 2: the server's final counters and the workers' reports.
 void collect(self_ptr self) {
   auto& st = self->state;
@@ -224,6 +240,7 @@ void collect(self_ptr self) {
   auto finish_with = [=](server_stats stats) {
     auto& st = self->state;
     st.summary.final_stats = std::move(stats);
+    tally_classes(st.summary, st.job->data->train);
     finish(self, std::move(st.summary));
   };
   self->request(st.server, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},

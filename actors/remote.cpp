@@ -150,6 +150,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.seed = spec->seed;
     ws.timeout = timeout;
     ws.network_faults = spec->network_faults;
+    ws.track_inclusion = spec->track_inclusion;
     auto w = sys.spawn(worker, upstream, model, train, ws);
     self->monitor(w);
     running.emplace(w.address(), id);

@@ -1,6 +1,8 @@
 #include "actors/results.hpp"
+#include "data/chi_square.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -56,7 +58,7 @@ std::string progress_line(const run_config& cfg, const eval_point& p, const serv
                           per_second(double(p.samples), p.seconds), p.train_loss,
                           regression ? "test loss" : "test acc",
                           regression ? p.test_loss : p.test_accuracy);
-  if (cfg.parsed_mode == train_mode::async)
+  if (cfg.applies_on_arrival())
     line += fmt::format("  staleness mean {:.2f} max {}", mean_staleness(s), max_staleness(s));
   if (cfg.parsed_mode == train_mode::backup || s.gradients_dropped > 0)
     line += fmt::format("  dropped {}", s.gradients_dropped);
@@ -88,6 +90,28 @@ nlohmann::json rejected_json(const worker_stats& w) {
 
 } // namespace
 
+nlohmann::json inclusion_json(const run_summary& r) {
+  std::vector<int64_t> not_applied;
+  std::vector<double> rate;
+  for (size_t k = 0; k < r.class_received.size(); ++k) {
+    not_applied.push_back(r.class_received[k] - r.class_applied[k]);
+    rate.push_back(r.class_received[k] > 0
+                     ? double(r.class_applied[k]) / double(r.class_received[k])
+                     : 0.0);
+  }
+  auto test = data::chi_square_homogeneity(r.class_applied, not_applied);
+  return {{"classes", r.class_received.size()},
+          {"received", r.class_received},
+          {"applied", r.class_applied},
+          {"rate", rate},
+          {"chi2", test.statistic},
+          {"dof", test.dof},
+          {"p_value", test.p_value},
+          {"uniform_rejected_at_5pct", test.p_value < 0.05},
+          {"example_received", r.final_stats.example_received},
+          {"example_applied", r.final_stats.example_applied}};
+}
+
 nlohmann::json eval_json(const eval_point& p) {
   return {{"type", "eval"},           {"seconds", p.seconds},
           {"updates", p.updates},     {"samples", p.samples},
@@ -113,13 +137,14 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
                        {"lost_in_flight", w.lost_in_flight},
                        {"staleness_mean", w.applied > 0 ? double(w.staleness_sum) / w.applied : 0.0},
                        {"staleness_max", w.staleness_max},
+                       {"staleness_histogram", w.staleness_histogram},
                        {"lost", w.lost},
                        {"quarantined", w.quarantined},
                        {"joined_late", w.joined_late}});
     dropped[std::to_string(w.worker)] = w.dropped;
   }
   const bool actors = cfg.parsed_mode != train_mode::sequential;
-  return {
+  nlohmann::json out = {
     {"type", "summary"},
     {"mode", cfg.mode},
     {"model", cfg.model},
@@ -162,7 +187,16 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
                     {"rejected_unknown_worker", s.rejected_unknown}}},
     {"workers", workers},
     {"events", r.events},
+    {"stale_lr", cfg.stale_lr},
+    {"simulated_staleness", cfg.simulate_staleness.empty() ? "none" : cfg.simulate_staleness},
   };
+  if (cfg.parsed_mode == train_mode::ssp)
+    out["staleness_bound"] = cfg.staleness_bound;
+  if (!cfg.scenario.empty())
+    out["scenario"] = std::filesystem::path(cfg.scenario).stem().string();
+  if (!r.class_received.empty())
+    out["inclusion"] = inclusion_json(r);
+  return out;
 }
 
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
@@ -194,7 +228,7 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
   out += std::string(87, '-') + "\n";
   for (const auto& s : summaries) {
     std::string extra = "-";
-    if (s.value("mode", "") == "async")
+    if (s.value("mode", "") == "async" || s.value("mode", "") == "ssp")
       extra = fmt::format("mean {:.2f} max {}", s.value("staleness_mean", 0.0),
                           s.value("staleness_max", 0));
     else if (s.value("mode", "") == "backup")

@@ -47,6 +47,9 @@ struct accounting {
 accounting accounting_totals(const server_stats& s);
 
 nlohmann::json eval_json(const eval_point& p);
+/// --track-inclusion: per class examples received and applied, the applied rate, and the
+/// chi-square test of "every class is applied at the same rate" (and the per-example counts).
+nlohmann::json inclusion_json(const run_summary& r);
 nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);
 
 /// Writes the eval records and the summary as JSON lines. Returns an error line or "".

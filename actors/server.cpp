@@ -15,15 +15,16 @@ using promise = caf::typed_response_promise<snapshot>;
 
 void handle_push(self_ptr self, const gradient& g, promise rp);
 
-/// Answers one worker with the current snapshot; held while an evaluation pauses training.
-void answer(self_ptr self, promise& rp) {
+/// Answers worker `id` with the snapshot to compute on next (the current one, or an older
+/// one under simulated staleness); held while an evaluation pauses training.
+void answer(self_ptr self, int32_t id, promise& rp) {
   auto& st = self->state;
   if (st.done_sent)
     rp.deliver(make_error(error_code::training_finished));
   else if (st.paused)
-    st.held.push_back(std::move(rp));
+    st.held.emplace_back(id, std::move(rp));
   else
-    rp.deliver(st.core->current());
+    rp.deliver(st.core->snapshot_for(id));
 }
 
 /// Answers the members of the round that just closed.
@@ -34,7 +35,7 @@ void answer_round(self_ptr self) {
     if (i != st.waiting.end()) {
       auto rp = std::move(i->second);
       st.waiting.erase(i);
-      answer(self, rp);
+      answer(self, id, rp);
     }
   }
 }
@@ -47,8 +48,8 @@ void resume(self_ptr self) {
   st.core->resume_clock();
   auto held = std::move(st.held);
   st.held.clear();
-  for (auto& rp : held)
-    answer(self, rp);
+  for (auto& [id, rp] : held)
+    answer(self, id, rp);
   while (!st.paused && !st.deferred.empty()) {
     auto [g, rp] = std::move(st.deferred.front());
     st.deferred.pop_front();
@@ -183,6 +184,8 @@ void handle_push(self_ptr self, const gradient& g, promise rp) {
       return;
     case server_core::verdict::waiting:
       st.waiting.insert_or_assign(g.worker, std::move(rp));
+      if (st.core->current().version > version_before)
+        report(self); // ssp: applied, but its worker waits for the slowest
       return;
     case server_core::verdict::round_closed:
       st.waiting.insert_or_assign(g.worker, std::move(rp));
@@ -191,10 +194,10 @@ void handle_push(self_ptr self, const gradient& g, promise rp) {
       return;
     case server_core::verdict::applied:
       report(self);
-      answer(self, rp);
+      answer(self, g.worker, rp);
       return;
     case server_core::verdict::dropped_late:
-      answer(self, rp);
+      answer(self, g.worker, rp);
       return;
   }
 }
@@ -247,8 +250,8 @@ void begin_training(self_ptr self) {
   st.core->start_clock();
   arm_tick(self);
   self->send(st.observer, start_atom::value);
-  for (auto& rp : st.joins)
-    rp.deliver(st.core->current());
+  for (auto& [id, rp] : st.joins)
+    rp.deliver(st.core->snapshot_for(id));
   st.joins.clear();
 }
 
@@ -338,9 +341,9 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
         // A member joins again: its path changed (a republished facade). It goes on.
         auto rp = self->make_response_promise<snapshot>();
         if (st.started)
-          answer(self, rp);
+          answer(self, id, rp);
         else
-          st.joins.push_back(rp);
+          st.joins.emplace_back(id, rp);
         return rp;
       }
       const bool rejoin = st.core->knows(id);
@@ -355,7 +358,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       if (st.started) {
         tell(self, fmt::format("worker {} {} at update {}", id, rejoin ? "rejoined" : "joined",
                                st.core->current().version));
-        return st.core->current();
+        return st.core->snapshot_for(id);
       }
       if (!st.core->ready()) {
         if (!st.first_joined && !st.core->restored()) {
@@ -364,11 +367,11 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
           arm_tick(self);
         }
         auto rp = self->make_response_promise<snapshot>();
-        st.joins.push_back(rp);
+        st.joins.emplace_back(id, rp);
         return rp;
       }
       begin_training(self);
-      return st.core->current();
+      return st.core->snapshot_for(id);
     },
     [=](push_atom, const gradient& g) -> caf::result<snapshot> {
       auto rp = self->make_response_promise<snapshot>();
@@ -386,7 +389,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
         return make_error(error_code::not_a_member,
                           "worker id " + std::to_string(id) + " never joined");
       auto rp = self->make_response_promise<snapshot>();
-      answer(self, rp);
+      answer(self, id, rp);
       return rp;
     },
     [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {

@@ -59,12 +59,15 @@ struct server_state {
   bool started = false;  ///< every expected worker joined; training runs
   bool paused = false;   ///< an evaluation is under way
   bool said_short = false;  ///< told that backup has fewer than m live workers
+  /// A worker's answer, held for later: its id and its promise.
+  using held_answer = std::pair<int32_t, caf::typed_response_promise<snapshot>>;
   /// Join requests held until every expected worker has joined.
-  std::vector<caf::typed_response_promise<snapshot>> joins;
-  /// Workers whose gradient is in the open round, waiting for it to close.
+  std::vector<held_answer> joins;
+  /// Workers whose gradient is in the open round, waiting for it to close (ssp: workers
+  /// too far ahead, waiting for the slowest).
   std::map<int32_t, caf::typed_response_promise<snapshot>> waiting;
   /// Replies held during an evaluation pause (answered with the snapshot on resume).
-  std::vector<caf::typed_response_promise<snapshot>> held;
+  std::vector<held_answer> held;
   /// Pushes that arrived during an evaluation pause, handled in order on resume.
   std::deque<std::pair<gradient, caf::typed_response_promise<snapshot>>> deferred;
   /// watch(version) requests, answered once the server reaches their version.

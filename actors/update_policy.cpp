@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <algorithm>
 
 namespace psgd {
@@ -26,6 +27,13 @@ server_settings server_settings::from(const run_config& cfg, int64_t train_rows,
   s.checkpoint_every = static_cast<uint64_t>(cfg.checkpoint_every);
   s.checkpoint_seconds = cfg.checkpoint_seconds;
   s.fingerprint = run_fingerprint(cfg, num_params);
+  s.staleness_bound = cfg.parsed_mode == train_mode::ssp ? cfg.staleness_bound : -1;
+  s.stale_lr = cfg.stale_lr;
+  s.simulated_min = cfg.simulated_min;
+  s.simulated_max = cfg.simulated_max;
+  s.seed = cfg.seed;
+  s.train_rows = train_rows;
+  s.track_inclusion = cfg.track_inclusion;
   return s;
 }
 
@@ -39,9 +47,28 @@ nlohmann::json run_fingerprint(const run_config& cfg, int64_t num_params) {
 }
 
 server_core::server_core(server_settings settings, std::vector<float> initial)
-  : settings_(settings), pool_(initial.size()) {
+  : settings_(settings), pool_(initial.size()),
+    draws_(data::mix_seed(settings.seed, 0x57a1e)) {
   current_.version = 0;
   current_.params = float_buffer{std::move(initial)};
+  if (settings_.simulated_max > 0)
+    history_.push_back(current_);
+  if (settings_.track_inclusion) {
+    example_received_.assign(static_cast<size_t>(settings_.train_rows), 0);
+    example_applied_.assign(static_cast<size_t>(settings_.train_rows), 0);
+  }
+}
+
+const snapshot& server_core::snapshot_for(int32_t) {
+  if (history_.empty())
+    return current_;
+  int k = settings_.simulated_min;
+  if (settings_.simulated_max > settings_.simulated_min)
+    k += static_cast<int>(draws_.uniform() * (settings_.simulated_max - settings_.simulated_min + 1));
+  k = std::min(k, settings_.simulated_max);
+  // history_ holds the last versions, newest last; early on fewer than K exist.
+  const size_t back = std::min(static_cast<size_t>(k), history_.size() - 1);
+  return history_[history_.size() - 1 - back];
 }
 
 bool server_core::finished() const {
@@ -60,9 +87,12 @@ bool server_core::join(int32_t worker) {
   if (worker < 0 || members_.count(worker) > 0
       || (!started && worker >= settings_.expected_workers))
     return false;
+  // ssp: a late joiner starts at the slowest clock, or it would hold everyone back.
+  const int64_t slowest = started && live_ > 0 ? slowest_clock() : 0;
   auto& m = members_[worker];
   m.stats.worker = worker;
   m.stats.joined_late = started;
+  m.clock_offset = slowest;
   ++joined_;
   ++live_;
   return true;
@@ -135,7 +165,7 @@ bool server_core::admit(member& m, const gradient& g) {
     return reject(reject_reason::wrong_length);
   if (!all_finite(g.values.data(), g.values.size()))
     return reject(reject_reason::non_finite);
-  if (m.has_read && g.version_read == m.last_read)
+  if (m.has_read && g.version_read == m.last_read && settings_.simulated_max < 0)
     return reject(reject_reason::duplicate);
   m.bad_in_a_row = 0;
   m.has_read = true;
@@ -178,11 +208,19 @@ server_core::verdict server_core::push(const gradient& g) {
     ++dropped_;
     return verdict::dropped_late;
   }
-  if (settings_.mode == train_mode::async || settings_.mode == train_mode::sequential) {
-    record_applied(w, current_.version - g.version_read);
+  if (settings_.track_inclusion)
+    count_examples(g, example_received_);
+  if (settings_.mode == train_mode::async || settings_.mode == train_mode::sequential
+      || settings_.mode == train_mode::ssp) {
+    const uint64_t staleness = current_.version - g.version_read;
+    record_applied(w, staleness);
+    if (settings_.track_inclusion)
+      count_examples(g, example_applied_);
+    const float scale =
+      settings_.stale_lr ? 1.0f / static_cast<float>(std::max<uint64_t>(1, staleness)) : 1.0f;
     const float* values = g.values.data();
-    apply(&values, 1, 1.0f, g.batch_size, g.loss);
-    return verdict::applied;
+    apply(&values, 1, scale, g.batch_size, g.loss);
+    return settings_.mode == train_mode::ssp ? ssp_verdict(*m) : verdict::applied;
   }
   if (g.version_read != current_.version) {
     ++w.dropped;
@@ -191,14 +229,60 @@ server_core::verdict server_core::push(const gradient& g) {
   }
   add_to_round(g);
   record_applied(w, 0);
+  if (settings_.track_inclusion)
+    count_examples(g, example_applied_);
   if (!round_complete())
     return verdict::waiting;
   close_round();
   return verdict::round_closed;
 }
 
+int64_t server_core::slowest_clock() const {
+  int64_t slowest = std::numeric_limits<int64_t>::max();
+  for (const auto& [id, m] : members_)
+    if (m.in_quorum())
+      slowest = std::min(slowest, m.clock());
+  return slowest;
+}
+
+bool server_core::within_bound(const member& m) const {
+  return settings_.staleness_bound < 0
+         || m.clock() - slowest_clock() <= settings_.staleness_bound;
+}
+
+bool server_core::release_held() {
+  last_round_.clear();
+  for (auto& [id, m] : members_)
+    if (m.held && (!m.in_quorum() || within_bound(m))) {
+      m.held = false;
+      last_round_.push_back(id);
+    }
+  return !last_round_.empty();
+}
+
+server_core::verdict server_core::ssp_verdict(member& m) {
+  // The pusher's clock advanced: it may have been the slowest, and let others go.
+  const bool released = release_held();
+  if (!within_bound(m)) {
+    m.held = true;
+    return released ? verdict::round_closed : verdict::waiting;
+  }
+  if (!released)
+    return verdict::applied;
+  last_round_.push_back(m.stats.worker);
+  return verdict::round_closed;
+}
+
+void server_core::count_examples(const gradient& g, std::vector<int32_t>& counts) {
+  for (auto i : g.examples)
+    if (i >= 0 && static_cast<size_t>(i) < counts.size())
+      ++counts[static_cast<size_t>(i)];
+}
+
 bool server_core::leave_quorum(member& m) {
   --live_;
+  if (settings_.mode == train_mode::ssp)
+    return !finished() && release_held(); // the slowest may have left
   // The round may have been waiting only for this worker.
   if (settings_.mode == train_mode::async || finished() || !round_complete())
     return false;
@@ -303,6 +387,11 @@ void server_core::apply(const float* const* grads, size_t k, float scale, int64_
   }
   current_.params = float_buffer{std::move(next)};
   ++current_.version;
+  if (settings_.simulated_max > 0) {
+    history_.push_back(current_);
+    while (history_.size() > static_cast<size_t>(settings_.simulated_max) + 1)
+      history_.pop_front();
+  }
   samples_ += samples;
   last_loss_ = loss;
   if (!std::isfinite(loss) || loss > settings_.divergence_loss)
@@ -316,6 +405,9 @@ void server_core::record_applied(worker_stats& w, uint64_t staleness) {
   ++applied_;
   w.staleness_sum += staleness;
   w.staleness_max = std::max(w.staleness_max, staleness);
+  if (w.staleness_histogram.size() <= staleness)
+    w.staleness_histogram.resize(staleness + 1, 0);
+  ++w.staleness_histogram[staleness];
   if (staleness_histogram_.size() <= staleness)
     staleness_histogram_.resize(staleness + 1, 0);
   ++staleness_histogram_[staleness];
@@ -335,6 +427,8 @@ server_stats server_core::stats() const {
   }
   s.rejected_unknown = rejected_unknown_;
   s.staleness_histogram = staleness_histogram_;
+  s.example_received = example_received_;
+  s.example_applied = example_applied_;
   for (const auto& [id, m] : members_) {
     auto w = m.stats;
     w.lost_in_flight = w.computed - w.applied - w.dropped - w.after_stop - w.rejected_total()
@@ -358,7 +452,8 @@ nlohmann::json member_json(const worker_stats& w, int64_t epoch, int64_t step, b
           {"pushed", w.pushed},         {"applied", w.applied},
           {"dropped", w.dropped},       {"after_stop", w.after_stop},
           {"rejected", w.rejected},     {"staleness_sum", w.staleness_sum},
-          {"staleness_max", w.staleness_max}, {"lost", w.lost},
+          {"staleness_max", w.staleness_max}, {"staleness_histogram", w.staleness_histogram},
+          {"lost", w.lost},
           {"quarantined", w.quarantined}, {"joined_late", w.joined_late},
           {"epoch", epoch},             {"step", step},
           {"has_read", has_read},       {"last_read", last_read}};
@@ -391,6 +486,9 @@ server_core::server_core(server_settings settings, const checkpoint& saved,
   restored_ = true;
   const auto& st = saved.state;
   current_.version = saved.version;
+  history_.clear();
+  if (settings_.simulated_max > 0)
+    history_.push_back(current_);
   samples_ = st.value("samples", int64_t{0});
   applied_ = st.value("applied", int64_t{0});
   dropped_ = st.value("dropped", int64_t{0});
@@ -412,6 +510,7 @@ server_core::server_core(server_settings settings, const checkpoint& saved,
     w.rejected.resize(size_t(reject_reason::count_), 0);
     w.staleness_sum = j.value("staleness_sum", uint64_t{0});
     w.staleness_max = j.value("staleness_max", uint64_t{0});
+    w.staleness_histogram = j.value("staleness_histogram", std::vector<int64_t>{});
     w.lost = j.value("lost", false);
     w.quarantined = j.value("quarantined", false);
     w.joined_late = j.value("joined_late", false);

@@ -13,6 +13,19 @@
 //   with all live workers.
 // - async: every gradient is applied at once, with staleness = version at apply - version
 //   read (the lecture's Definition 24.1).
+// - ssp (stale synchronous parallel, Ho et al. 2013): applied at once as in async; a worker's
+//   clock is its count of applied gradients, and a worker more than `staleness_bound` clocks
+//   ahead of the slowest live worker is held (its answer waits) until the slowest catches
+//   up. s = 0 is lockstep: the iterates equal sync with aggregate sum; no bound is async.
+//   A worker joining late starts at the slowest clock.
+// - stale_lr (async, ssp): the step is lr / max(1, staleness) (Zhang et al. 2016).
+// - Simulated staleness (async, ssp): snapshot_for() answers a worker with the parameters of
+//   K versions ago (K fixed or drawn uniformly from the seed), from a ring of recent
+//   snapshots: with one worker every gradient has staleness exactly K (fewer in the first
+//   K updates), deterministically. (A worker may then read the same version twice: the
+//   duplicate check is off.)
+// - Inclusion (track_inclusion): per training example, how many received and applied
+//   gradients held it (from the gradient's example indices).
 // - aggregate: mean (x -= lr * mean of the round's gradients) or sum (x -= lr * sum, the
 //   lecture's Algorithm 1). Async applies one gradient: both rules give x -= lr * g.
 // Every applied gradient's staleness goes into the histogram; sync and backup record 0.
@@ -35,12 +48,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <vector>
 
 #include "actors/checkpoint.hpp"
 #include "actors/snapshot_pool.hpp"
 #include "config/run_config.hpp"
+#include "data/random.hpp"
 #include "messages/vocabulary.hpp"
 
 namespace psgd {
@@ -62,6 +77,13 @@ struct server_settings {
   uint64_t checkpoint_every = 0;       ///< updates between checkpoints (0 = by time only)
   double checkpoint_seconds = 0;       ///< seconds between checkpoints (0 = by updates only)
   nlohmann::json fingerprint;          ///< the run's identity, stored in every checkpoint
+  int64_t staleness_bound = -1;        ///< ssp: clocks a worker may lead by; -1 = no bound
+  bool stale_lr = false;               ///< step lr / max(1, staleness)
+  int simulated_min = -1;              ///< simulated staleness range; -1 = off
+  int simulated_max = -1;
+  uint64_t seed = 1;                   ///< draws of the simulated staleness
+  int64_t train_rows = 0;              ///< examples tracked with track_inclusion
+  bool track_inclusion = false;
 
   static server_settings from(const run_config& cfg, int64_t train_rows,
                               int64_t num_params = 0);
@@ -123,6 +145,8 @@ public:
   float last_loss() const { return last_loss_; }
 
   const snapshot& current() const { return current_; }
+  /// What to answer `worker` with: current(), or (simulated staleness) an older snapshot.
+  const snapshot& snapshot_for(int32_t worker);
   bool finished() const;
   bool all_joined() const { return joined_ >= settings_.expected_workers; }
   bool restored() const { return restored_; }
@@ -148,6 +172,9 @@ private:
     bool awaiting_rejoin = false;  ///< restored from a checkpoint, not yet back
     int64_t epoch = 0;             ///< sampler position after the last accepted gradient
     int64_t step = 0;
+    int64_t clock_offset = 0;      ///< ssp: a late joiner starts at the slowest clock
+    bool held = false;             ///< ssp: too far ahead; its answer waits
+    int64_t clock() const { return stats.applied + clock_offset; }
     bool in_quorum() const {
       return !stats.lost && !stats.quarantined && !suspended && !awaiting_rejoin;
     }
@@ -166,6 +193,13 @@ private:
   void record_applied(worker_stats& w, uint64_t staleness);
   int round_target() const;
   bool round_complete() const;
+  /// ssp: the slowest live clock, whether `m` is within the bound of it, and the held
+  /// members the bound now lets go (into last_round_).
+  int64_t slowest_clock() const;
+  bool within_bound(const member& m) const;
+  bool release_held();
+  verdict ssp_verdict(member& m);
+  void count_examples(const gradient& g, std::vector<int32_t>& counts);
 
   server_settings settings_;
   buffer_pool pool_;
@@ -194,6 +228,10 @@ private:
   float recent_loss_ = 0;
   bool have_loss_ = false;
   std::vector<int64_t> staleness_histogram_;
+  std::deque<snapshot> history_;   ///< simulated staleness: the last versions, oldest first
+  data::splitmix64 draws_;         ///< simulated staleness: K per answer
+  std::vector<int32_t> example_received_;
+  std::vector<int32_t> example_applied_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point pause_started_;
   std::chrono::steady_clock::duration paused_{0};

@@ -114,7 +114,10 @@ void step(self_ptr self, snapshot snap) {
              static_cast<uint64_t>(st.computed),
              st.sampler->epoch(),
              st.sampler->step(),
-             float_buffer{std::move(values)}};
+             float_buffer{std::move(values)},
+             {}};
+  if (s.track_inclusion)
+    g.examples.assign(index, index + s.batch);
   snap = snapshot{}; // release the parameters before the round trip
   if (delay.count() > 0) {
     st.held = std::move(g);

@@ -57,6 +57,7 @@ struct worker_settings {
   int64_t start_step = 0;
   int64_t start_computed = 0;  ///< gradients computed before a resume
   bool network_faults = false; ///< route messages through a link actor (default off)
+  bool track_inclusion = false; ///< send each minibatch's example indices (default off)
 };
 
 struct worker_state {

@@ -148,7 +148,7 @@ std::string final_line(const run_config& cfg, const run_summary& r, int64_t trai
                           regression ? "test loss" : "test accuracy",
                           s[regression ? "final_test_loss" : "final_test_accuracy"].get<double>(),
                           s["final_train_loss"].get<double>());
-  if (cfg.parsed_mode == train_mode::async)
+  if (cfg.applies_on_arrival())
     line += fmt::format(", staleness mean {:.2f} max {}", s["staleness_mean"].get<double>(),
                         s["staleness_max"].get<size_t>());
   if (cfg.parsed_mode == train_mode::backup)

@@ -28,6 +28,7 @@ std::string to_string(train_mode m) {
     case train_mode::sync: return "sync";
     case train_mode::async: return "async";
     case train_mode::backup: return "backup";
+    case train_mode::ssp: return "ssp";
   }
   return "?";
 }
@@ -48,10 +49,15 @@ int run_config::quorum() const {
   return parsed_mode == train_mode::sync || parsed_mode == train_mode::backup ? workers : 1;
 }
 
+bool run_config::applies_on_arrival() const {
+  return parsed_mode == train_mode::async || parsed_mode == train_mode::ssp;
+}
+
 namespace {
 
 bool parse_mode(const std::string& s, train_mode& out) {
-  for (auto m : {train_mode::sequential, train_mode::sync, train_mode::async, train_mode::backup})
+  for (auto m : {train_mode::sequential, train_mode::sync, train_mode::async, train_mode::backup,
+                 train_mode::ssp})
     if (s == to_string(m)) {
       out = m;
       return true;
@@ -59,12 +65,59 @@ bool parse_mode(const std::string& s, train_mode& out) {
   return false;
 }
 
+/// Parses "K" or "uniform:A:B" (0 <= A <= B <= max_simulated_staleness) into [lo, hi].
+std::string parse_simulated(const std::string& spec, int& lo, int& hi) {
+  const auto bad = fmt::format("--simulate-staleness: expected K or uniform:A:B with 0 <= A <= "
+                               "B <= {} (got '{}')",
+                               max_simulated_staleness, spec);
+  auto number = [](const std::string& s, int& out) {
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    out = std::stoi(s);
+    return out <= max_simulated_staleness;
+  };
+  if (number(spec, lo)) {
+    hi = lo;
+    return {};
+  }
+  const std::string prefix = "uniform:";
+  if (spec.rfind(prefix, 0) != 0)
+    return bad;
+  auto rest = spec.substr(prefix.size());
+  auto colon = rest.find(':');
+  if (colon == std::string::npos || !number(rest.substr(0, colon), lo)
+      || !number(rest.substr(colon + 1), hi) || lo > hi)
+    return bad;
+  return {};
+}
+
+std::string validate_staleness(run_config& cfg) {
+  const bool on_arrival = cfg.applies_on_arrival();
+  if (cfg.staleness_bound < -1)
+    return fmt::format("--staleness-bound: must be -1 (no bound) or 0 or more (got {})",
+                       cfg.staleness_bound);
+  if (cfg.stale_lr && !on_arrival)
+    return "--stale-lr: only async and ssp apply stale gradients (--mode " + cfg.mode + ")";
+  cfg.simulated_min = cfg.simulated_max = -1;
+  if (!cfg.simulate_staleness.empty()) {
+    if (!on_arrival)
+      return "--simulate-staleness: needs --mode async or ssp (got " + cfg.mode + ")";
+    if (auto problem = parse_simulated(cfg.simulate_staleness, cfg.simulated_min,
+                                       cfg.simulated_max);
+        !problem.empty())
+      return problem;
+  }
+  if (cfg.track_inclusion && cfg.parsed_mode == train_mode::sequential)
+    return "--track-inclusion: sequential mode applies every gradient; use a parallel mode";
+  return {};
+}
+
 } // namespace
 
 std::string validate(run_config& cfg) {
   if (!parse_mode(cfg.mode, cfg.parsed_mode))
-    return fmt::format("--mode: unknown mode '{}' (expected sequential, sync, async or backup)",
-                       cfg.mode);
+    return fmt::format(
+      "--mode: unknown mode '{}' (expected sequential, sync, async, backup or ssp)", cfg.mode);
   auto kind = model::parse_kind(cfg.model);
   if (!kind)
     return "--model: " + kind.error();
@@ -128,6 +181,8 @@ std::string validate(run_config& cfg) {
   if (cfg.request_timeout_ms < 1)
     return fmt::format("--request-timeout-ms: must be at least 1 (got {})",
                        cfg.request_timeout_ms);
+  if (auto problem = validate_staleness(cfg); !problem.empty())
+    return problem;
   if (cfg.dataset == "auto")
     cfg.synthetic = cfg.parsed_model == model::kind::least_squares;
   else if (cfg.dataset == "synthetic")
@@ -155,7 +210,7 @@ std::string validate_against_data(const run_config& cfg, int64_t train_rows) {
 psgd_config::psgd_config() {
   register_vocabulary(*this);
   opt_group{custom_options_, "global"}
-    .add(run.mode, "mode", "sequential|sync|async|backup (default sync)")
+    .add(run.mode, "mode", "sequential|sync|async|backup|ssp (default sync)")
     .add(run.workers, "workers", "m: workers whose gradients make one update (default 2)")
     .add(run.backup, "backup", "e: extra workers in backup mode (default 1)")
     .add(run.batch, "batch", "b: examples per worker minibatch (default 32)")
@@ -166,6 +221,16 @@ psgd_config::psgd_config() {
     .add(run.hidden, "hidden", "hidden units of the MLP (default 128)")
     .add(run.aggregate, "aggregate", "mean|sum of a round's gradients (default mean)")
     .add(run.seed, "seed", "root of all randomness (default 1)")
+    .add(run.staleness_bound, "staleness-bound",
+         "ssp: a worker more than s clocks ahead of the slowest waits; -1 = no bound (default 3)")
+    .add(run.stale_lr, "stale-lr",
+         "async/ssp: step lr / max(1, staleness) (Zhang et al. 2016) (default off)")
+    .add(run.simulate_staleness, "simulate-staleness",
+         "async/ssp: K or uniform:A:B: workers compute on the parameters of K versions ago "
+         "(exact with --workers 1) (default off)")
+    .add(run.track_inclusion, "track-inclusion",
+         "count per example and class how often its gradient was received and applied "
+         "(default off)")
     .add(run.data, "data", "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)")
     .add(run.dataset, "dataset", "fashion-mnist|synthetic|auto (default auto: lsq -> synthetic)")
     .add(run.loss_subsample, "loss-subsample",

@@ -22,7 +22,7 @@
 
 namespace psgd {
 
-enum class train_mode { sequential, sync, async, backup };
+enum class train_mode { sequential, sync, async, backup, ssp };
 enum class aggregate_rule { mean, sum };
 
 std::string to_string(train_mode m);
@@ -30,7 +30,7 @@ std::string to_string(aggregate_rule a);
 
 struct run_config {
   // -- what to train -------------------------------------------------------------------------
-  std::string mode = "sync";       ///< sequential | sync | async | backup
+  std::string mode = "sync";       ///< sequential | sync | async | backup | ssp
   int workers = 2;                 ///< m: gradients per update in sync and backup; workers in async
   int backup = 1;                  ///< e: extra workers in backup mode (ignored otherwise)
   int batch = 32;                  ///< b: examples per worker minibatch
@@ -41,6 +41,12 @@ struct run_config {
   int hidden = 128;                ///< hidden units of the MLP
   std::string aggregate = "mean";  ///< mean | sum of the m gradients of a round
   uint64_t seed = 1;               ///< the root of all randomness
+  // -- staleness (async, ssp) ------------------------------------------------------------------
+  int64_t staleness_bound = 3;     ///< ssp: a worker more than s clocks ahead waits; -1 = no bound
+  bool stale_lr = false;           ///< step lr / max(1, staleness) (Zhang et al. 2016)
+  std::string simulate_staleness;  ///< "K" or "uniform:A:B": compute on the parameters of K
+                                   ///< versions ago; empty = off
+  bool track_inclusion = false;    ///< count, per example, gradients received and applied
   // -- data ----------------------------------------------------------------------------------
   std::string data = "/usr/share/datasets/fashion-mnist";  ///< Fashion-MNIST directory
   std::string dataset = "auto";    ///< fashion-mnist | synthetic | auto (lsq: synthetic)
@@ -81,14 +87,21 @@ struct run_config {
   aggregate_rule parsed_aggregate = aggregate_rule::mean;
   bool synthetic = false;
   bool networked = false;          ///< set by psgd serve: the workers are other processes
+  int simulated_min = -1;          ///< --simulate-staleness as a range [min, max]; -1 = off
+  int simulated_max = -1;
 
   bool tls() const { return !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty(); }
 
   /// Workers that run: m, or m + e in backup mode, 1 in sequential mode.
   int total_workers() const;
-  /// Gradients per update: m in sync and backup, 1 in async and sequential.
+  /// Gradients per update: m in sync and backup, 1 in async, ssp and sequential.
   int quorum() const;
+  /// Every gradient is applied on arrival (async, ssp): staleness > 0 is possible.
+  bool applies_on_arrival() const;
 };
+
+/// The largest --simulate-staleness K (the server keeps that many old snapshots).
+inline constexpr int max_simulated_staleness = 1024;
 
 /// Checks the options that do not depend on the data; fills the parsed fields.
 std::string validate(run_config& cfg);

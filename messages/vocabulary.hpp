@@ -134,12 +134,14 @@ struct gradient {
   int64_t epoch = 0;       ///< the worker's sampler position after this batch (for
   int64_t step = 0;        ///< checkpoints: a resumed worker continues its stream there)
   float_buffer values;     ///< the mean gradient over the minibatch
+  std::vector<int32_t> examples;  ///< the minibatch's example indices (--track-inclusion),
+                                  ///< else empty
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, gradient& x) {
   return f(caf::meta::type_name("gradient"), x.worker, x.version_read, x.batch_size, x.loss,
-           x.seq, x.epoch, x.step, x.values);
+           x.seq, x.epoch, x.step, x.values, x.examples);
 }
 
 /// Why the server refused a gradient (never applied).
@@ -167,6 +169,7 @@ struct worker_stats {
   int64_t lost_in_flight = 0;  ///< computed but never accounted: the worker or server died
   uint64_t staleness_sum = 0;  ///< over applied gradients
   uint64_t staleness_max = 0;
+  std::vector<int64_t> staleness_histogram;  ///< [s] = its applied gradients of staleness s
   bool lost = false;       ///< the worker died during the run
   bool quarantined = false;
   bool joined_late = false;  ///< joined after training had started
@@ -178,7 +181,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
   return f(caf::meta::type_name("worker_stats"), x.worker, x.computed, x.pushed, x.applied,
            x.dropped, x.after_stop, x.rejected, x.lost_in_network, x.lost_in_flight, x.staleness_sum,
-           x.staleness_max, x.lost, x.quarantined, x.joined_late);
+           x.staleness_max, x.staleness_histogram, x.lost, x.quarantined, x.joined_late);
 }
 
 /// The server's counters at one moment.
@@ -193,13 +196,16 @@ struct server_stats {
   int32_t connected = 0;          ///< member actors the server still watches
   std::vector<int64_t> staleness_histogram;  ///< [s] = applied gradients of staleness s
   std::vector<worker_stats> workers;
+  std::vector<int32_t> example_received;  ///< per training example: received gradients that
+                                          ///< held it (--track-inclusion; else empty)
+  std::vector<int32_t> example_applied;   ///< per training example: applied ones
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, server_stats& x) {
   return f(caf::meta::type_name("server_stats"), x.version, x.samples, x.gradients_applied,
            x.gradients_dropped, x.seconds, x.recent_loss, x.rejected_unknown, x.connected,
-           x.staleness_histogram, x.workers);
+           x.staleness_histogram, x.workers, x.example_received, x.example_applied);
 }
 
 /// One evaluation of the parameters during or after training.
@@ -221,6 +227,9 @@ typename Inspector::result_type inspect(Inspector& f, eval_point& x) {
 /// What a finished run hands back: its evaluations, final counters and final parameters.
 struct run_summary {
   std::vector<eval_point> evaluations;  ///< in training order; the last is the final one
+  std::vector<int64_t> class_received;  ///< per class: examples in received gradients
+  std::vector<int64_t> class_applied;   ///< per class: examples in applied gradients
+                                        ///< (both with --track-inclusion; else empty)
   server_stats final_stats;
   snapshot final_params;
   std::vector<std::string> events;      ///< notable events (a worker lost, ...), in order
@@ -228,8 +237,8 @@ struct run_summary {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
-  return f(caf::meta::type_name("run_summary"), x.evaluations, x.final_stats, x.final_params,
-           x.events);
+  return f(caf::meta::type_name("run_summary"), x.evaluations, x.class_received,
+           x.class_applied, x.final_stats, x.final_params, x.events);
 }
 
 /// One injected effect on a worker, sent by the injector (see config/scenario.hpp).
@@ -266,6 +275,7 @@ struct run_spec {
   int32_t shards = 0;            ///< workers sharing each epoch
   int64_t request_timeout_ms = 0;
   std::string dataset;           ///< fashion-mnist | synthetic
+  bool track_inclusion = false;  ///< gradients carry their example indices
   bool network_faults = false;   ///< the scenario delays or drops messages: workers route
                                  ///< theirs through a link actor (actors/link.hpp)
   std::vector<int32_t> ids;      ///< the worker ids assigned to the asking process
@@ -274,7 +284,8 @@ struct run_spec {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
   return f(caf::meta::type_name("run_spec"), x.mode, x.model, x.hidden, x.input_dim,
-           x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset, x.network_faults,
+           x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset,
+           x.track_inclusion, x.network_faults,
            x.ids);
 }
 

@@ -103,3 +103,39 @@ TEST_CASE("'--name value' becomes '--name=value' for options that take a value",
   CHECK(cfg.run.workers == 3);
   CHECK(cfg.run.lr == 0.5);
 }
+
+TEST_CASE("staleness options are checked and parsed", "[config][staleness]") {
+  CHECK_THAT(problem_with([](run_config& c) {
+               c.mode = "ssp";
+               c.staleness_bound = -2;
+             }),
+             Catch::Contains("--staleness-bound: must be -1"));
+  CHECK_THAT(problem_with([](run_config& c) { c.stale_lr = true; }),
+             Catch::Contains("--stale-lr: only async and ssp"));
+  CHECK_THAT(problem_with([](run_config& c) { c.simulate_staleness = "4"; }),
+             Catch::Contains("--simulate-staleness: needs --mode async or ssp"));
+  for (std::string bad : {"-1", "x", "uniform:3", "uniform:5:2", "uniform:0:99999", "2000"}) {
+    run_config c;
+    c.mode = "async";
+    c.simulate_staleness = bad;
+    CHECK_THAT(validate(c), Catch::Contains("--simulate-staleness: expected K or uniform:A:B"));
+  }
+  CHECK_THAT(problem_with([](run_config& c) {
+               c.mode = "sequential";
+               c.track_inclusion = true;
+             }),
+             Catch::Contains("--track-inclusion"));
+  run_config cfg;
+  cfg.mode = "ssp";
+  cfg.simulate_staleness = "uniform:1:8";
+  REQUIRE(validate(cfg).empty());
+  CHECK(cfg.parsed_mode == train_mode::ssp);
+  CHECK(cfg.applies_on_arrival());
+  CHECK(cfg.quorum() == 1);
+  CHECK(cfg.simulated_min == 1);
+  CHECK(cfg.simulated_max == 8);
+  cfg.simulate_staleness = "16";
+  REQUIRE(validate(cfg).empty());
+  CHECK(cfg.simulated_min == 16);
+  CHECK(cfg.simulated_max == 16);
+}

@@ -277,3 +277,120 @@ TEST_CASE("a worker may join after training started, with a new id only", "[poli
   CHECK(core.live_workers() == 3);
   CHECK(core.stats().workers[2].joined_late);
 }
+
+TEST_CASE("ssp: a worker more than s clocks ahead of the slowest waits; the slowest lets it "
+          "go",
+          "[policy][staleness]") {
+  auto s = settings_for(train_mode::ssp, 1, 2);
+  s.staleness_bound = 2;
+  auto core = joined(s, {0});
+  // Worker 0 runs ahead while worker 1 computes: clocks 1 and 2 are within s=2 of 0.
+  CHECK(core.push(grad(0, 0, {1})) == verdict::applied);
+  CHECK(core.push(grad(0, 1, {1})) == verdict::applied);
+  CHECK(core.push(grad(0, 2, {1})) == verdict::waiting); // clock 3 > 0 + 2: held
+  CHECK(core.current().version == 3);                    // but applied, as in async
+  // Worker 1's first gradient (staleness 3) makes the slowest clock 1: worker 0 may go on.
+  CHECK(core.push(grad(1, 0, {1})) == verdict::round_closed);
+  CHECK(core.last_round() == std::vector<int32_t>{0, 1});
+  auto st = core.stats();
+  CHECK(st.workers[1].staleness_histogram == std::vector<int64_t>{0, 0, 0, 1});
+  CHECK(st.workers[0].staleness_histogram == std::vector<int64_t>{3});
+}
+
+TEST_CASE("ssp: s = 0 is lockstep, no bound never waits", "[policy][staleness]") {
+  auto lockstep = settings_for(train_mode::ssp, 1, 2);
+  lockstep.staleness_bound = 0;
+  auto core = joined(lockstep, {0});
+  CHECK(core.push(grad(0, 0, {1})) == verdict::waiting);
+  CHECK(core.push(grad(1, 0, {1})) == verdict::round_closed);
+  CHECK(core.last_round() == std::vector<int32_t>{0, 1});
+  auto unbounded = settings_for(train_mode::ssp, 1, 2);
+  unbounded.staleness_bound = -1;
+  auto free = joined(unbounded, {0});
+  for (uint64_t v = 0; v < 50; ++v)
+    CHECK(free.push(grad(0, v, {1})) == verdict::applied);
+}
+
+TEST_CASE("ssp: a held worker goes on when the slowest leaves the quorum", "[policy][staleness]") {
+  auto s = settings_for(train_mode::ssp, 1, 2);
+  s.staleness_bound = 0;
+  auto core = joined(s, {0});
+  CHECK(core.push(grad(0, 0, {1})) == verdict::waiting);
+  CHECK(core.lose(1));
+  CHECK(core.last_round() == std::vector<int32_t>{0});
+}
+
+TEST_CASE("stale-lr divides the step by the staleness; staleness <= 1 is plain async",
+          "[policy][staleness]") {
+  auto s = settings_for(train_mode::async, 1, 2, 0.5);
+  s.stale_lr = true;
+  auto core = joined(s, {0});
+  core.push(grad(0, 0, {1}));                                  // staleness 0: step 0.5
+  CHECK(core.current().params.values()[0] == Approx(-0.5));
+  core.push(grad(1, 0, {1}));                                  // staleness 1: step 0.5
+  CHECK(core.current().params.values()[0] == Approx(-1.0));
+  core.push(grad(0, 0 + 1, {1}));                              // read 1 at 2: staleness 1
+  CHECK(core.current().params.values()[0] == Approx(-1.5));
+  core.push(grad(1, 0 + 1 + 0, {4}));                          // read 1 at 3: staleness 2
+  CHECK(core.current().params.values()[0] == Approx(-1.5 - 0.5 * 4 / 2));
+}
+
+TEST_CASE("simulated staleness answers with the parameters of K versions ago",
+          "[policy][staleness]") {
+  auto s = settings_for(train_mode::async, 1, 1);
+  s.simulated_min = s.simulated_max = 3;
+  auto core = joined(s, {0});
+  // One worker: it reads what snapshot_for answers, so after K updates every gradient has
+  // staleness exactly K.
+  for (int i = 0; i < 20; ++i) {
+    const auto read = core.snapshot_for(0).version;
+    CHECK(read == (core.current().version >= 3 ? core.current().version - 3 : 0));
+    CHECK(core.push(grad(0, read, {1})) == verdict::applied);
+  }
+  auto st = core.stats();
+  // staleness 0 (reads 0 at 0), then 1, 2, 3 ... : the first three, then K every time
+  CHECK(st.staleness_histogram == std::vector<int64_t>{1, 1, 1, 17});
+}
+
+TEST_CASE("simulated staleness drawn from a range stays in it and repeats with the seed",
+          "[policy][staleness]") {
+  auto s = settings_for(train_mode::async, 1, 1);
+  s.simulated_min = 2;
+  s.simulated_max = 6;
+  auto run = [&] {
+    auto core = joined(s, {0});
+    std::vector<uint64_t> reads;
+    for (int i = 0; i < 200; ++i) {
+      const auto read = core.snapshot_for(0).version;
+      reads.push_back(read);
+      core.push(grad(0, read, {1}));
+    }
+    return std::make_pair(reads, core.stats().staleness_histogram);
+  };
+  auto [reads, histogram] = run();
+  CHECK(run().first == reads);
+  REQUIRE(histogram.size() == 7);
+  int64_t inside = 0;
+  for (size_t k = 2; k <= 6; ++k) {
+    CHECK(histogram[k] > 20); // every value drawn (200 draws over 5 values)
+    inside += histogram[k];
+  }
+  CHECK(inside >= 200 - 6); // all but the first few
+}
+
+TEST_CASE("inclusion counts the examples of received and applied gradients",
+          "[policy][staleness]") {
+  auto s = settings_for(train_mode::backup, 1, 2);
+  s.track_inclusion = true;
+  s.train_rows = 5;
+  auto core = joined(s, {0});
+  auto g0 = grad(0, 0, {1});
+  g0.examples = {0, 1};
+  auto g1 = grad(1, 0, {1});
+  g1.examples = {1, 4};
+  CHECK(core.push(g0) == verdict::round_closed);
+  CHECK(core.push(g1) == verdict::dropped_late);
+  auto st = core.stats();
+  CHECK(st.example_received == std::vector<int32_t>{1, 2, 0, 0, 1});
+  CHECK(st.example_applied == std::vector<int32_t>{1, 1, 0, 0, 0});
+}
