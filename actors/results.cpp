@@ -222,10 +222,10 @@ uint64_t eval_interval(const run_config& cfg, int64_t train_rows) {
 
 std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
   // "test acc/L": accuracy, or for least squares (no accuracy) "L" and the test loss.
-  std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>10} {:>22}\n",
+  std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>10} {:>22}  {}\n",
                                 "mode", "model", "m", "e", "b", "samples/s", "updates",
-                                "test acc/L", "staleness / dropped");
-  out += std::string(87, '-') + "\n";
+                                "test acc/L", "staleness / dropped", "scenario");
+  out += std::string(97, '-') + "\n";
   for (const auto& s : summaries) {
     std::string extra = "-";
     if (s.value("mode", "") == "async" || s.value("mode", "") == "ssp")
@@ -240,9 +240,10 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
     const auto quality = s.value("model", "") == "lsq"
                            ? fmt::format("L {:.4g}", s.value("final_test_loss", 0.0))
                            : fmt::format("{:.4f}", s.value("final_test_accuracy", 0.0));
-    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}\n", mode,
-                       s.value("model", "?"), s.value("m", 0), s.value("e", 0), s.value("b", 0),
-                       s.value("samples_per_s", 0.0), s.value("updates", 0), quality, extra);
+    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}  {}\n",
+                       mode, s.value("model", "?"), s.value("m", 0), s.value("e", 0),
+                       s.value("b", 0), s.value("samples_per_s", 0.0), s.value("updates", 0),
+                       quality, extra, s.value("scenario", "-"));
   }
   return out;
 }

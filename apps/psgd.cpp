@@ -5,7 +5,9 @@
 //   psgd work --connect HOST:P        run workers for a psgd serve
 //   psgd launch [options]             a local cluster: serve + one work process per worker
 //   psgd eval --load FILE [--data D]  test accuracy of saved parameters
-//   psgd report FILE...               comparison table of the summaries in --out files
+//   psgd sweep [options]              simulated-staleness sweep (accuracy vs K)
+//   psgd report FILE... [--out DIR]   comparison table of the summaries in --out files; with
+//                                     --out an HTML report with gnuplot plots in DIR
 //
 // Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
 // before any training starts); 1 a run that failed (e.g. the server died).
@@ -14,7 +16,9 @@
 
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,7 +28,9 @@
 
 #include "actors/remote.hpp"
 #include "apps/launcher.hpp"
+#include "actors/report.hpp"
 #include "actors/results.hpp"
+#include "actors/sweep.hpp"
 #include "actors/trainer.hpp"
 #include "config/run_config.hpp"
 #include "data/fashion_mnist.hpp"
@@ -43,7 +49,10 @@ const char* usage_text =
   "       psgd work --connect HOST:P [--workers k]  run k workers for a psgd serve\n"
   "       psgd launch [options]              serve + one work process per worker, on loopback\n"
   "       psgd eval --load FILE [--data DIR] test accuracy of saved parameters\n"
-  "       psgd report FILE...                comparison table of --out files\n"
+  "       psgd sweep [--models softmax,mlp] [--staleness 0,1,2,4,8,16,32] [--seeds 3] [options]\n"
+  "                                          simulated-staleness sweep (async, one worker)\n"
+  "       psgd report FILE... [--out DIR]    comparison table of --out files (and sweeps);\n"
+  "                                          --out DIR: HTML report with plots (gnuplot)\n"
   "\n"
   "examples:\n"
   "  psgd train --mode async --workers 2 --model softmax --epochs 3 --batch 32 --lr 0.1\n"
@@ -290,28 +299,140 @@ int cmd_eval(int argc, char** argv) {
   return 0;
 }
 
+/// Takes `--name VALUE` / `--name=VALUE` out of argv (for options of one command only).
+std::optional<std::string> take_option(std::vector<char*>& args, const std::string& name) {
+  for (size_t i = 2; i < args.size(); ++i) {
+    std::string a = args[i];
+    if (a == name && i + 1 < args.size()) {
+      std::string value = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      return value;
+    }
+    if (a.rfind(name + "=", 0) == 0) {
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+      return a.substr(name.size() + 1);
+    }
+  }
+  return std::nullopt;
+}
+
+int cmd_sweep(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  sweep_plan plan;
+  if (auto ks = take_option(args, "--staleness")) {
+    auto parsed = parse_staleness_list(*ks);
+    if (!parsed)
+      return usage_error(parsed.error());
+    plan.staleness = *parsed;
+  }
+  if (auto seeds = take_option(args, "--seeds")) {
+    if (seeds->empty() || seeds->size() > 3
+        || seeds->find_first_not_of("0123456789") != std::string::npos || std::stoi(*seeds) < 1)
+      return usage_error(fmt::format("--seeds: expected 1..999 (got '{}')", *seeds));
+    plan.seeds = std::stoi(*seeds);
+  }
+  if (auto models = take_option(args, "--models")) {
+    plan.models.clear();
+    std::stringstream in{*models};
+    std::string m;
+    while (std::getline(in, m, ','))
+      if (m == "softmax" || m == "mlp")
+        plan.models.push_back(m);
+      else
+        return usage_error(fmt::format("--models: expected softmax and/or mlp (got '{}')", m));
+  }
+  psgd_config cfg;
+  if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
+    return rc;
+  auto& run = cfg.run;
+  run.mode = "async";
+  run.workers = 1;
+  run.simulate_staleness = "0";
+  run.eval_every = std::max<int64_t>(run.eval_every, 100000000); // only the final evaluation
+  run.quiet = true;
+  if (auto problem = validate(run); !problem.empty())
+    return usage_error(problem);
+  if (!is_directory(run.data))
+    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  auto data = load_data(run);
+  if (!data)
+    return usage_error(data.error());
+  std::ofstream out;
+  if (!run.out.empty()) {
+    out.open(run.out);
+    if (!out)
+      return usage_error(fmt::format("--out: cannot write {}", run.out));
+  }
+  const size_t total = plan.models.size() * plan.staleness.size() * size_t(plan.seeds);
+  size_t done = 0;
+  auto points = run_sweep(run, plan, *data, [&](const sweep_point& p) {
+    ++done;
+    std::cerr << fmt::format("[sweep {}/{}] {} K={} seed {}: {}", done, total, p.model,
+                             p.staleness, p.seed,
+                             p.diverged ? std::string{"diverged"}
+                                        : fmt::format("test accuracy {:.4f}", p.test_accuracy))
+              << std::endl;
+    if (out)
+      out << sweep_json(run, p).dump() << '\n' << std::flush;
+  });
+  if (!points) {
+    std::cerr << "psgd: sweep failed: " << points.error() << '\n';
+    return exit_failure;
+  }
+  std::cout << sweep_table(*points);
+  return 0;
+}
+
 int cmd_report(int argc, char** argv) {
-  if (argc < 3)
+  std::vector<std::string> files;
+  std::string out_dir;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--out" && i + 1 < argc)
+      out_dir = argv[++i];
+    else if (arg.rfind("--out=", 0) == 0)
+      out_dir = arg.substr(6);
+    else if (arg.rfind("--", 0) == 0)
+      return usage_error(fmt::format("report: unknown option '{}' (expected --out DIR)", arg));
+    else
+      files.push_back(arg);
+  }
+  if (files.empty())
     return usage_error("report: name at least one --out file");
   std::vector<nlohmann::json> summaries;
-  for (int i = 2; i < argc; ++i) {
-    std::ifstream in{argv[i]};
+  for (const auto& file : files) {
+    std::ifstream in{file};
     if (!in)
-      return usage_error(fmt::format("report: cannot open {}", argv[i]));
+      return usage_error(fmt::format("report: cannot open {}", file));
     std::string line;
     size_t lineno = 0;
     while (std::getline(in, line)) {
       ++lineno;
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded())
-        return usage_error(fmt::format("report: {}:{}: not JSON", argv[i], lineno));
-      if (j.value("type", "") == "summary")
+        return usage_error(fmt::format("report: {}:{}: not JSON", file, lineno));
+      if (j.is_object() && j.value("type", "") == "summary")
         summaries.push_back(std::move(j));
     }
   }
-  if (summaries.empty())
+  if (summaries.empty() && out_dir.empty())
     return usage_error("report: no summary records in the files given");
-  std::cout << comparison_table(summaries);
+  if (!summaries.empty())
+    std::cout << comparison_table(summaries);
+  if (out_dir.empty())
+    return 0;
+  auto made = write_report_plots(files, out_dir);
+  if (!made) {
+    std::cerr << made.error() << '\n';
+    // gnuplot's own failures are not the user's input
+    return made.error().rfind("psgd report: gnuplot failed", 0) == 0 ? exit_failure
+                                                                        : exit_usage;
+  }
+  for (const auto& why : made->omitted)
+    std::cerr << "psgd report: left out " << why << '\n';
+  std::cout << fmt::format("report: {}/index.html ({} plots)", out_dir, made->plots.size())
+            << std::endl;
   return 0;
 }
 
@@ -335,6 +456,8 @@ int main(int argc, char** argv) {
     return cmd_eval(argc, argv);
   if (command == "report")
     return cmd_report(argc, argv);
+  if (command == "sweep")
+    return cmd_sweep(argc, argv);
   if (command == "help" || command == "--help" || command == "-h") {
     std::cout << usage_text;
     return 0;

@@ -136,3 +136,35 @@ TEST_CASE("CLI: a scenario run names its faults in the log and the results", "[c
   CHECK_THAT(last, Catch::Contains("\"accounting\"") && Catch::Contains("lost_in_flight")
                      && Catch::Contains("inject: scenario worker-crash"));
 }
+
+TEST_CASE("CLI: psgd sweep and psgd report --out, end to end", "[cli][sweep][report]") {
+  temp_dir dir;
+  auto bad = run_psgd("sweep --staleness 1,x");
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("--staleness: expected a list"));
+  auto bad_models = run_psgd("sweep --models cnn");
+  CHECK(bad_models.exit_code == 2);
+  CHECK_THAT(bad_models.output, Catch::Contains("--models"));
+  auto sweep = run_psgd("sweep --models softmax --staleness 0,4 --seeds 1 --epochs 0.1 --out "
+                        + dir.file("sweep.jsonl"));
+  INFO(sweep.output);
+  REQUIRE(sweep.exit_code == 0);
+  CHECK_THAT(sweep.output, Catch::Contains("[sweep 2/2]") && Catch::Contains("mean acc"));
+  auto run = run_psgd("train --mode ssp --staleness-bound 1 --epochs 0.1 --quiet --out "
+                      + dir.file("ssp.jsonl"));
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, Catch::Contains("ssp softmax") && Catch::Contains("staleness mean"));
+  if (std::system("command -v gnuplot > /dev/null") != 0) {
+    WARN("gnuplot not installed: psgd report --out skipped");
+    return;
+  }
+  auto report = run_psgd("report " + dir.file("ssp.jsonl") + " " + dir.file("sweep.jsonl")
+                         + " --out " + dir.file("report"));
+  INFO(report.output);
+  REQUIRE(report.exit_code == 0);
+  CHECK_THAT(report.output, Catch::Contains("index.html"));
+  CHECK(std::filesystem::file_size(dir.file("report/index.html")) > 0);
+  CHECK(std::filesystem::file_size(dir.file("report/staleness_sweep.svg")) > 0);
+  auto missing = run_psgd("report " + dir.file("nope.jsonl") + " --out " + dir.file("r2"));
+  CHECK(missing.exit_code == 2);
+}
