@@ -46,6 +46,8 @@ outcome<sweep_point> run_point(run_config cfg, std::shared_ptr<const data::split
     return result::failure(job.error());
   psgd_config sys_cfg;
   sys_cfg.fit_scheduler_to(cfg);
+  // One worker and the server take strict turns: one scheduler thread loses nothing.
+  sys_cfg.set("scheduler.max-threads", 1);
   caf::actor_system sys{sys_cfg};
   auto summary = run_training(sys, *job);
   if (!summary) {

@@ -7,7 +7,8 @@
 // - run_sweep() runs the points one after the other, each on a fresh actor system, and calls
 //   `progress` after each. A diverged run is a result (diverged = true), not an error; any
 //   other failure ends the sweep with that error.
-// - Deterministic: the same base config, models, Ks and seeds give the same points.
+// - Deterministic: the same base config, models, Ks and seeds give the same points, bit for
+//   bit (each point runs on one scheduler thread; the server and its one worker take turns).
 // - Not thread-safe to share a call's callback; the function itself holds no global state.
 #pragma once
 

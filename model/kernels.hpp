@@ -37,6 +37,19 @@ using const_matrix_map = Eigen::Map<const row_matrix>;
 using row_vector_map = Eigen::Map<Eigen::RowVectorXf>;
 using const_row_vector_map = Eigen::Map<const Eigen::RowVectorXf>;
 
+/// out[j] = the sum of column j of `m`, row after row: the same bits wherever `out` lies.
+/// (Eigen's vectorised colwise().sum() peels columns by the destination's alignment and sums
+/// the peeled ones in another order, so a bias gradient depended on its buffer's address:
+/// runs were not reproducible.)
+inline void column_sums(const const_matrix_map& m, float* out) {
+  std::fill(out, out + m.cols(), 0.0f);
+  for (Eigen::Index i = 0; i < m.rows(); ++i) {
+    const float* row = m.data() + i * m.cols();
+    for (Eigen::Index j = 0; j < m.cols(); ++j)
+      out[j] += row[j];
+  }
+}
+
 /// Turns the logits `z` (n x k, contiguous, row-major) in place into the gradient of the
 /// MEAN cross-entropy with respect to them, (softmax(z) - onehot(label)) / n, and returns
 /// the mean loss. `labels` holds n labels in [0, k); `scratch` holds at least n floats.

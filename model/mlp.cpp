@@ -117,13 +117,13 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
   // Output layer (dz already carries the 1/n of the mean).
   narrow_affine_product(h.transpose(), dz, nullptr, matrix_map(grad + w2_offset(), hid, k),
                         ws.grad_w2);
-  row_vector_map(grad + b2_offset(), k).noalias() = dz.colwise().sum();
+  column_sums(dz, grad + b2_offset());
   // Back through the ReLU: its derivative is 1 where the activation is positive, else 0.
   affine_product(dz, const_matrix_map(params + w2_offset(), hid, k).transpose(), nullptr, dh,
                  ws.grad_h);
   dh.array() = (h.array() > 0.0f).select(dh.array(), 0.0f);
   affine_product(x.transpose(), dh, nullptr, matrix_map(grad, d, hid), ws.grad_w1);
-  row_vector_map(grad + b1_offset(), hid).noalias() = dh.colwise().sum();
+  column_sums(const_matrix_map(dh.data(), count, hid), grad + b1_offset());
   return loss;
 }
 

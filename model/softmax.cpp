@@ -79,7 +79,7 @@ float softmax_model::gradient(const float* params, const data::dataset& data,
   const_matrix_map x(ws.x.data(), count, d);
   const_matrix_map dz(dz_data, count, k);
   narrow_affine_product(x.transpose(), dz, nullptr, matrix_map(grad, d, k), ws.grad_w);
-  row_vector_map(grad + int64_t(d) * k, k).noalias() = dz.colwise().sum();
+  column_sums(dz, grad + int64_t(d) * k);
   return loss;
 }
 
