@@ -338,9 +338,14 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       auto& st = self->state;
       if (auto m = st.members.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
           m != st.members.end() && m->second == id) {
-        // A member joins again: its path changed (a republished facade). It goes on.
+        // A member joins again: its path changed (a republished facade). It goes on. If its
+        // gradient is in the open round (or it is held by the ssp bound), it is answered
+        // when that round closes, as its push would have been: answered now it would compute
+        // on the same version again (a duplicate).
         auto rp = self->make_response_promise<snapshot>();
-        if (st.started)
+        if (auto w = st.waiting.find(id); w != st.waiting.end())
+          w->second = rp;
+        else if (st.started)
           answer(self, id, rp);
         else
           st.joins.emplace_back(id, rp);

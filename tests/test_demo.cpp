@@ -15,13 +15,6 @@ using namespace psgd::testing;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 /// How gnuplot's SVG writes text: XML-escaped.
 std::string svg_text(std::string s) {
   std::string out;
@@ -48,13 +41,13 @@ TEST_CASE("make demo ends with a report whose every plot is drawn, labelled and 
   const std::string build = std::filesystem::path(PSGD_BINARY).parent_path().string();
   auto cmd = "cd " + dir.path() + " && ln -s " + source + "/config config && " + source
              + "/scripts/demo " + build + " > demo.out 2> demo.err";
-  INFO(read_text(dir.file("demo.err")));
+  INFO(read_file(dir.file("demo.err")));
   REQUIRE(std::system(cmd.c_str()) == 0);
-  auto out = read_text(dir.file("demo.out"));
+  auto out = read_file(dir.file("demo.out"));
   INFO(out);
   REQUIRE_THAT(out, Catch::Contains("report: results/demo/report/index.html"));
   const auto report = dir.file("results/demo/report");
-  auto html = read_text(report + "/index.html");
+  auto html = read_file(report + "/index.html");
   // Re-derive what the report holds from the demo's own result files, in the demo's order
   // (plots per run are numbered by it).
   std::vector<std::string> files;
@@ -71,7 +64,7 @@ TEST_CASE("make demo ends with a report whose every plot is drawn, labelled and 
     REQUIRE(std::filesystem::exists(path));
     CHECK(std::filesystem::file_size(path) > 1000);
     CHECK_THAT(html, Catch::Contains(plot.file));
-    auto svg = read_text(path);
+    auto svg = read_file(path);
     CHECK_THAT(svg, Catch::Contains(svg_text(plot.x_label)) && Catch::Contains(svg_text(plot.y_label)));
     CHECK_FALSE(plot.series.empty());
     for (const auto& series : plot.series)
@@ -79,5 +72,5 @@ TEST_CASE("make demo ends with a report whose every plot is drawn, labelled and 
   }
   // One series per mode in the accuracy plots.
   for (std::string mode : {"sequential", "sync", "async", "ssp", "backup", "async net"})
-    CHECK_THAT(read_text(report + "/accuracy_vs_updates.svg"), Catch::Contains(mode));
+    CHECK_THAT(read_file(report + "/accuracy_vs_updates.svg"), Catch::Contains(mode));
 }

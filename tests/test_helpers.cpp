@@ -1,5 +1,7 @@
 #include "tests/test_helpers.hpp"
 
+#include "data/synthetic.hpp"
+
 #include <sys/wait.h>
 #include <zlib.h>
 
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <sstream>
 
 #include <catch2/catch.hpp>
@@ -88,8 +91,11 @@ std::shared_ptr<const data::split> fashion_mnist() {
 }
 
 command_result run_psgd(const std::string& args) {
-  std::string cmd = std::string{PSGD_BINARY} + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
+  return run_shell(std::string{PSGD_BINARY} + " " + args);
+}
+
+command_result run_shell(const std::string& command) {
+  FILE* pipe = popen(("(" + command + ") 2>&1").c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;
   char buf[4096];
@@ -99,6 +105,19 @@ command_result run_psgd(const std::string& args) {
   int status = pclose(pipe);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return {code, output};
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path};
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::shared_ptr<const data::split> separable_set() {
+  static auto data =
+    std::make_shared<const data::split>(data::make_separable(8192, 1024, 32, 10, 4));
+  return data;
 }
 
 std::vector<std::string> lines_of(const std::string& text) {

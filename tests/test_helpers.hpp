@@ -49,6 +49,13 @@ struct command_result {
 };
 /// Runs `psgd <args>` (the binary built with the tests) and collects its output.
 command_result run_psgd(const std::string& args);
+/// Runs a shell command and collects its stdout and stderr together.
+command_result run_shell(const std::string& command);
+/// A whole file as text ("" if it cannot be read).
+std::string read_file(const std::string& path);
+/// A small separable 10-class set (8192 train, 1024 test rows of 32 features), made once per
+/// test process: fast end-to-end runs.
+std::shared_ptr<const data::split> separable_set();
 
 /// Lines of text, without empty ones.
 std::vector<std::string> lines_of(const std::string& text);

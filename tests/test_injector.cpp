@@ -18,12 +18,6 @@ using testing::scenario_of;
 
 namespace {
 
-std::shared_ptr<const data::split> small_set() {
-  static auto data =
-    std::make_shared<const data::split>(data::make_separable(8192, 1024, 32, 10, 4));
-  return data;
-}
-
 /// The no-loss equation holds for every worker, and nothing is lost unless `may_lose`.
 void check_no_loss(const run_summary& r, std::vector<int32_t> may_lose = {}) {
   for (const auto& w : r.final_stats.workers) {
@@ -98,10 +92,10 @@ TEST_CASE("same seed and scenario give the same injected events in a run", "[inj
         lines.push_back(e);
     return lines;
   };
-  auto a = plan_of(must_run(cfg, small_set(), s));
-  auto b = plan_of(must_run(cfg, small_set(), s));
+  auto a = plan_of(must_run(cfg, testing::separable_set(), s));
+  auto b = plan_of(must_run(cfg, testing::separable_set(), s));
   cfg.seed = 2;
-  auto c = plan_of(must_run(cfg, small_set(), s));
+  auto c = plan_of(must_run(cfg, testing::separable_set(), s));
   REQUIRE(a.size() == 2);
   CHECK(a == b);
   CHECK(a != c);
@@ -117,7 +111,7 @@ TEST_CASE("one much slower worker: backup drops mostly its gradients and async s
     auto cfg = testing::test_config("backup");
     cfg.max_updates = 300;
     cfg.epochs = 0;
-    auto r = must_run(cfg, small_set(), slow);
+    auto r = must_run(cfg, testing::separable_set(), slow);
     const auto& s = r.final_stats;
     CHECK(s.gradients_applied == 2 * int64_t(s.version));
     REQUIRE(s.workers.size() == 3);
@@ -130,7 +124,7 @@ TEST_CASE("one much slower worker: backup drops mostly its gradients and async s
     cfg.workers = 3;
     cfg.max_updates = 900;
     cfg.epochs = 0;
-    auto r = must_run(cfg, small_set(), slow);
+    auto r = must_run(cfg, testing::separable_set(), slow);
     const auto& w = r.final_stats.workers;
     REQUIRE(w.size() == 3);
     // The slow worker's gradients wait for the others' updates: shifted right. (Against the
@@ -178,7 +172,7 @@ TEST_CASE("backup with fewer than m live workers goes on and says so", "[injecto
   auto cfg = testing::test_config("backup");
   cfg.max_updates = 200;
   cfg.epochs = 0;
-  auto r = must_run(cfg, small_set(), crashes);
+  auto r = must_run(cfg, testing::separable_set(), crashes);
   CHECK(has_event(r, "fewer than m=2"));
   CHECK(r.final_stats.version == 200);
   check_no_loss(r, {1, 2});
@@ -191,7 +185,7 @@ TEST_CASE("a worker that joins mid-run gets a shard and contributes", "[injector
     auto cfg = testing::test_config(mode);
     cfg.max_updates = 400;
     cfg.epochs = 0;
-    auto r = must_run(cfg, small_set(), join);
+    auto r = must_run(cfg, testing::separable_set(), join);
     const auto& w = r.final_stats.workers;
     REQUIRE(w.size() == 3);
     CHECK(w[2].joined_late);
@@ -210,7 +204,7 @@ TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run
   cfg.epochs = 0;
   cfg.round_timeout = 0.2;
   SECTION("policy drop") {
-    auto r = must_run(cfg, small_set(), pause);
+    auto r = must_run(cfg, testing::separable_set(), pause);
     CHECK(has_event(r, "waited"));
     CHECK(has_event(r, "for worker(s) 1"));
     CHECK(r.final_stats.version == 400);
@@ -218,7 +212,7 @@ TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run
   }
   SECTION("policy stop") {
     cfg.round_timeout_policy = "stop";
-    auto r = testing::run_job(cfg, small_set(), pause);
+    auto r = testing::run_job(cfg, testing::separable_set(), pause);
     REQUIRE_FALSE(r);
     CHECK_THAT(testing::render(r.error()), Catch::Contains("round_timeout")
                                         && Catch::Contains("worker(s) 1"));
@@ -229,8 +223,8 @@ TEST_CASE("the injected slowdowns are real: a slowed step takes longer", "[injec
   auto cfg = testing::test_config("sync");
   cfg.max_updates = 100;
   cfg.epochs = 0;
-  auto fast = must_run(cfg, small_set(), std::nullopt);
-  auto slow = must_run(cfg, small_set(), scenario_of(R"({"events": [
+  auto fast = must_run(cfg, testing::separable_set(), std::nullopt);
+  auto slow = must_run(cfg, testing::separable_set(), scenario_of(R"({"events": [
     {"kind": "slow", "workers": [0], "delay": {"dist": "constant", "ms": 2}}]})"));
   // 100 rounds each waiting >= 2 ms: at least 0.2 s, whatever the machine.
   CHECK(slow.final_stats.seconds >= 0.2);
@@ -242,7 +236,7 @@ TEST_CASE("example-dependent cost slows batches by their classes", "[injector]")
   cfg.max_updates = 100;
   cfg.epochs = 0;
   // Every example of class 0 costs 0.1 ms: a batch of 32 holds ~3, so ~0.3 ms per step.
-  auto r = must_run(cfg, small_set(), scenario_of(R"({"events": [
+  auto r = must_run(cfg, testing::separable_set(), scenario_of(R"({"events": [
     {"kind": "example_cost", "workers": "all", "per_class_ms": [0.1]}]})"));
   CHECK(r.final_stats.seconds >= 100 * 0.0002);
   check_no_loss(r);
@@ -259,7 +253,7 @@ TEST_CASE("net_drop: every mode goes on, and the lost gradients are counted wher
     auto cfg = testing::test_config(mode);
     cfg.max_updates = 300;
     cfg.epochs = 0;
-    auto r = must_run(cfg, small_set(), lossy);
+    auto r = must_run(cfg, testing::separable_set(), lossy);
     CHECK(r.final_stats.version == 300);
     const auto& w = r.final_stats.workers;
     REQUIRE(w.size() >= 2);
@@ -285,7 +279,7 @@ TEST_CASE("net_delay: the delayed worker's gradients arrive stale in async and l
     cfg.workers = 3;
     cfg.max_updates = 900;
     cfg.epochs = 0;
-    auto r = must_run(cfg, small_set(), delayed);
+    auto r = must_run(cfg, testing::separable_set(), delayed);
     const auto& w = r.final_stats.workers;
     REQUIRE(w.size() == 3);
     const auto& fast = w[0].applied > w[1].applied ? w[0] : w[1];
@@ -297,7 +291,7 @@ TEST_CASE("net_delay: the delayed worker's gradients arrive stale in async and l
     auto cfg = testing::test_config("backup");
     cfg.max_updates = 300;
     cfg.epochs = 0;
-    auto r = must_run(cfg, small_set(), delayed);
+    auto r = must_run(cfg, testing::separable_set(), delayed);
     const auto& w = r.final_stats.workers;
     REQUIRE(w.size() == 3);
     CHECK(w[2].dropped > w[0].dropped);

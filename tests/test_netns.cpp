@@ -37,32 +37,11 @@ double seconds_since(clock_type::time_point start) {
   return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-/// Runs a shell command; its exit code and its stdout and stderr together.
-command_result shell(const std::string& cmd) {
-  FILE* pipe = popen(("(" + cmd + ") 2>&1").c_str(), "r");
-  if (pipe == nullptr)
-    return {-1, "popen failed"};
-  std::string output;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0)
-    output.append(buf, n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
-}
-
 /// Why namespaces cannot be made here ("" if they may be).
 std::string why_no_namespaces() {
   if (::geteuid() != 0)
     return "not root (ip netns and veth links need CAP_SYS_ADMIN and CAP_NET_ADMIN)";
-  if (shell("command -v ip").exit_code != 0)
+  if (run_shell("command -v ip").exit_code != 0)
     return "the ip tool (iproute2) is not installed";
   return {};
 }
@@ -82,11 +61,11 @@ void remove_stale_labs() {
         dead.insert(pid);
     }
   };
-  collect(shell("ip netns list").output, std::regex{R"(psgd-(\d+)-[a-z])"});
-  collect(shell("ip -o link show").output, std::regex{R"(\d+: pn(\d+)[a-z]+[@:])"});
+  collect(run_shell("ip netns list").output, std::regex{R"(psgd-(\d+)-[a-z])"});
+  collect(run_shell("ip -o link show").output, std::regex{R"(\d+: pn(\d+)[a-z]+[@:])"});
   for (int pid : dead) {
     auto p = std::to_string(pid);
-    shell("for ns in $(ip netns list | grep -o 'psgd-" + p + "-[a-z]*'); do ip netns del $ns; "
+    run_shell("for ns in $(ip netns list | grep -o 'psgd-" + p + "-[a-z]*'); do ip netns del $ns; "
           "done; for l in $(ip -o link show | grep -o 'pn" + p + "[a-z]*'); do ip link del $l; "
           "done");
   }
@@ -144,7 +123,7 @@ public:
 
   /// Takes namespace k's link down on the host side, as a pulled cable would.
   void cut(int k) const {
-    auto r = shell("ip link set " + host_link(k) + " down");
+    auto r = run_shell("ip link set " + host_link(k) + " down");
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
   }
@@ -154,7 +133,7 @@ private:
   std::string bridge() const { return "pn" + pid_ + "br"; }
 
   static std::string run(const std::string& cmd) {
-    auto r = shell(cmd);
+    auto r = run_shell(cmd);
     return r.exit_code == 0 ? std::string{} : "`" + cmd + "` failed: " + r.output;
   }
 
@@ -164,8 +143,8 @@ private:
     for (int i = 0; i < 250; ++i) {
       auto candidate = "10." + std::to_string(100 + pid % 100) + "."
                        + std::to_string((pid / 100 + i) % 250);
-      if (shell("ip -4 -o addr show to " + candidate + ".0/24").output.empty()
-          && shell("ip -4 route show to match " + candidate + ".1 | grep -v ^default")
+      if (run_shell("ip -4 -o addr show to " + candidate + ".0/24").output.empty()
+          && run_shell("ip -4 route show to match " + candidate + ".1 | grep -v ^default")
                .output.empty())
         return candidate;
     }
@@ -175,10 +154,10 @@ private:
   /// Deleting the host side of a veth pair deletes both ends.
   void tear_down() const {
     for (int k = 0; k < count_; ++k)
-      shell("ip link del " + host_link(k));
-    shell("ip link del " + bridge());
+      run_shell("ip link del " + host_link(k));
+    run_shell("ip link del " + bridge());
     for (int k = 0; k < count_; ++k)
-      shell("ip netns del " + ns(k));
+      run_shell("ip netns del " + ns(k));
   }
 
   int count_;

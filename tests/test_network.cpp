@@ -27,13 +27,6 @@ using namespace psgd::testing;
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 /// Starts `psgd serve <args>` in the background (bounded by timeout), waits for its port.
 std::string start_server(const temp_dir& dir, const std::string& args) {
   auto cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY} + " serve "

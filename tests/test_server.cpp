@@ -200,3 +200,25 @@ TEST_CASE("backup m=2 e=1 with one slow worker: rounds apply exactly m gradients
   for (const auto& w : s.workers) // no-loss: every computed gradient is accounted for
     CHECK(w.lost_in_flight == 0);
 }
+
+TEST_CASE("sync: a member that joins again with its gradient in the open round is answered "
+          "when the round closes",
+          "[server]") {
+  // Its path changed (a republished facade) and its push's answer is lost: answered at once it
+  // would compute on the same version again, a duplicate.
+  auto s = async_settings(2);
+  s.mode = train_mode::sync;
+  s.quorum = 2;
+  server_fixture f{s};
+  f.workers[0]->push_without_wait();
+  f.workers[0]->send_join();  // the same actor, again
+  f.workers[1]->push();       // closes the round
+  f.workers[0]->await_snapshot();
+  CHECK(f.workers[0]->read() == 1);
+  f.workers[0]->push_without_wait(); // on version 1: accepted, not a duplicate
+  f.workers[1]->push();
+  f.workers[0]->await_snapshot();
+  auto st = f.stats();
+  CHECK(st.workers[0].rejected_total() == 0);
+  CHECK(st.workers[0].applied == 2);
+}

@@ -16,12 +16,6 @@ using testing::scenario_of;
 
 namespace {
 
-std::shared_ptr<const data::split> blobs() {
-  static auto data =
-    std::make_shared<const data::split>(data::make_separable(8192, 1024, 32, 10, 4));
-  return data;
-}
-
 run_config budget(run_config cfg, int64_t updates) {
   cfg.epochs = 0;
   cfg.max_updates = updates;
@@ -68,9 +62,9 @@ TEST_CASE("ssp with no bound runs as async, and a small bound caps how far worke
     {"kind": "slow", "workers": [1], "delay": {"dist": "constant", "ms": 0.6}}]})");
   auto cfg = budget(testing::test_config("ssp"), 600);
   cfg.staleness_bound = -1;
-  auto free = must_run(cfg, blobs(), slow);
+  auto free = must_run(cfg, testing::separable_set(), slow);
   cfg.staleness_bound = 1;
-  auto bounded = must_run(cfg, blobs(), slow);
+  auto bounded = must_run(cfg, testing::separable_set(), slow);
   const auto& f = free.final_stats.workers;
   const auto& b = bounded.final_stats.workers;
   REQUIRE(f.size() == 2);
@@ -120,7 +114,7 @@ TEST_CASE("backup workers: worker-dependent delays leave the applied examples un
   auto cfg = budget(testing::test_config("backup"), 400);
   cfg.track_inclusion = true;
   SECTION("one slow worker: its gradients are dropped, whatever their examples") {
-    auto r = must_run(cfg, blobs(), scenario_of(R"({"events": [
+    auto r = must_run(cfg, testing::separable_set(), scenario_of(R"({"events": [
       {"kind": "slow", "workers": "all", "delay": {"dist": "constant", "ms": 0.2}},
       {"kind": "slow", "workers": [2], "delay": {"dist": "constant", "ms": 1}}]})"));
     auto test = bias_test(r);
@@ -132,7 +126,7 @@ TEST_CASE("backup workers: worker-dependent delays leave the applied examples un
     CHECK(test.p_value > 0.001);
   }
   SECTION("class 0 costs extra per example: batches rich in it come late and are dropped") {
-    auto r = must_run(cfg, blobs(), scenario_of(R"({"events": [
+    auto r = must_run(cfg, testing::separable_set(), scenario_of(R"({"events": [
       {"kind": "slow", "workers": "all", "delay": {"dist": "constant", "ms": 0.2}},
       {"kind": "example_cost", "workers": "all", "per_class_ms": [0.1]}]})"));
     auto test = bias_test(r);
