@@ -79,6 +79,10 @@ worker_actor spawn_worker(self_ptr self) {
   ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   ws.network_faults = job.faults && job.faults->has_network_faults();
   ws.track_inclusion = cfg.track_inclusion;
+  if (!st.gradient_pool)
+    st.gradient_pool =
+      std::make_shared<buffer_pool>(static_cast<size_t>(job.model->num_params()));
+  ws.gradient_pool = st.gradient_pool;
   if (auto d = job.step_delays.find(id); d != job.step_delays.end())
     ws.step_delay = d->second;
   if (job.resume)
@@ -325,7 +329,7 @@ void republish(self_ptr self, const caf::error& reason) {
 
 eval_point evaluate(self_ptr self, const snapshot& snap, const server_stats& stats) {
   const auto& job = *self->state.job;
-  return evaluate_at(*job.model, snap.params.data(), self->state.loss_subsample,
+  return evaluate_at(*job.model, snap.params.data(), job.data->train, job.cfg.loss_subsample,
                      job.data->test, stats);
 }
 
@@ -333,7 +337,6 @@ eval_point evaluate(self_ptr self, const snapshot& snap, const server_stats& sta
 
 driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training_job> job) {
   self->state.job = job;
-  self->state.loss_subsample = job->data->train.head(job->cfg.loss_subsample);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     if (st.finished)

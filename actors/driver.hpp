@@ -37,6 +37,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/facade.hpp"
+#include "actors/snapshot_pool.hpp"
 #include "actors/trainer.hpp"
 #include "messages/vocabulary.hpp"
 
@@ -45,7 +46,6 @@ namespace psgd {
 struct driver_state {
   static inline const char* name = "driver";
   std::shared_ptr<const training_job> job;
-  data::dataset loss_subsample;
   server_actor server;
   facade_actor front;  ///< published (psgd serve)
   std::shared_ptr<id_owners> owners = std::make_shared<id_owners>();  ///< the facade's ids
@@ -54,6 +54,7 @@ struct driver_state {
   std::chrono::steady_clock::time_point collect_deadline;
   injector_actor injector;
   std::vector<worker_actor> workers;
+  std::shared_ptr<buffer_pool> gradient_pool;  ///< the workers' gradient buffers, shared
   std::map<caf::actor_addr, int32_t> worker_ids;
   run_summary summary;
   caf::typed_response_promise<run_summary> result;

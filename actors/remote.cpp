@@ -142,6 +142,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   upstream_actor upstream = *front;
   work_outcome out;
   std::map<caf::actor_addr, int32_t> running;
+  auto gradient_pool = std::make_shared<buffer_pool>(static_cast<size_t>(model->num_params()));
   for (auto id : spec->ids) {
     worker_settings ws;
     ws.id = id;
@@ -151,6 +152,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.timeout = timeout;
     ws.network_faults = spec->network_faults;
     ws.track_inclusion = spec->track_inclusion;
+    ws.gradient_pool = gradient_pool;
     auto w = sys.spawn(worker, upstream, model, train, ws);
     self->monitor(w);
     running.emplace(w.address(), id);

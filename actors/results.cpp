@@ -9,14 +9,13 @@
 
 namespace psgd {
 
-eval_point evaluate_at(const model::model& m, const float* params,
-                       const data::dataset& loss_subsample, const data::dataset& test,
-                       const server_stats& stats) {
+eval_point evaluate_at(const model::model& m, const float* params, const data::dataset& train,
+                       int64_t loss_rows, const data::dataset& test, const server_stats& stats) {
   eval_point p;
   p.seconds = stats.seconds;
   p.updates = stats.version;
   p.samples = stats.samples;
-  p.train_loss = m.evaluate(params, loss_subsample).loss;
+  p.train_loss = m.evaluate(params, train, loss_rows).loss;
   auto t = m.evaluate(params, test);
   p.test_loss = t.loss;
   p.test_accuracy = t.accuracy;

@@ -1,7 +1,8 @@
 // What a run reports: evaluation points, the progress line, the JSON records, the table.
 //
 // Contract:
-// - evaluate_at() measures one snapshot: mean loss on the fixed training subsample, loss
+// - evaluate_at() measures one snapshot: mean loss on the first loss_rows training rows (a
+//   fixed subsample, read in place), loss
 //   and accuracy on the full test set. It reads only; thread-safe for distinct callers.
 // - progress_line() is the one-line stderr report of a running job.
 // - The JSON records (`--out`, JSON lines, written with nlohmann-json): one
@@ -26,9 +27,8 @@
 
 namespace psgd {
 
-eval_point evaluate_at(const model::model& m, const float* params,
-                       const data::dataset& loss_subsample, const data::dataset& test,
-                       const server_stats& stats);
+eval_point evaluate_at(const model::model& m, const float* params, const data::dataset& train,
+                       int64_t loss_rows, const data::dataset& test, const server_stats& stats);
 
 std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
                           int64_t train_rows);

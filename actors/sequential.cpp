@@ -15,7 +15,6 @@ run_summary run_sequential(const training_job& job) {
   const auto& m = *job.model;
   const auto& train = job.data->train;
   const auto budget = server_settings::from(cfg, train.rows);
-  const auto loss_subsample = train.head(cfg.loss_subsample);
   const uint64_t every = eval_interval(cfg, train.rows);
   const float lr = static_cast<float>(cfg.lr);
 
@@ -50,7 +49,7 @@ run_summary run_sequential(const training_job& job) {
     s.recent_loss = loss;
     if (s.version % every == 0 && !finished()) {
       seconds += std::chrono::duration<double>(clock::now() - start).count();
-      auto p = evaluate_at(m, params.data(), loss_subsample, job.data->test, stats_now());
+      auto p = evaluate_at(m, params.data(), train, cfg.loss_subsample, job.data->test, stats_now());
       r.evaluations.push_back(p);
       if (!cfg.quiet)
         std::cerr << progress_line(cfg, p, s, train.rows) << std::endl;
@@ -59,7 +58,7 @@ run_summary run_sequential(const training_job& job) {
   }
   seconds += std::chrono::duration<double>(clock::now() - start).count();
   r.final_stats = stats_now();
-  r.evaluations.push_back(evaluate_at(m, params.data(), loss_subsample, job.data->test, s));
+  r.evaluations.push_back(evaluate_at(m, params.data(), train, cfg.loss_subsample, job.data->test, s));
   r.final_params = snapshot{s.version, float_buffer{std::move(params)}};
   return r;
 }

@@ -27,6 +27,29 @@ void orphan(self_ptr self) {
   st.orphaned_at = std::chrono::steady_clock::now();
 }
 
+/// Scratch memory for one gradient, one per thread rather than one per worker: a worker
+/// computes inside one handler, so the workers a scheduler thread runs never need it at
+/// the same time. With m = 64 workers on 2 threads that keeps 2 workspaces (and their cache
+/// footprint) instead of 64. Keyed by the model's spec and the batch: a new run (another
+/// model) gets a fresh one.
+model::workspace& thread_workspace(const model::model& m, int batch) {
+  struct cached {
+    model::model_spec spec;
+    int batch = 0;
+    std::unique_ptr<model::workspace> ws;
+  };
+  thread_local cached cache;
+  const auto& s = m.spec();
+  if (!cache.ws || cache.batch != batch || cache.spec.type != s.type
+      || cache.spec.input_dim != s.input_dim || cache.spec.classes != s.classes
+      || cache.spec.hidden != s.hidden) {
+    cache.ws = m.make_workspace(batch);
+    cache.spec = s;
+    cache.batch = batch;
+  }
+  return *cache.ws;
+}
+
 /// Where this worker's messages go: its link (network faults) or the server itself.
 upstream_actor path(self_ptr self) {
   auto& st = self->state;
@@ -99,7 +122,7 @@ void step(self_ptr self, snapshot snap) {
   const int64_t* index = st.sampler->next();
   const auto started = std::chrono::steady_clock::now();
   float loss = st.model->gradient(snap.params.data(), *st.train, index, s.batch, values->data(),
-                                  *st.workspace);
+                                  thread_workspace(*st.model, s.batch));
   const double compute_ms =
     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   auto delay = s.step_delay;
@@ -182,14 +205,15 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
   auto& st = self->state;
   st.settings = settings;
   st.server = server;
-  st.workspace = model->make_workspace(settings.batch);
   // A worker that joined mid-run (id >= shards) takes shard id % shards of its own stream.
   st.sampler = std::make_unique<data::shard_sampler>(train->rows, settings.seed,
                                                      settings.id % settings.shards,
                                                      settings.shards, settings.batch);
   st.sampler->seek(settings.start_epoch, settings.start_step);
   st.computed = settings.start_computed;
-  st.gradients = std::make_unique<buffer_pool>(static_cast<size_t>(model->num_params()));
+  st.gradients = settings.gradient_pool
+                   ? settings.gradient_pool
+                   : std::make_shared<buffer_pool>(static_cast<size_t>(model->num_params()));
   if (settings.network_faults)
     st.link = self->spawn<caf::linked>(network_link, settings.id, server);
   st.model = std::move(model);

@@ -58,6 +58,9 @@ struct worker_settings {
   int64_t start_computed = 0;  ///< gradients computed before a resume
   bool network_faults = false; ///< route messages through a link actor (default off)
   bool track_inclusion = false; ///< send each minibatch's example indices (default off)
+  /// Gradient buffers shared by the workers of a process (they recycle through one pool, so
+  /// memory grows with the gradients in use, not with the workers); null: the worker's own.
+  std::shared_ptr<buffer_pool> gradient_pool;
 };
 
 struct worker_state {
@@ -69,9 +72,8 @@ struct worker_state {
   link_actor link;               ///< the path to the server, with network faults (or none)
   int64_t computed = 0;          ///< gradients computed so far
   int64_t lost_in_network = 0;   ///< of them, lost by the link (net_drop)
-  std::unique_ptr<model::workspace> workspace;
   std::unique_ptr<data::shard_sampler> sampler;
-  std::unique_ptr<buffer_pool> gradients;
+  std::shared_ptr<buffer_pool> gradients;
   std::optional<gradient> held;  ///< computed, waiting for the step delay to pass
   struct active_fault {
     fault_effect effect;

@@ -167,23 +167,25 @@ void narrow_affine_product(const Lhs& lhs, const Rhs& rhs, const float* bias,
 /// Rows per chunk in evaluate(): bounds its memory whatever the dataset size.
 inline constexpr int64_t eval_chunk_rows = 1024;
 
-/// Mean cross-entropy and accuracy of a classifier over all rows of `data`, a chunk of at
-/// most eval_chunk_rows rows at a time: `logits(first, n)` returns the n x classes logits
-/// (row-major) of rows [first, first + n).
+/// Mean cross-entropy and accuracy of a classifier over the first `rows` rows of `data`, a
+/// chunk of at most eval_chunk_rows rows at a time: `logits(first, n)` returns the
+/// n x classes logits (row-major) of rows [first, first + n).
 template <class Logits>
-evaluation evaluate_classifier(const data::dataset& data, int classes, Logits&& logits) {
+evaluation evaluate_classifier(const data::dataset& data, int64_t rows, int classes,
+                               Logits&& logits) {
   evaluation result;
-  if (data.rows == 0)
+  rows = std::min(rows, data.rows);
+  if (rows <= 0)
     return result;
   double loss_sum = 0;
   int64_t hits = 0;
-  for (int64_t start = 0; start < data.rows; start += eval_chunk_rows) {
-    const int64_t n = std::min(eval_chunk_rows, data.rows - start);
+  for (int64_t start = 0; start < rows; start += eval_chunk_rows) {
+    const int64_t n = std::min(eval_chunk_rows, rows - start);
     accumulate_cross_entropy(logits(start, n), n, classes, data.labels.data() + start,
                              loss_sum, hits);
   }
-  result.loss = loss_sum / double(data.rows);
-  result.accuracy = double(hits) / double(data.rows);
+  result.loss = loss_sum / double(rows);
+  result.accuracy = double(hits) / double(rows);
   return result;
 }
 

@@ -75,21 +75,22 @@ float least_squares_model::gradient(const float* params, const data::dataset& da
   return loss;
 }
 
-evaluation least_squares_model::evaluate(const float* params,
-                                         const data::dataset& data) const {
+evaluation least_squares_model::evaluate(const float* params, const data::dataset& data,
+                                         int64_t rows) const {
   assert(data.dim == spec_.input_dim && int64_t(data.targets.size()) == data.rows);
   evaluation result;   // accuracy stays 0: a regression has no classes
-  if (data.rows == 0)
+  rows = std::min(rows, data.rows);
+  if (rows <= 0)
     return result;
-  std::vector<float> r(size_t(std::min(data.rows, eval_chunk_rows)));
+  std::vector<float> r(size_t(std::min(rows, eval_chunk_rows)));
   double loss_sum = 0;
-  for (int64_t start = 0; start < data.rows; start += eval_chunk_rows) {
-    const int64_t n = std::min(eval_chunk_rows, data.rows - start);
+  for (int64_t start = 0; start < rows; start += eval_chunk_rows) {
+    const int64_t n = std::min(eval_chunk_rows, rows - start);
     residuals(params, data.row(start), data.targets.data() + start, n, r.data());
     for (int64_t i = 0; i < n; ++i)
       loss_sum += 0.5 * double(r[size_t(i)]) * double(r[size_t(i)]);
   }
-  result.loss = loss_sum / double(data.rows);
+  result.loss = loss_sum / double(rows);
   return result;
 }
 

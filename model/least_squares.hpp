@@ -27,7 +27,9 @@ public:
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
   float gradient(const float* params, const data::dataset& data, const int64_t* index,
                  int count, float* grad, workspace& ws) const override;
-  evaluation evaluate(const float* params, const data::dataset& data) const override;
+  using model::evaluate;
+  evaluation evaluate(const float* params, const data::dataset& data,
+                      int64_t rows) const override;
 
 private:
   /// r = x w + c - y for the n rows of x (n x input_dim) and their targets y.

@@ -127,10 +127,11 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
   return loss;
 }
 
-evaluation mlp_model::evaluate(const float* params, const data::dataset& data) const {
+evaluation mlp_model::evaluate(const float* params, const data::dataset& data,
+                               int64_t rows) const {
   assert(data.dim == spec_.input_dim && data.is_classification());
-  forward_scratch s(std::max<int64_t>(1, std::min(data.rows, eval_chunk_rows)), spec_);
-  return evaluate_classifier(data, spec_.classes, [&](int64_t start, int64_t n) {
+  forward_scratch s(std::max<int64_t>(1, std::min(rows, eval_chunk_rows)), spec_);
+  return evaluate_classifier(data, rows, spec_.classes, [&](int64_t start, int64_t n) {
     forward(params, data.row(start), n, s);
     return s.z.data();
   });

@@ -37,7 +37,9 @@ public:
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
   float gradient(const float* params, const data::dataset& data, const int64_t* index,
                  int count, float* grad, workspace& ws) const override;
-  evaluation evaluate(const float* params, const data::dataset& data) const override;
+  using model::evaluate;
+  evaluation evaluate(const float* params, const data::dataset& data,
+                      int64_t rows) const override;
 
   /// Activations, logits and the buffers that compute them, for up to `rows` examples
   /// (defined in the .cpp; public only so that the workspace there can hold one).

@@ -62,8 +62,14 @@ public:
   virtual float gradient(const float* params, const data::dataset& data,
                          const int64_t* index, int count, float* grad,
                          workspace& ws) const = 0;
-  /// Mean loss and accuracy over all rows of `data` (in chunks: bounded memory).
-  virtual evaluation evaluate(const float* params, const data::dataset& data) const = 0;
+  /// Mean loss and accuracy over the first `rows` rows of `data` (rows <= data.rows; in
+  /// chunks: bounded memory). A prefix, not a copy: the train-loss subsample costs nothing.
+  virtual evaluation evaluate(const float* params, const data::dataset& data,
+                              int64_t rows) const = 0;
+  /// Over all rows of `data`.
+  evaluation evaluate(const float* params, const data::dataset& data) const {
+    return evaluate(params, data, data.rows);
+  }
 };
 
 /// Builds the model a spec names. Fails (with a message) on inconsistent dimensions.

@@ -83,10 +83,11 @@ float softmax_model::gradient(const float* params, const data::dataset& data,
   return loss;
 }
 
-evaluation softmax_model::evaluate(const float* params, const data::dataset& data) const {
+evaluation softmax_model::evaluate(const float* params, const data::dataset& data,
+                                   int64_t rows) const {
   assert(data.dim == spec_.input_dim && data.is_classification());
-  forward_scratch s(std::max<int64_t>(1, std::min(data.rows, eval_chunk_rows)), spec_);
-  return evaluate_classifier(data, spec_.classes, [&](int64_t start, int64_t n) {
+  forward_scratch s(std::max<int64_t>(1, std::min(rows, eval_chunk_rows)), spec_);
+  return evaluate_classifier(data, rows, spec_.classes, [&](int64_t start, int64_t n) {
     logits(params, data.row(start), n, s);
     return s.z.data();
   });
