@@ -1,5 +1,8 @@
 #include "data/sampler.hpp"
 
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <utility>
 
@@ -32,8 +35,39 @@ int64_t shard_sampler::steps_per_epoch(int64_t rows, int workers, int batch) {
   return (rows / workers) / batch;
 }
 
+namespace {
+
+/// The permutation of an epoch, shared by the samplers of a process: every worker needs the
+/// same one (it keeps only its 1/m stride), so it is shuffled once, not m times (at m = 256
+/// the repeated shuffles were the largest cost of the run). A few recent epochs are kept, as
+/// workers cross epoch boundaries at different times. Thread-safe.
+std::shared_ptr<const std::vector<int64_t>> shared_permutation(int64_t rows, uint64_t seed,
+                                                               int64_t epoch) {
+  struct entry {
+    int64_t rows;
+    uint64_t seed;
+    int64_t epoch;
+    std::shared_ptr<const std::vector<int64_t>> perm;
+  };
+  static std::mutex mtx;
+  static std::deque<entry> recent;
+  constexpr size_t keep = 4;
+  std::lock_guard<std::mutex> guard{mtx};
+  for (const auto& e : recent)
+    if (e.rows == rows && e.seed == seed && e.epoch == epoch)
+      return e.perm;
+  auto perm = std::make_shared<const std::vector<int64_t>>(epoch_permutation(rows, seed, epoch));
+  recent.push_back({rows, seed, epoch, perm});
+  if (recent.size() > keep)
+    recent.pop_front();
+  return perm;
+}
+
+} // namespace
+
 void shard_sampler::begin_epoch(int64_t epoch) {
-  auto perm = epoch_permutation(rows_, seed_, epoch);
+  const auto shared = shared_permutation(rows_, seed_, epoch);
+  const auto& perm = *shared;
   const int64_t shard_size = rows_ / workers_;
   shard_.resize(shard_size);
   for (int64_t i = 0; i < shard_size; ++i)

@@ -12,7 +12,8 @@
 // sample-for-sample the same as sequential SGD with batch m*b.
 //
 // Every worker's stream is reproducible from (seed, worker id, epoch): position() and
-// seek() save and restore it. Not thread-safe: one sampler per worker.
+// seek() save and restore it. Not thread-safe: one sampler per worker. (The samplers of a
+// process share each epoch's permutation through a small locked cache: it is computed once.)
 #pragma once
 
 #include <cstdint>
