@@ -271,20 +271,25 @@ int finished_id(const std::string& output) {
            : -1;
 }
 
+/// Builds `lab`; false (and a WARN saying why the test is skipped) where namespaces cannot
+/// be made here.
+bool ready(netns_lab& lab) {
+  auto why = why_no_namespaces();
+  if (why.empty())
+    why = lab.set_up();
+  if (!why.empty())
+    WARN("network namespace test skipped: " << why);
+  return why.empty();
+}
+
 } // namespace
 
 TEST_CASE("server and workers on separate addresses in network namespaces train to "
           "completion",
           "[network][netns]") {
-  if (auto why = why_no_namespaces(); !why.empty()) {
-    WARN("network namespace test skipped: " << why);
-    return;
-  }
   netns_lab lab{2};
-  if (auto why = lab.set_up(); !why.empty()) {
-    WARN("network namespace test skipped: " << why);
+  if (!ready(lab))
     return;
-  }
   temp_dir dir;
   background procs{dir};
   auto port = start_server(procs, lab.host_address(),
@@ -312,15 +317,9 @@ TEST_CASE("server and workers on separate addresses in network namespaces train 
 }
 
 TEST_CASE("cutting a worker's link is detected", "[network][netns]") {
-  if (auto why = why_no_namespaces(); !why.empty()) {
-    WARN("network namespace test skipped: " << why);
-    return;
-  }
   netns_lab lab{2};
-  if (auto why = lab.set_up(); !why.empty()) {
-    WARN("network namespace test skipped: " << why);
+  if (!ready(lab))
     return;
-  }
   temp_dir dir;
   background procs{dir};
   const std::string liveness = " --heartbeat-ms 200 --connection-timeout-ms 1000";
