@@ -89,16 +89,20 @@ nlohmann::json rejected_json(const worker_stats& w) {
 
 } // namespace
 
-nlohmann::json inclusion_json(const run_summary& r) {
+data::chi_square_result inclusion_test(const run_summary& r) {
   std::vector<int64_t> not_applied;
-  std::vector<double> rate;
-  for (size_t k = 0; k < r.class_received.size(); ++k) {
+  for (size_t k = 0; k < r.class_received.size(); ++k)
     not_applied.push_back(r.class_received[k] - r.class_applied[k]);
+  return data::chi_square_homogeneity(r.class_applied, not_applied);
+}
+
+nlohmann::json inclusion_json(const run_summary& r) {
+  std::vector<double> rate;
+  for (size_t k = 0; k < r.class_received.size(); ++k)
     rate.push_back(r.class_received[k] > 0
                      ? double(r.class_applied[k]) / double(r.class_received[k])
                      : 0.0);
-  }
-  auto test = data::chi_square_homogeneity(r.class_applied, not_applied);
+  auto test = inclusion_test(r);
   return {{"classes", r.class_received.size()},
           {"received", r.class_received},
           {"applied", r.class_applied},

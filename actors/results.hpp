@@ -23,6 +23,7 @@
 #include "config/run_config.hpp"
 #include "data/dataset.hpp"
 #include "messages/vocabulary.hpp"
+#include "data/chi_square.hpp"
 #include "model/model.hpp"
 
 namespace psgd {
@@ -47,8 +48,11 @@ struct accounting {
 accounting accounting_totals(const server_stats& s);
 
 nlohmann::json eval_json(const eval_point& p);
-/// --track-inclusion: per class examples received and applied, the applied rate, and the
-/// chi-square test of "every class is applied at the same rate" (and the per-example counts).
+/// --track-inclusion: the chi-square test of "every class is applied at the same rate"
+/// (applied against received-but-not-applied examples per class).
+data::chi_square_result inclusion_test(const run_summary& r);
+/// Per class examples received and applied, the applied rate, inclusion_test() (and the
+/// per-example counts).
 nlohmann::json inclusion_json(const run_summary& r);
 nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);
 

@@ -245,15 +245,15 @@ int64_t server_core::slowest_clock() const {
   return slowest;
 }
 
-bool server_core::within_bound(const member& m) const {
-  return settings_.staleness_bound < 0
-         || m.clock() - slowest_clock() <= settings_.staleness_bound;
+bool server_core::within_bound(const member& m, int64_t slowest) const {
+  return settings_.staleness_bound < 0 || m.clock() - slowest <= settings_.staleness_bound;
 }
 
 bool server_core::release_held() {
   last_round_.clear();
+  const int64_t slowest = slowest_clock(); // once per push, not once per held member
   for (auto& [id, m] : members_)
-    if (m.held && (!m.in_quorum() || within_bound(m))) {
+    if (m.held && (!m.in_quorum() || within_bound(m, slowest))) {
       m.held = false;
       last_round_.push_back(id);
     }
@@ -263,7 +263,7 @@ bool server_core::release_held() {
 server_core::verdict server_core::ssp_verdict(member& m) {
   // The pusher's clock advanced: it may have been the slowest, and let others go.
   const bool released = release_held();
-  if (!within_bound(m)) {
+  if (!within_bound(m, slowest_clock())) {
     m.held = true;
     return released ? verdict::round_closed : verdict::waiting;
   }

@@ -193,10 +193,10 @@ private:
   void record_applied(worker_stats& w, uint64_t staleness);
   int round_target() const;
   bool round_complete() const;
-  /// ssp: the slowest live clock, whether `m` is within the bound of it, and the held
+  /// ssp: the slowest live clock, whether `m` is within the bound of `slowest`, and the held
   /// members the bound now lets go (into last_round_).
   int64_t slowest_clock() const;
-  bool within_bound(const member& m) const;
+  bool within_bound(const member& m, int64_t slowest) const;
   bool release_held();
   verdict ssp_verdict(member& m);
   void count_examples(const gradient& g, std::vector<int32_t>& counts);
