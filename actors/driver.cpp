@@ -55,9 +55,16 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
   const auto& job = *st.job;
   const auto rows = job.data->train.rows;
   auto settings = server_settings::from(job.cfg, rows, job.model->num_params());
-  st.server = self->spawn(server, settings, job.initial, caf::actor_cast<observer_actor>(self),
-                          eval_interval(job.cfg, rows), std::move(restore),
-                          std::move(rejoining));
+  auto observer = caf::actor_cast<observer_actor>(self);
+  const auto eval_every = eval_interval(job.cfg, rows);
+  // Serving, every worker is remote: the server lives on the multiplexer thread that
+  // receives and answers their pushes (see server_on_multiplexer).
+  st.server = job.serve
+                ? caf::actor_cast<server_actor>(self->system().middleman().spawn_broker(
+                  server_on_multiplexer, settings, job.initial, observer, eval_every,
+                  std::move(restore), std::move(rejoining)))
+                : self->spawn(server, settings, job.initial, observer, eval_every,
+                              std::move(restore), std::move(rejoining));
   self->monitor(st.server);
 }
 
@@ -120,8 +127,10 @@ bool publish_front(self_ptr self) {
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
   spec.network_faults = job.faults && job.faults->has_network_faults();
   spec.track_inclusion = cfg.track_inclusion;
-  st.front = self->spawn(facade, st.server, spec, data::fingerprint(job.data->train), st.owners,
-                         st.injector);
+  // Beside the server on the multiplexer thread: a push it delegates stays on that thread.
+  st.front = caf::actor_cast<facade_actor>(self->system().middleman().spawn_broker(
+    facade_on_multiplexer, st.server, spec, data::fingerprint(job.data->train), st.owners,
+    st.injector));
   self->monitor(st.front);
   // With TLS nothing is published in plain text: only the openssl module's listener.
   const uint16_t wanted = st.port != 0 ? st.port : job.serve->port;

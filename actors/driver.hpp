@@ -37,8 +37,8 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/facade.hpp"
-#include "actors/snapshot_pool.hpp"
 #include "actors/trainer.hpp"
+#include "messages/buffer_pool.hpp"
 #include "messages/vocabulary.hpp"
 
 namespace psgd {

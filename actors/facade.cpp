@@ -9,10 +9,10 @@ namespace psgd {
 
 namespace {
 
-using self_ptr = facade_actor::stateful_pointer<facade_state>;
 
 /// True if worker `id` was handed to the node the current message comes from.
-bool owned_by_sender(self_ptr self, int32_t id) {
+template <class Self>
+bool owned_by_sender(Self* self, int32_t id) {
   const auto& owner = self->state.owners->owner;
   auto sender = self->current_sender();
   return sender && id >= 0 && id < static_cast<int32_t>(owner.size()) && owner[id]
@@ -24,9 +24,8 @@ caf::error spoofed(int32_t id) {
                     "worker id " + std::to_string(id) + " was not handed to this node");
 }
 
-} // namespace
-
-facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec spec,
+template <class Self>
+facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run_spec spec,
                                    std::string data_fingerprint,
                                    std::shared_ptr<id_owners> owners, injector_actor injector) {
   auto& st = self->state;
@@ -107,6 +106,16 @@ facade_actor::behavior_type facade(self_ptr self, server_actor server, run_spec 
         self->send(self->state.server, report_atom::value, id, computed, lost_in_network);
     },
   };
+}
+
+} // namespace
+
+facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self, server_actor server, run_spec spec, std::string data_fingerprint, std::shared_ptr<id_owners> owners, injector_actor injector) {
+  return facade_behavior(self, std::move(server), std::move(spec), std::move(data_fingerprint), std::move(owners), std::move(injector));
+}
+
+caf::behavior facade_on_multiplexer(facade_broker* self, server_actor server, run_spec spec, std::string data_fingerprint, std::shared_ptr<id_owners> owners, injector_actor injector) {
+  return facade_behavior(self, std::move(server), std::move(spec), std::move(data_fingerprint), std::move(owners), std::move(injector)).unbox();
 }
 
 } // namespace psgd

@@ -26,7 +26,9 @@
 #include <string>
 #include <vector>
 
+#include <caf/io/broker.hpp>
 #include <caf/node_id.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include <caf/typed_event_based_actor.hpp>
 
@@ -54,5 +56,12 @@ facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> 
                                    server_actor server, run_spec spec,
                                    std::string data_fingerprint,
                                    std::shared_ptr<id_owners> owners, injector_actor injector);
+
+/// The same facade hosted by the multiplexer thread, beside server_on_multiplexer: a push
+/// it delegates stays on that thread.
+using facade_broker = caf::stateful_actor<facade_state, caf::io::broker>;
+caf::behavior facade_on_multiplexer(facade_broker* self, server_actor server, run_spec spec,
+                                    std::string data_fingerprint,
+                                    std::shared_ptr<id_owners> owners, injector_actor injector);
 
 } // namespace psgd

@@ -153,7 +153,12 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.network_faults = spec->network_faults;
     ws.track_inclusion = spec->track_inclusion;
     ws.gradient_pool = gradient_pool;
-    auto w = sys.spawn(worker, upstream, model, train, ws);
+    // One worker computes on the multiplexer thread (no hand-off per step); several
+    // share the scheduler, which spreads them over the cores.
+    auto w = spec->ids.size() == 1
+               ? caf::actor_cast<worker_actor>(
+                 sys.middleman().spawn_broker(worker_on_multiplexer, upstream, model, train, ws))
+               : sys.spawn(worker, upstream, model, train, ws);
     self->monitor(w);
     running.emplace(w.address(), id);
     self->send(w, start_atom::value);

@@ -10,14 +10,15 @@ namespace psgd {
 
 namespace {
 
-using self_ptr = server_actor::stateful_pointer<server_state>;
 using promise = caf::typed_response_promise<snapshot>;
 
-void handle_push(self_ptr self, const gradient& g, promise rp);
+template <class Self>
+void handle_push(Self* self, const gradient& g, promise rp);
 
 /// Answers worker `id` with the snapshot to compute on next (the current one, or an older
 /// one under simulated staleness); held while an evaluation pauses training.
-void answer(self_ptr self, int32_t id, promise& rp) {
+template <class Self>
+void answer(Self* self, int32_t id, promise& rp) {
   auto& st = self->state;
   if (st.done_sent)
     rp.deliver(make_error(error_code::training_finished));
@@ -28,7 +29,8 @@ void answer(self_ptr self, int32_t id, promise& rp) {
 }
 
 /// Answers the members of the round that just closed.
-void answer_round(self_ptr self) {
+template <class Self>
+void answer_round(Self* self) {
   auto& st = self->state;
   for (auto id : st.core->last_round()) {
     auto i = st.waiting.find(id);
@@ -42,7 +44,8 @@ void answer_round(self_ptr self) {
 
 /// Ends an evaluation pause: answer the held workers, then the pushes that came meanwhile
 /// (until one of them pauses again).
-void resume(self_ptr self) {
+template <class Self>
+void resume(Self* self) {
   auto& st = self->state;
   st.paused = false;
   st.core->resume_clock();
@@ -58,11 +61,13 @@ void resume(self_ptr self) {
 }
 
 /// Tells the observer about a notable event (it logs it and keeps it in the results).
-void tell(self_ptr self, std::string text) {
+template <class Self>
+void tell(Self* self, std::string text) {
   self->send(self->state.observer, event_atom::value, std::move(text));
 }
 
-void write_checkpoint_now(self_ptr self) {
+template <class Self>
+void write_checkpoint_now(Self* self) {
   auto& st = self->state;
   const auto& settings = st.core->settings();
   auto problem = write_checkpoint(settings.checkpoint_path,
@@ -74,7 +79,8 @@ void write_checkpoint_now(self_ptr self) {
 }
 
 /// Writes a checkpoint when its interval (updates or seconds) has passed.
-void maybe_checkpoint(self_ptr self) {
+template <class Self>
+void maybe_checkpoint(Self* self) {
   auto& st = self->state;
   const auto& settings = st.core->settings();
   if (settings.checkpoint_path.empty())
@@ -92,7 +98,8 @@ void maybe_checkpoint(self_ptr self) {
 }
 
 /// Backup with fewer than m live workers closes its rounds with all of them: say so, once.
-void check_quorum(self_ptr self) {
+template <class Self>
+void check_quorum(Self* self) {
   auto& st = self->state;
   const auto& settings = st.core->settings();
   if (st.said_short || settings.mode != train_mode::backup
@@ -106,7 +113,8 @@ void check_quorum(self_ptr self) {
 
 /// After an update: divergence, the end of the budget, or an evaluation point (which pauses
 /// training).
-void report(self_ptr self) {
+template <class Self>
+void report(Self* self) {
   auto& st = self->state;
   if (st.done_sent)
     return;
@@ -147,7 +155,8 @@ void report(self_ptr self) {
 
 /// A rejected gradient: the worker gets an error; a quarantine is announced, and may close
 /// a round that waited for that worker.
-void reject(self_ptr self, const gradient& g, promise& rp, uint64_t version_before) {
+template <class Self>
+void reject(Self* self, const gradient& g, promise& rp, uint64_t version_before) {
   auto& st = self->state;
   auto why = to_string(st.core->last_rejection());
   rp.deliver(make_error(error_code::rejected,
@@ -164,7 +173,8 @@ void reject(self_ptr self, const gradient& g, promise& rp, uint64_t version_befo
   }
 }
 
-void handle_push(self_ptr self, const gradient& g, promise rp) {
+template <class Self>
+void handle_push(Self* self, const gradient& g, promise rp) {
   auto& st = self->state;
   if (st.paused) {
     st.deferred.emplace_back(g, std::move(rp));
@@ -209,7 +219,8 @@ std::chrono::milliseconds tick_interval(const server_settings& s) {
 
 /// The round-timeout guard: a round open longer than --round-timeout names the workers it
 /// waits for, then drops them from the quorum or stops the run (the configured policy).
-void check_round(self_ptr self) {
+template <class Self>
+void check_round(Self* self) {
   auto& st = self->state;
   const auto& settings = st.core->settings();
   if (st.done_sent || st.paused || settings.round_timeout.count() <= 0
@@ -232,7 +243,8 @@ void check_round(self_ptr self) {
 }
 
 /// Starts the watchdog tick once (it re-arms itself).
-void arm_tick(self_ptr self) {
+template <class Self>
+void arm_tick(Self* self) {
   auto& st = self->state;
   if (st.ticking)
     return;
@@ -241,7 +253,8 @@ void arm_tick(self_ptr self) {
 }
 
 /// Every expected worker is here: start the clock and answer the held joins.
-void begin_training(self_ptr self) {
+template <class Self>
+void begin_training(Self* self) {
   auto& st = self->state;
   if (st.core->restored())
     tell(self, fmt::format("{} worker(s) rejoined; training goes on from update {}",
@@ -256,7 +269,8 @@ void begin_training(self_ptr self) {
 }
 
 /// A fresh server stops waiting for workers that did not join in time.
-void check_joins(self_ptr self) {
+template <class Self>
+void check_joins(Self* self) {
   auto& st = self->state;
   if (st.started || st.core->restored() || !st.first_joined
       || std::chrono::steady_clock::now() < st.join_deadline)
@@ -269,7 +283,8 @@ void check_joins(self_ptr self) {
 }
 
 /// A restored server stops waiting for members that did not rejoin in time.
-void check_rejoins(self_ptr self) {
+template <class Self>
+void check_rejoins(Self* self) {
   auto& st = self->state;
   if (st.started || !st.core->restored()
       || std::chrono::steady_clock::now() < st.rejoin_deadline)
@@ -286,9 +301,8 @@ void check_rejoins(self_ptr self) {
     begin_training(self);
 }
 
-} // namespace
-
-server_actor::behavior_type server(self_ptr self, server_settings settings,
+template <class Self>
+server_actor::behavior_type server_behavior(Self* self, server_settings settings,
                                    std::vector<float> initial, observer_actor observer,
                                    uint64_t eval_every, std::shared_ptr<const checkpoint> restore,
                                    std::vector<int32_t> rejoining) {
@@ -342,7 +356,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
         // gradient is in the open round (or it is held by the ssp bound), it is answered
         // when that round closes, as its push would have been: answered now it would compute
         // on the same version again (a duplicate).
-        auto rp = self->make_response_promise<snapshot>();
+        auto rp = self->template make_response_promise<snapshot>();
         if (auto w = st.waiting.find(id); w != st.waiting.end())
           w->second = rp;
         else if (st.started)
@@ -371,7 +385,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
           st.join_deadline = std::chrono::steady_clock::now() + settings.request_timeout;
           arm_tick(self);
         }
-        auto rp = self->make_response_promise<snapshot>();
+        auto rp = self->template make_response_promise<snapshot>();
         st.joins.emplace_back(id, rp);
         return rp;
       }
@@ -379,7 +393,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       return st.core->snapshot_for(id);
     },
     [=](push_atom, const gradient& g) -> caf::result<snapshot> {
-      auto rp = self->make_response_promise<snapshot>();
+      auto rp = self->template make_response_promise<snapshot>();
       handle_push(self, g, rp);
       return rp;
     },
@@ -393,7 +407,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       if (!st.core->knows(id))
         return make_error(error_code::not_a_member,
                           "worker id " + std::to_string(id) + " never joined");
-      auto rp = self->make_response_promise<snapshot>();
+      auto rp = self->template make_response_promise<snapshot>();
       answer(self, id, rp);
       return rp;
     },
@@ -404,7 +418,7 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       auto& st = self->state;
       if (st.core->current().version >= version)
         return st.core->current().version;
-      auto rp = self->make_response_promise<uint64_t>();
+      auto rp = self->template make_response_promise<uint64_t>();
       st.watches.emplace(version, rp);
       return rp;
     },
@@ -418,6 +432,16 @@ server_actor::behavior_type server(self_ptr self, server_settings settings,
       self->delayed_send(self, tick_interval(self->state.core->settings()), tick_atom::value);
     },
   };
+}
+
+} // namespace
+
+server_actor::behavior_type server(server_actor::stateful_pointer<server_state> self, server_settings settings, std::vector<float> initial, observer_actor observer, uint64_t eval_every, std::shared_ptr<const checkpoint> restore, std::vector<int32_t> rejoining) {
+  return server_behavior(self, std::move(settings), std::move(initial), std::move(observer), eval_every, std::move(restore), std::move(rejoining));
+}
+
+caf::behavior server_on_multiplexer(server_broker* self, server_settings settings, std::vector<float> initial, observer_actor observer, uint64_t eval_every, std::shared_ptr<const checkpoint> restore, std::vector<int32_t> rejoining) {
+  return server_behavior(self, std::move(settings), std::move(initial), std::move(observer), eval_every, std::move(restore), std::move(rejoining)).unbox();
 }
 
 } // namespace psgd

@@ -33,10 +33,14 @@
 //   training clock stops (as sequential SGD pauses for its evaluations, so throughput
 //   compares fairly). An evaluation that fails or times out resumes training too. At the end
 //   of the budget it sends done(snapshot, stats) exactly once.
-// Runs on CAF's scheduler; its handlers are short (one pass over the parameters).
+// Runs on CAF's scheduler, or (psgd serve) on the multiplexer thread (server_on_multiplexer);
+// its handlers are short (one pass over the parameters).
 #pragma once
 
 #include <deque>
+
+#include <caf/io/broker.hpp>
+#include <caf/stateful_actor.hpp>
 #include <map>
 #include <memory>
 #include <utility>
@@ -91,5 +95,17 @@ server_actor::behavior_type server(server_actor::stateful_pointer<server_state> 
                                    observer_actor observer, uint64_t eval_every,
                                    std::shared_ptr<const checkpoint> restore,
                                    std::vector<int32_t> rejoining);
+
+/// The same server hosted by the middleman's multiplexer thread (a broker without
+/// connections; spawn it with middleman().spawn_broker and actor_cast it to server_actor).
+/// For psgd serve, whose workers are all remote: a push is deserialised, applied and
+/// answered by that one thread, with no hand-off to a scheduler thread and back (two thread
+/// wake-ups per update fewer). Its handlers hold up the process's network I/O for one
+/// update (one pass over the parameters), or for a checkpoint write.
+using server_broker = caf::stateful_actor<server_state, caf::io::broker>;
+caf::behavior server_on_multiplexer(server_broker* self, server_settings settings,
+                                    std::vector<float> initial, observer_actor observer,
+                                    uint64_t eval_every, std::shared_ptr<const checkpoint> restore,
+                                    std::vector<int32_t> rejoining);
 
 } // namespace psgd

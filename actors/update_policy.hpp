@@ -53,7 +53,7 @@
 #include <vector>
 
 #include "actors/checkpoint.hpp"
-#include "actors/snapshot_pool.hpp"
+#include "messages/buffer_pool.hpp"
 #include "config/run_config.hpp"
 #include "data/random.hpp"
 #include "messages/vocabulary.hpp"

@@ -12,14 +12,20 @@ namespace psgd {
 
 namespace {
 
-using self_ptr = worker_actor::stateful_pointer<worker_state>;
+// Every function takes the worker's self pointer as a template: the same code runs as an
+// event-based actor on the scheduler and as a broker on the multiplexer thread (see
+// worker_on_multiplexer).
 
-void push(self_ptr self, gradient g);
-void step(self_ptr self, snapshot snap);
-void stop(self_ptr self, caf::error reason);
+template <class Self>
+void push(Self* self, gradient g);
+template <class Self>
+void step(Self* self, snapshot snap);
+template <class Self>
+void stop(Self* self, caf::error reason);
 
 /// The server is gone: hold still until the driver sends the restarted one (see tick).
-void orphan(self_ptr self) {
+template <class Self>
+void orphan(Self* self) {
   auto& st = self->state;
   if (st.orphaned)
     return;
@@ -51,13 +57,15 @@ model::workspace& thread_workspace(const model::model& m, int batch) {
 }
 
 /// Where this worker's messages go: its link (network faults) or the server itself.
-upstream_actor path(self_ptr self) {
+template <class Self>
+upstream_actor path(Self* self) {
   auto& st = self->state;
   return st.link ? upstream_actor{st.link} : st.server;
 }
 
 /// Joins `server` and computes on the snapshot it answers.
-void join(self_ptr self, upstream_actor server) {
+template <class Self>
+void join(Self* self, upstream_actor server) {
   auto& st = self->state;
   st.server = std::move(server);
   self->monitor(st.server);
@@ -77,7 +85,8 @@ void join(self_ptr self, upstream_actor server) {
 }
 
 /// Stops the worker: first its report to the observer, then quit (normally if no error).
-void stop(self_ptr self, caf::error reason) {
+template <class Self>
+void stop(Self* self, caf::error reason) {
   auto& st = self->state;
   if (st.server)
     self->send(st.server, report_atom::value, st.settings.id, st.computed, st.lost_in_network);
@@ -85,7 +94,8 @@ void stop(self_ptr self, caf::error reason) {
 }
 
 /// The extra time the injected effects add to this step, in milliseconds.
-double injected_delay_ms(self_ptr self, const int64_t* index, double compute_ms) {
+template <class Self>
+double injected_delay_ms(Self* self, const int64_t* index, double compute_ms) {
   auto& st = self->state;
   double ms = st.pending_pause_ms;
   st.pending_pause_ms = 0;
@@ -115,7 +125,8 @@ double injected_delay_ms(self_ptr self, const int64_t* index, double compute_ms)
 }
 
 /// Computes one minibatch gradient on `snap`, then pushes it (now or after the delay).
-void step(self_ptr self, snapshot snap) {
+template <class Self>
+void step(Self* self, snapshot snap) {
   auto& st = self->state;
   const auto& s = st.settings;
   auto values = st.gradients->acquire();
@@ -150,11 +161,12 @@ void step(self_ptr self, snapshot snap) {
   push(self, std::move(g));
 }
 
-void pull(self_ptr self);
+template <class Self>
+void pull(Self* self);
 
 /// Sends `msg` (a push or a pull) upstream and computes on the snapshot it answers.
-template <class... Ts>
-void exchange(self_ptr self, Ts&&... msg) {
+template <class Self, class... Ts>
+void exchange(Self* self, Ts&&... msg) {
   auto& st = self->state;
   st.awaiting = true;
   st.sent = std::chrono::steady_clock::now();
@@ -184,11 +196,13 @@ void exchange(self_ptr self, Ts&&... msg) {
           });
 }
 
-void push(self_ptr self, gradient g) {
+template <class Self>
+void push(Self* self, gradient g) {
   exchange(self, push_atom::value, std::move(g));
 }
 
-void pull(self_ptr self) {
+template <class Self>
+void pull(Self* self) {
   exchange(self, pull_atom::value, self->state.settings.id);
 }
 
@@ -196,12 +210,11 @@ std::chrono::milliseconds tick_interval(const worker_settings& s) {
   return std::clamp(s.timeout / 4, std::chrono::milliseconds{1}, std::chrono::milliseconds{1000});
 }
 
-} // namespace
-
-worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
-                                   std::shared_ptr<const model::model> model,
-                                   std::shared_ptr<const data::dataset> train,
-                                   worker_settings settings) {
+template <class Self>
+worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
+                                            std::shared_ptr<const model::model> model,
+                                            std::shared_ptr<const data::dataset> train,
+                                            worker_settings settings) {
   auto& st = self->state;
   st.settings = settings;
   st.server = server;
@@ -215,7 +228,7 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
                    ? settings.gradient_pool
                    : std::make_shared<buffer_pool>(static_cast<size_t>(model->num_params()));
   if (settings.network_faults)
-    st.link = self->spawn<caf::linked>(network_link, settings.id, server);
+    st.link = self->template spawn<caf::linked>(network_link, settings.id, server);
   st.model = std::move(model);
   st.train = std::move(train);
   self->set_down_handler([=](caf::down_msg& msg) {
@@ -297,6 +310,26 @@ worker_actor::behavior_type worker(self_ptr self, upstream_actor server,
       self->delayed_send(self, tick_interval(st.settings), tick_atom::value);
     },
   };
+}
+
+} // namespace
+
+worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,
+                                   upstream_actor server,
+                                   std::shared_ptr<const model::model> model,
+                                   std::shared_ptr<const data::dataset> train,
+                                   worker_settings settings) {
+  return worker_behavior(self, std::move(server), std::move(model), std::move(train),
+                         std::move(settings));
+}
+
+caf::behavior worker_on_multiplexer(worker_broker* self, upstream_actor server,
+                                    std::shared_ptr<const model::model> model,
+                                    std::shared_ptr<const data::dataset> train,
+                                    worker_settings settings) {
+  return worker_behavior(self, std::move(server), std::move(model), std::move(train),
+                         std::move(settings))
+    .unbox();
 }
 
 } // namespace psgd

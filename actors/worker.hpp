@@ -36,9 +36,11 @@
 #include <map>
 #include <optional>
 
+#include <caf/io/broker.hpp>
+#include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include "actors/snapshot_pool.hpp"
+#include "messages/buffer_pool.hpp"
 #include "data/random.hpp"
 #include "data/sampler.hpp"
 #include "messages/vocabulary.hpp"
@@ -94,5 +96,18 @@ worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> 
                                    std::shared_ptr<const model::model> model,
                                    std::shared_ptr<const data::dataset> train,
                                    worker_settings settings);
+
+/// The same worker hosted by the middleman's multiplexer thread (a broker without
+/// connections; spawn it with middleman().spawn_broker and actor_cast it to worker_actor).
+/// For a process whose only job is one remote worker: the snapshot the multiplexer
+/// deserialises is computed on by the same thread, and the gradient is serialised by it, so
+/// a step makes no hand-off between the multiplexer and a scheduler thread (two thread
+/// wake-ups per step fewer). Its compute holds up the process's other network I/O for one
+/// step, so never put two workers there.
+using worker_broker = caf::stateful_actor<worker_state, caf::io::broker>;
+caf::behavior worker_on_multiplexer(worker_broker* self, upstream_actor server,
+                                    std::shared_ptr<const model::model> model,
+                                    std::shared_ptr<const data::dataset> train,
+                                    worker_settings settings);
 
 } // namespace psgd

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include <caf/actor_system_config.hpp>
+#include <caf/binary_deserializer.hpp>
 #include <caf/deserializer.hpp>
 #include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
@@ -54,6 +55,8 @@
 #include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
 #include <caf/replies_to.hpp>
+
+#include "messages/buffer_pool.hpp"
 
 namespace psgd {
 
@@ -93,11 +96,17 @@ typename Inspector::result_type inspect(Inspector& f, float_buffer& x) {
       [&] { return f.end_sequence(); });
   } else if constexpr (std::is_base_of<caf::deserializer, Inspector>::value) {
     size_t n = 0;
-    auto values = std::make_shared<std::vector<float>>();
+    std::shared_ptr<std::vector<float>> values;
     auto err = caf::error::eval(
       [&] { return f.begin_sequence(n); },
-      [&] {
-        values->resize(n);
+      [&]() -> caf::error {
+        // A length the rest of the message cannot hold is refused before anything is
+        // allocated (a hostile peer must not make us allocate or pool gigabytes).
+        auto* bin = dynamic_cast<caf::binary_deserializer*>(&f);
+        if (bin != nullptr && n > bin->remaining() / sizeof(float))
+          return caf::make_error(caf::sec::end_of_stream,
+                                 "float_buffer: length longer than the message");
+        values = receive_buffer(n);
         return n > 0 ? f.apply_raw(n * sizeof(float), values->data()) : caf::error{};
       },
       [&] { return f.end_sequence(); });

@@ -152,6 +152,39 @@ TEST_CASE("a float_buffer travels as one blob: 4 bytes per float plus a length",
   CHECK(round_trip(sys, big) == big);
 }
 
+TEST_CASE("received float_buffers reuse pooled memory and refuse impossible lengths",
+          "[messages]") {
+  psgd_config cfg;
+  caf::actor_system sys{cfg};
+  std::vector<float> values(7850);
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = float(i) * 0.25f;
+  const float_buffer sent{values};
+  const float* first = nullptr;
+  {
+    auto got = round_trip(sys, sent);
+    CHECK(got == sent);
+    first = got.data();
+  }
+  // The first one went back to the pool: the next message of this length lands in it, and
+  // its old contents are all overwritten.
+  auto again = round_trip(sys, float_buffer{std::vector<float>(7850, -1.0f)});
+  CHECK(again.data() == first);
+  CHECK(again == float_buffer{std::vector<float>(7850, -1.0f)});
+  // A length the bytes cannot hold (a hostile or broken peer) is an error, not a 4 GiB
+  // allocation.
+  std::vector<char> bytes;
+  caf::binary_serializer sink{sys, bytes};
+  REQUIRE_FALSE(sink(float_buffer{std::vector<float>(2000, 1.0f)}));
+  bytes[0] = bytes[1] = bytes[2] = bytes[3] = char(0xff); // the varint length: ~2^28 floats
+  float_buffer y;
+  caf::binary_deserializer source{sys, bytes};
+  auto err = source(y);
+  CHECK(err == caf::sec::end_of_stream);
+  CHECK_THAT(sys.render(err), Catch::Contains("length longer than the message"));
+  CHECK(y.empty());
+}
+
 TEST_CASE("protocol messages round-trip inside caf::message (types registered)", "[messages]") {
   psgd_config cfg;
   caf::actor_system sys{cfg};

@@ -3,7 +3,7 @@
 #include <thread>
 #include <vector>
 
-#include "actors/snapshot_pool.hpp"
+#include "messages/buffer_pool.hpp"
 
 using psgd::buffer_pool;
 

@@ -1,4 +1,5 @@
-// buffer_pool: recycled float vectors of one length, for snapshots and gradients.
+// buffer_pool: recycled float vectors of one length, for snapshots and gradients; and
+// receive_buffer(), the buffers deserialised messages land in.
 //
 // Why: a parameter vector is 31 KB (softmax) to 407 KB (MLP); allocating one per update or
 // per step costs page faults (glibc maps blocks over 128 KB). acquire() hands out a vector
@@ -34,5 +35,13 @@ private:
   size_t length_;
   std::shared_ptr<shelf> shelf_;
 };
+
+/// A buffer of `n` floats for a float_buffer being deserialised (its contents unspecified:
+/// the deserialiser overwrites them). A process receives the same few lengths over and over
+/// (the parameters, the gradients), so buffers of up to 8 lengths of at least 1024 floats
+/// come from one process-wide buffer_pool per length (keeping at most 16 each): a received
+/// message costs neither an allocation nor zeroing its buffer before the copy. Others are
+/// plain allocations. Thread-safe.
+std::shared_ptr<std::vector<float>> receive_buffer(size_t n);
 
 } // namespace psgd

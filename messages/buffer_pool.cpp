@@ -1,5 +1,6 @@
-#include "actors/snapshot_pool.hpp"
+#include "messages/buffer_pool.hpp"
 
+#include <map>
 #include <mutex>
 
 namespace psgd {
@@ -38,6 +39,28 @@ std::shared_ptr<std::vector<float>> buffer_pool::acquire() {
         s->free.push_back(std::move(owned));
     }
   });
+}
+
+std::shared_ptr<std::vector<float>> receive_buffer(size_t n) {
+  constexpr size_t min_pooled = 1024;
+  constexpr size_t max_lengths = 8;
+  constexpr size_t keep = 16;
+  if (n >= min_pooled) {
+    static std::mutex mtx;
+    static std::map<size_t, buffer_pool> pools;
+    buffer_pool* pool = nullptr;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      auto i = pools.find(n);
+      if (i == pools.end() && pools.size() < max_lengths)
+        i = pools.emplace(n, buffer_pool{n, keep}).first;
+      if (i != pools.end())
+        pool = &i->second; // std::map never moves its elements
+    }
+    if (pool != nullptr)
+      return pool->acquire();
+  }
+  return std::make_shared<std::vector<float>>(n);
 }
 
 } // namespace psgd
