@@ -132,6 +132,9 @@ void report(Self* self) {
   }
   if (st.core->finished()) {
     st.done_sent = true;
+    // The training time ends with the last update: not after the final evaluation and the
+    // workers' reports, which the observer's later stats request would otherwise count.
+    st.core->pause_clock();
     if (!st.core->settings().checkpoint_path.empty())
       write_checkpoint_now(self);
     // The observer first: the workers stop as they hear of it.

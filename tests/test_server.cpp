@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -221,4 +222,23 @@ TEST_CASE("sync: a member that joins again with its gradient in the open round i
   auto st = f.stats();
   CHECK(st.workers[0].rejected_total() == 0);
   CHECK(st.workers[0].applied == 2);
+}
+
+TEST_CASE("the training clock stops at the last update, not when the observer asks later",
+          "[server]") {
+  auto s = async_settings(1);
+  s.max_updates = 3;
+  server_fixture f{s};
+  for (int i = 0; i < 2; ++i)
+    f.workers[0]->push();
+  f.workers[0]->push_without_wait(); // the last update: done goes to the observer
+  double at_done = -1;
+  f.observer->receive([&](done_atom, const snapshot&, const server_stats& st) {
+                        at_done = st.seconds;
+                      },
+                      caf::after(wait_limit) >> [] { FAIL("no done within 10 s"); });
+  REQUIRE(at_done >= 0);
+  // The final evaluation and the workers' reports happen after done: not training time.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(f.stats().seconds == at_done);
 }
