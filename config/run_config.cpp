@@ -393,6 +393,13 @@ std::string validate_network(const run_config& cfg, bool serve) {
 std::string psgd_config::fit_scheduler_to(const run_config& run) {
   const auto threads = caf::get_or(*this, "scheduler.max-threads",
                                    size_t{std::max(1u, std::thread::hardware_concurrency())});
+  if (run.parsed_mode == train_mode::sequential) {
+    // The loop runs on the calling thread: no scheduler thread may spin beside it (two
+    // spinning threads made a second sequential process on the other core run at half speed).
+    set("scheduler.max-threads", 1);
+    set("scheduler.policy", caf::atom("sharing"));
+    return "sharing";
+  }
   const bool oversubscribed = static_cast<size_t>(run.total_workers()) > threads;
   const std::string policy = oversubscribed || !run.scenario.empty() ? "sharing" : "stealing";
   set("scheduler.policy", caf::atom_from_string(policy));

@@ -133,7 +133,8 @@ public:
   /// scenario injects faults, CAF's FIFO "sharing" policy instead: work stealing runs the
   /// actors a thread wakes itself first (LIFO) and a worker woken by a timer (a scripted
   /// straggler) waits behind the others for as long as they keep their threads busy, so
-  /// the fastest workers would look faster than they are. Returns the policy.
+  /// the fastest workers would look faster than they are. Sequential SGD runs on the calling
+  /// thread: one sleeping "sharing" thread, none spinning. Returns the policy.
   std::string fit_scheduler_to(const run_config& run);
 };
 

@@ -139,3 +139,17 @@ TEST_CASE("staleness options are checked and parsed", "[config][staleness]") {
   CHECK(cfg.simulated_min == 16);
   CHECK(cfg.simulated_max == 16);
 }
+
+TEST_CASE("the scheduler fits the run: none spins beside sequential SGD", "[config]") {
+  run_config cfg;
+  cfg.mode = "sequential";
+  REQUIRE(validate(cfg).empty());
+  psgd_config sys_cfg;
+  CHECK(sys_cfg.fit_scheduler_to(cfg) == "sharing");
+  CHECK(caf::get_or(sys_cfg, "scheduler.max-threads", size_t{0}) == 1);
+  cfg.mode = "async";
+  cfg.workers = 1;
+  REQUIRE(validate(cfg).empty());
+  psgd_config async_cfg;
+  CHECK(async_cfg.fit_scheduler_to(cfg) == "stealing"); // one worker, a thread of its own
+}
