@@ -13,7 +13,7 @@ namespace {
 using promise = caf::typed_response_promise<snapshot>;
 
 template <class Self>
-void handle_push(Self* self, const gradient& g, promise rp);
+void handle_push(Self* self, gradient g, promise rp);
 
 /// Answers worker `id` with the snapshot to compute on next (the current one, or an older
 /// one under simulated staleness); held while an evaluation pauses training.
@@ -56,7 +56,7 @@ void resume(Self* self) {
   while (!st.paused && !st.deferred.empty()) {
     auto [g, rp] = std::move(st.deferred.front());
     st.deferred.pop_front();
-    handle_push(self, g, std::move(rp));
+    handle_push(self, std::move(g), std::move(rp));
   }
 }
 
@@ -177,14 +177,15 @@ void reject(Self* self, const gradient& g, promise& rp, uint64_t version_before)
 }
 
 template <class Self>
-void handle_push(Self* self, const gradient& g, promise rp) {
+void handle_push(Self* self, gradient g, promise rp) {
   auto& st = self->state;
   if (st.paused) {
-    st.deferred.emplace_back(g, std::move(rp));
+    st.deferred.emplace_back(std::move(g), std::move(rp));
     return;
   }
   const auto version_before = st.core->current().version;
-  switch (st.core->push(g)) {
+  // The core may take the gradient's buffer for the new parameters; g's other fields stay.
+  switch (st.core->push(std::move(g))) {
     case server_core::verdict::unknown:
       rp.deliver(make_error(error_code::not_a_member,
                             fmt::format("worker {} never joined", g.worker)));
@@ -395,9 +396,11 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       begin_training(self);
       return st.core->snapshot_for(id);
     },
-    [=](push_atom, const gradient& g) -> caf::result<snapshot> {
+    // By mutable reference: CAF then copies a message that others share (none does in
+    // psgd), so the gradient's buffer is ours alone when its reference count says so.
+    [=](push_atom, gradient& g) -> caf::result<snapshot> {
       auto rp = self->template make_response_promise<snapshot>();
-      handle_push(self, g, rp);
+      handle_push(self, std::move(g), rp);
       return rp;
     },
     [=](stats_atom) {

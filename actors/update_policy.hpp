@@ -41,7 +41,7 @@
 // Divergence: a non-finite loss, or one above `divergence_loss`, marks the run diverged.
 //
 // Invariants: version == number of updates applied; `current()` is never modified once
-// handed out (each update writes a new buffer); per worker, pushed == applied + dropped +
+// handed out (each update writes a buffer nobody else holds); per worker, pushed == applied + dropped +
 // after_stop + rejected + (gradients waiting in the open round).
 // Not thread-safe: owned by one actor.
 #pragma once
@@ -120,7 +120,9 @@ public:
   /// `fingerprint` (the run's identity) is stored with it for --resume to check.
   checkpoint to_checkpoint(const nlohmann::json& fingerprint) const;
 
-  verdict push(const gradient& g);
+  /// Takes the gradient by value: when nobody else holds its buffer (the server moved it out
+  /// of its message), the update is written into that buffer (see apply).
+  verdict push(gradient g);
   /// Why the last rejected gradient was refused, and whether that quarantined its worker.
   reject_reason last_rejection() const { return last_rejection_; }
   bool quarantined_now() const { return quarantined_now_; }
@@ -181,15 +183,29 @@ private:
   };
 
   member* find(int32_t worker);
-  /// Checks a gradient; returns false (and records why) if it must be rejected.
-  bool admit(member& m, const gradient& g);
+  /// Checks a gradient (its values for NaN/Inf only with `check_values`); returns false
+  /// (and records why) if it must be rejected.
+  bool admit(member& m, const gradient& g, bool check_values);
+  /// Records a rejection of m's gradient; returns false.
+  bool reject(member& m, reject_reason why);
+  /// An admitted gradient is taken: m's bad streak ends, its read version and position move.
+  void accept(member& m, const gradient& g);
   /// Takes a member out of the quorum; true if that closed the open round.
   bool leave_quorum(member& m);
-  void add_to_round(const gradient& g);
+  void add_to_round(gradient& g);
   void close_round();
-  /// current <- current - lr * scale * (sum of the k gradients), as a new buffer, in one
-  /// pass (the sum in the order given, so sync equals sequential to float rounding).
-  void apply(const float* const* grads, size_t k, float scale, int64_t samples, float loss);
+  /// current - lr * scale * (sum of the k gradients), in one pass (the sum in the order
+  /// given, so sync equals sequential to float rounding), into a buffer nobody else holds:
+  /// the spent gradient `reuse` (one of the k) if this is its last reference, else one from
+  /// the pool. The spent gradient was just written by this core (the pushing worker's, or
+  /// the deserialiser's): updating in its cache lines is cheaper than claiming a buffer
+  /// another core touched last, and one buffer fewer circulates. With `check_finite` (k = 1)
+  /// null if the gradient holds a NaN or Inf. Changes no state.
+  std::shared_ptr<std::vector<float>> step_params(const float* const* grads, size_t k,
+                                                  float scale, float_buffer reuse,
+                                                  bool check_finite);
+  /// Makes `next` the current parameters: one more version, and the update's counters.
+  void commit(std::shared_ptr<std::vector<float>> next, int64_t samples, float loss);
   void record_applied(worker_stats& w, uint64_t staleness);
   int round_target() const;
   bool round_complete() const;

@@ -73,6 +73,40 @@ TEST_CASE("snapshots handed out are never modified", "[policy]") {
   CHECK(core.current().params.values() == std::vector<float>{4});
 }
 
+TEST_CASE("an update lands in the spent gradient's buffer only when nobody else holds it",
+          "[policy]") {
+  for (auto mode : {train_mode::async, train_mode::sync}) {
+    auto core = joined(settings_for(mode, 1, 1), {5, 5});
+    // The only reference: the new parameters are written over the gradient.
+    auto alone = grad(0, 0, {1, 2});
+    const float* alone_data = alone.values.data();
+    core.push(std::move(alone));
+    CHECK(core.current().params.data() == alone_data);
+    CHECK(core.current().params.values() == std::vector<float>{4, 3});
+    // Someone else still holds it (a copy of the message, a test): it stays as it was.
+    auto kept = grad(0, 1, {1, 1});
+    core.push(kept);
+    CHECK(kept.values.values() == std::vector<float>{1, 1});
+    CHECK(core.current().params.data() != kept.values.data());
+    CHECK(core.current().params.values() == std::vector<float>{3, 2});
+  }
+}
+
+TEST_CASE("a NaN gradient written over in place is still rejected with nothing applied",
+          "[policy]") {
+  auto core = joined(settings_for(train_mode::async, 1, 1), {1, 2});
+  const auto before = core.current();
+  auto bad = grad(0, 0, {0, std::numeric_limits<float>::quiet_NaN()});
+  CHECK(core.push(std::move(bad)) == verdict::rejected);
+  CHECK(core.last_rejection() == reject_reason::non_finite);
+  CHECK(core.current().version == 0);
+  CHECK(core.current().params.data() == before.params.data());
+  CHECK(core.current().params.values() == std::vector<float>{1, 2});
+  // Its read version was not taken: a good gradient on version 0 is no duplicate.
+  CHECK(core.push(grad(0, 0, {1, 1})) == verdict::applied);
+  CHECK(core.current().params.values() == std::vector<float>{0, 1});
+}
+
 TEST_CASE("backup: first m gradients of the round apply, late ones are dropped", "[policy]") {
   auto core = joined(settings_for(train_mode::backup, 2, 3), {0});
   CHECK(core.push(grad(2, 0, {1})) == verdict::waiting);
