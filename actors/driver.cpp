@@ -278,11 +278,12 @@ void restart_server(self_ptr self, const caf::error& reason) {
     finish(self, make_error(error_code::peer_lost,
                             "the server stopped: " + self->system().render(reason) + why));
   };
-  // Divergence and a round-timeout stop are decisions, not crashes: the run ends with them
-  // (their codes intact, so callers can tell). A serving process's facade dies with its
-  // server, and no remote worker could reach a successor: stop, and let the operator
-  // restart psgd serve with --resume.
-  if (reason == make_error(error_code::diverged) || reason == make_error(error_code::round_timeout))
+  // Divergence, a round-timeout stop and a server with no worker left are decisions, not
+  // crashes: the run ends with them (their codes intact, so callers can tell). A serving
+  // process's facade dies with its server, and no remote worker could reach a successor:
+  // stop, and let the operator restart psgd serve with --resume.
+  if (reason == make_error(error_code::diverged) || reason == make_error(error_code::round_timeout)
+      || reason == make_error(error_code::peer_lost)) // no worker left: a restart cannot help
     return finish(self, reason);
   if (cfg.checkpoint.empty() || st.job->serve)
     return stopped("");

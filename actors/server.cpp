@@ -111,6 +111,22 @@ void check_quorum(Self* self) {
                          st.core->live_workers(), settings.quorum));
 }
 
+/// Nobody left to train with: wait (bounded) for a worker to join, say so once.
+template <class Self>
+void check_live(Self* self) {
+  auto& st = self->state;
+  if (!st.started || st.done_sent || st.core->live_workers() > 0) {
+    st.deserted_until.reset();
+    return;
+  }
+  if (st.deserted_until)
+    return;
+  const auto wait = st.core->settings().request_timeout;
+  st.deserted_until = std::chrono::steady_clock::now() + wait;
+  tell(self, fmt::format("every worker is gone: stopping in {} ms unless one joins",
+                         wait.count()));
+}
+
 /// After an update: divergence, the end of the budget, or an evaluation point (which pauses
 /// training).
 template <class Self>
@@ -170,6 +186,7 @@ void reject(Self* self, const gradient& g, promise& rp, uint64_t version_before)
   tell(self, fmt::format("worker {} quarantined after {} bad gradients in a row (last: {})",
                          g.worker, st.core->settings().quarantine_after, why));
   check_quorum(self);
+  check_live(self);
   if (st.core->current().version > version_before) {
     report(self);
     answer_round(self);
@@ -244,6 +261,7 @@ void check_round(Self* self) {
     answer_round(self);
   }
   check_quorum(self);
+  check_live(self);
 }
 
 /// Starts the watchdog tick once (it re-arms itself).
@@ -350,6 +368,7 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       answer_round(self);
     }
     check_quorum(self);
+    check_live(self);
   });
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
@@ -432,6 +451,14 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       self->quit(make_error(error_code::injected_crash, "the server (scenario)"));
     },
     [=](tick_atom) {
+      auto& st = self->state;
+      check_live(self);
+      if (st.deserted_until && std::chrono::steady_clock::now() >= *st.deserted_until) {
+        self->quit(make_error(error_code::peer_lost,
+                              fmt::format("every worker was lost and none joined within {} ms",
+                                          st.core->settings().request_timeout.count())));
+        return;
+      }
       check_joins(self);
       check_rejoins(self);
       check_round(self);

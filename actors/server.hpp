@@ -14,6 +14,9 @@
 // - Every member is monitored: a dead worker leaves the quorum (a round waiting for it
 //   closes with the live workers) and is marked lost in the stats. A dead observer stops the
 //   server.
+// - When the last live worker is lost (or quarantined) mid-run, the server waits the request
+//   timeout for a worker to join (a reconnecting work process), then stops with error
+//   peer_lost: a sync round with nobody left would otherwise wait for ever.
 // - A worker may join after training started: it gets the current snapshot at once. A
 //   member's own actor may join again (its path changed: a republished facade) and goes on
 //   with the current snapshot; another actor with a member's id is refused.
@@ -43,6 +46,7 @@
 #include <caf/stateful_actor.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -78,6 +82,8 @@ struct server_state {
   std::multimap<uint64_t, caf::typed_response_promise<uint64_t>> watches;
   std::chrono::steady_clock::time_point rejoin_deadline;  ///< restored: stop waiting then
   std::chrono::steady_clock::time_point join_deadline;    ///< fresh: start without the late
+  /// Every worker was lost mid-run: stop at this time unless one joins (unset: some live).
+  std::optional<std::chrono::steady_clock::time_point> deserted_until;
   bool first_joined = false;
   bool ticking = false;  ///< the watchdog tick (join barrier, rejoins, round timeout) runs
   uint64_t checkpointed_version = 0;                    ///< of the last checkpoint written

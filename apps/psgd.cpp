@@ -14,8 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <thread>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -165,6 +170,79 @@ std::string final_line(const run_config& cfg, const run_summary& r, int64_t trai
   return line;
 }
 
+/// Bounds the actor system's shutdown. CAF 0.17 closes a connection only once its pending
+/// output is written, and a peer whose link was cut never takes it: ~actor_system then waits
+/// in middleman::stop() until TCP itself gives up, minutes later (seen when a cut came while
+/// a 407 KB reply was in flight). Armed once the run's results are out; if the shutdown
+/// takes longer than `grace`, the process says why and exits with the run's code.
+class shutdown_deadline {
+public:
+  explicit shutdown_deadline(std::chrono::milliseconds grace) : grace_(grace) {}
+  shutdown_deadline(const shutdown_deadline&) = delete;
+  shutdown_deadline& operator=(const shutdown_deadline&) = delete;
+  ~shutdown_deadline() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      done_ = true;
+    }
+    cv_.notify_one();
+    if (watch_.joinable())
+      watch_.join();
+  }
+
+  /// Starts the countdown; returns `rc`, the code the process exits with if it runs out.
+  int arm(int rc) {
+    watch_ = std::thread{[this, rc] {
+      std::unique_lock<std::mutex> lock{mtx_};
+      if (cv_.wait_for(lock, grace_, [this] { return done_; }))
+        return;
+      std::cout.flush();
+      std::cerr << "psgd: the network layer did not shut down within " << grace_.count()
+                << " ms (a connection to an unreachable peer); exiting\n";
+      std::cerr.flush();
+      std::_Exit(rc);
+    }};
+    return rc;
+  }
+
+private:
+  std::chrono::milliseconds grace_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread watch_;
+};
+
+/// Runs the prepared job on `sys` and prints (and writes) its results; the exit code.
+int train_and_report(caf::actor_system& sys, const run_config& run, const training_job& job) {
+  auto result = run_training(sys, job);
+  if (!result) {
+    std::cerr << "psgd: training failed: " << sys.render(result.error()) << '\n';
+    return exit_failure;
+  }
+  const auto rows = job.data->train.rows;
+  std::cout << final_line(run, *result, rows) << std::endl;
+  if (!run.out.empty())
+    if (auto problem = write_results(run.out, run, *result, rows); !problem.empty()) {
+      std::cerr << "psgd: " << problem << '\n';
+      return exit_failure;
+    }
+  if (!run.save.empty()) {
+    model::saved_params p{job.model->spec(), result->final_params.version,
+                          result->final_params.params.values()};
+    if (auto problem = model::save_params(run.save, p); !problem.empty()) {
+      std::cerr << "psgd: " << problem << '\n';
+      return exit_failure;
+    }
+  }
+  return 0;
+}
+
+/// How long a process may take to shut down its actor system once its results are out.
+std::chrono::milliseconds shutdown_grace(const run_config& run) {
+  return std::chrono::milliseconds{2000 + run.connection_timeout_ms};
+}
+
 int cmd_train(int argc, char** argv, bool serve = false) {
   psgd_config cfg;
   if (int rc = parse_options(cfg, argc, argv, serve ? "serve" : "train"); rc >= 0)
@@ -187,28 +265,9 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
   if (!serve && !has_option(argc, argv, "--scheduler.policy"))
     cfg.fit_scheduler_to(run);
+  shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
-  auto result = run_training(sys, *job);
-  if (!result) {
-    std::cerr << "psgd: training failed: " << sys.render(result.error()) << '\n';
-    return exit_failure;
-  }
-  const auto rows = job->data->train.rows;
-  std::cout << final_line(run, *result, rows) << std::endl;
-  if (!run.out.empty())
-    if (auto problem = write_results(run.out, run, *result, rows); !problem.empty()) {
-      std::cerr << "psgd: " << problem << '\n';
-      return exit_failure;
-    }
-  if (!run.save.empty()) {
-    model::saved_params p{job->model->spec(), result->final_params.version,
-                          result->final_params.params.values()};
-    if (auto problem = model::save_params(run.save, p); !problem.empty()) {
-      std::cerr << "psgd: " << problem << '\n';
-      return exit_failure;
-    }
-  }
-  return 0;
+  return deadline.arm(train_and_report(sys, run, *job));
 }
 
 int cmd_work(int argc, char** argv) {
@@ -221,15 +280,17 @@ int cmd_work(int argc, char** argv) {
   if (auto problem = validate_network(run, false); !problem.empty())
     return usage_error(problem);
   cfg.enable_network(run.workers);
+  shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
   auto outcome = work_remotely(sys, run);
   if (!outcome) {
     std::cerr << "psgd work: " << sys.render(outcome.error()) << '\n';
-    return outcome.error() == make_error(error_code::refused) ? exit_usage : exit_failure;
+    return deadline.arm(outcome.error() == make_error(error_code::refused) ? exit_usage
+                                                                          : exit_failure);
   }
   for (const auto& line : outcome->lines)
     std::cout << line << '\n';
-  return outcome->finished == outcome->workers ? 0 : exit_failure;
+  return deadline.arm(outcome->finished == outcome->workers ? 0 : exit_failure);
 }
 
 int cmd_launch(int argc, char** argv) {

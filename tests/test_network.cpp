@@ -254,6 +254,39 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
   CHECK(accuracy_in(out) >= 0.80);
 }
 
+TEST_CASE("a sync server whose every worker died stops with an error, it does not wait for "
+          "ever",
+          "[network]") {
+  temp_dir dir;
+  auto serve_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                   + " serve --mode sync --workers 2 --model mlp --epochs 20 --eval-every 300"
+                     " --request-timeout-ms 2000 --port 0 > serve.out 2> serve.err;"
+                     " echo $? > serve.rc) & true";
+  REQUIRE(std::system(serve_cmd.c_str()) == 0);
+  REQUIRE(wait_for(dir, "serve.err", "listening on 127.0.0.1:", 20));
+  auto err = read_file(dir.file("serve.err"));
+  auto at = err.find("127.0.0.1:") + 10;
+  const auto port = err.substr(at, err.find_first_not_of("0123456789", at) - at);
+  auto work_cmd = "cd " + dir.path() + " && (" + std::string{PSGD_BINARY}
+                  + " work --connect 127.0.0.1:" + port
+                  + " --workers 2 > work.out 2>&1 & echo $! > work.pid) && true";
+  REQUIRE(std::system(work_cmd.c_str()) == 0);
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
+  REQUIRE(::kill(std::stoi(read_file(dir.file("work.pid"))), SIGKILL) == 0);
+  auto killed_at = std::chrono::steady_clock::now();
+  // Lost at once (the connection closes), then 2 s for a worker to join.
+  bool stopped = wait_for(dir, "serve.rc", "\n", 30);
+  const double took =
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  err = read_file(dir.file("serve.err"));
+  INFO(err);
+  REQUIRE(stopped);
+  CHECK(read_file(dir.file("serve.rc")) != "0\n");
+  CHECK(took < 15);
+  CHECK_THAT(err, Catch::Contains("every worker is gone: stopping in 2000 ms unless one joins"));
+  CHECK_THAT(err, Catch::Contains("every worker was lost and none joined within 2000 ms"));
+}
+
 namespace {
 
 /// Throwaway certificates (scripts/make-certs) in `dir`; the TLS options of the good node.
