@@ -109,7 +109,7 @@ TEST_CASE("every message type round-trips through the binary serializer", "[mess
   CHECK(snap2.version == 42);
   CHECK(snap2.params == buf);
 
-  gradient g{3, 17, 32, 0.75f, 99, 2, 41, buf};
+  gradient g{3, 17, 32, 0.75f, 99, 2, 41, buf, {}};
   auto g2 = round_trip(sys, g);
   CHECK(g2.worker == 3);
   CHECK(g2.version_read == 17);
@@ -190,7 +190,7 @@ TEST_CASE("protocol messages round-trip inside caf::message (types registered)",
   caf::actor_system sys{cfg};
   float_buffer buf{std::vector<float>{1, 2, 3}};
   auto push = message_round_trip(
-    sys, caf::make_message(push_atom::value, gradient{1, 2, 8, 0.1f, 1, 0, 1, buf}));
+    sys, caf::make_message(push_atom::value, gradient{1, 2, 8, 0.1f, 1, 0, 1, buf, {}}));
   REQUIRE(push.match_elements<push_atom, gradient>());
   CHECK(push.get_as<gradient>(1).values == buf);
   auto progress = message_round_trip(
