@@ -6,11 +6,14 @@
 #include "actors/results.hpp"
 #include "actors/update_policy.hpp"
 #include "data/sampler.hpp"
+#include "model/float_env.hpp"
 
 namespace psgd {
 
 run_summary run_sequential(const training_job& job) {
   using clock = std::chrono::steady_clock;
+  // The caller's thread computes as the actor system's threads do.
+  model::scoped_flush_denormals flushed;
   const auto& cfg = job.cfg;
   const auto& m = *job.model;
   const auto& train = job.data->train;

@@ -18,6 +18,7 @@
 #include <caf/openssl/manager.hpp>
 
 #include "data/sampler.hpp"
+#include "model/float_env.hpp"
 #include "messages/vocabulary.hpp"
 
 namespace psgd {
@@ -207,8 +208,22 @@ std::string validate_against_data(const run_config& cfg, int64_t train_rows) {
   return {};
 }
 
+namespace {
+
+/// Every thread the actor system starts (scheduler, multiplexer, detached actors) computes
+/// with denormals flushed (see model/float_env.hpp).
+class flush_denormals_hook final : public caf::thread_hook {
+public:
+  void init(caf::actor_system&) override {}
+  void thread_started() override { model::flush_denormals(); }
+  void thread_terminates() override {}
+};
+
+} // namespace
+
 psgd_config::psgd_config() {
   register_vocabulary(*this);
+  add_thread_hook<flush_denormals_hook>();
   opt_group{custom_options_, "global"}
     .add(run.mode, "mode", "sequential|sync|async|backup|ssp (default sync)")
     .add(run.workers, "workers", "m: workers whose gradients make one update (default 2)")
