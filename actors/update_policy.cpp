@@ -134,15 +134,16 @@ void server_core::resume_clock() {
 
 namespace {
 
-/// True if every value is finite: a float is NaN or Inf exactly when its exponent bits are
-/// all ones. An integer OR over that test vectorises (a float sum cannot be reordered
-/// without -ffast-math: it ran as a scalar chain, 3.7 us per softmax gradient against 0.23).
+/// 1 if v is NaN or Inf (its exponent bits are all ones), else 0. An integer OR over this
+/// test vectorises (a float sum cannot be reordered without -ffast-math: it ran as a scalar
+/// chain, 3.7 us per softmax gradient against 0.23).
 inline uint32_t is_non_finite(float v) {
   uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
   return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
 }
 
+/// True if every value is finite.
 bool all_finite(const float* v, size_t n) {
   uint32_t bad = 0;
   for (size_t i = 0; i < n; ++i)
