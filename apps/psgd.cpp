@@ -197,8 +197,8 @@ public:
       if (cv_.wait_for(lock, grace_, [this] { return done_; }))
         return;
       std::cout.flush();
-      std::cerr << "psgd: the network layer did not shut down within " << grace_.count()
-                << " ms (a connection to an unreachable peer); exiting\n";
+      std::cerr << "psgd: the actor system did not shut down within " << grace_.count()
+                << " ms (CAF waits on output to an unreachable peer); exiting\n";
       std::cerr.flush();
       std::_Exit(rc);
     }};
