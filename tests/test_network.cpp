@@ -157,8 +157,10 @@ TEST_CASE("launch m=2 reaches the in-process accuracy within a point in every mo
                            "--mode backup --backup 1 --lr 0.04 --epochs 2"}) {
     INFO(spec);
     // Sync is deterministic: one run each. Async and backup depend on timing (interleavings,
-    // which gradients are late): the median of three runs each.
-    const int runs = spec.find("sync") != std::string::npos ? 1 : 3;
+    // which gradients are late; one run's accuracy spreads over ~0.9 points): the median of
+    // five runs each (of three, the medians were more than a point apart about once in five
+    // full suites).
+    const int runs = spec.find("sync") != std::string::npos ? 1 : 5;
     auto median_accuracy = [&](const std::string& command) {
       std::vector<double> acc;
       for (int i = 0; i < runs; ++i) {
