@@ -151,7 +151,7 @@ bool alive(int pid) {
 } // namespace
 
 TEST_CASE("launch m=2 reaches the in-process accuracy within a point in every mode",
-          "[network]") {
+          "[network][timing]") {
   // Settings where one run's final accuracy is stable to a few tenths of a point.
   for (std::string spec : {"--mode sync --lr 0.06 --epochs 1", "--mode async --lr 0.02 --epochs 2",
                            "--mode backup --backup 1 --lr 0.04 --epochs 2"}) {

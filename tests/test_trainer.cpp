@@ -95,7 +95,7 @@ TEST_CASE("least squares reaches its known optimum in every mode", "[convergence
 }
 
 TEST_CASE("softmax on Fashion-MNIST reaches 0.80 test accuracy after one epoch",
-          "[convergence]") {
+          "[convergence][timing]") {
   auto data = testing::fashion_mnist();
   for (std::string mode : {"sync", "async", "backup"}) {
     auto cfg = testing::test_config(mode, "softmax");
