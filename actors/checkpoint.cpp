@@ -313,11 +313,16 @@ std::string write_checkpoint(const std::string& path, const checkpoint& c) {
     ::unlink(tmp.c_str());  // best effort: a partial .tmp is never read anyway
     return error;
   }
-  // The current checkpoint becomes .prev (there is none on the first write).
-  if (::rename(path.c_str(), prev.c_str()) != 0 && errno != ENOENT) {
+  // The current checkpoint becomes .prev (there is none on the first write) as a second
+  // name, so that `path` exists at every moment: the rename below replaces it in one step
+  // (two renames left a moment without it, in which a crash left only .prev).
+  ::unlink(prev.c_str());
+  if (::link(path.c_str(), prev.c_str()) != 0 && errno != ENOENT
+      && ::rename(path.c_str(), prev.c_str()) != 0 && errno != ENOENT) {
+    // (rename: a file system without hard links; the moment without `path` is accepted.)
     const int e = errno;
     ::unlink(tmp.c_str());
-    return fmt::format("{}: cannot rename to {}: {}", path, prev, errno_text(e));
+    return fmt::format("{}: cannot keep it as {}: {}", path, prev, errno_text(e));
   }
   // Keep .tmp if this fails: it is then the newest complete checkpoint.
   if (::rename(tmp.c_str(), path.c_str()) != 0)

@@ -237,6 +237,7 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
   // `timeout` runs psgd as its child: kill them both, as a crash of the machine would.
   std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid))
                 .c_str());
+  INFO(read_file(dir.file("serve.err")));
   REQUIRE(std::filesystem::exists(dir.file("run.ckpt")));
   auto restart = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
                  + " serve " + run + " --port " + port + " --resume " + dir.file("run.ckpt")
