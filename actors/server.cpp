@@ -111,7 +111,8 @@ void check_quorum(Self* self) {
                          st.core->live_workers(), settings.quorum));
 }
 
-/// Nobody left to train with: wait (bounded) for a worker to join, say so once.
+/// Nobody left to train with (lost, quarantined or timed out, however it came): wait, bounded,
+/// for a worker to join, and say so once. Checked on every watchdog tick.
 template <class Self>
 void check_live(Self* self) {
   auto& st = self->state;
@@ -186,7 +187,6 @@ void reject(Self* self, const gradient& g, promise& rp, uint64_t version_before)
   tell(self, fmt::format("worker {} quarantined after {} bad gradients in a row (last: {})",
                          g.worker, st.core->settings().quarantine_after, why));
   check_quorum(self);
-  check_live(self);
   if (st.core->current().version > version_before) {
     report(self);
     answer_round(self);
@@ -261,7 +261,6 @@ void check_round(Self* self) {
     answer_round(self);
   }
   check_quorum(self);
-  check_live(self);
 }
 
 /// Starts the watchdog tick once (it re-arms itself).
@@ -368,7 +367,6 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       answer_round(self);
     }
     check_quorum(self);
-    check_live(self);
   });
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {

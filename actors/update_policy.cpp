@@ -412,19 +412,15 @@ std::shared_ptr<std::vector<float>> server_core::step_params(const float* const*
   const size_t n = next->size();
   if (k == 1) {
     const float* g = grads[0];
-    if (check_finite) {
-      // y may be g itself (reuse): g[i] is read before y[i] is written.
-      uint32_t bad = 0;
-      for (size_t i = 0; i < n; ++i) {
-        bad |= is_non_finite(g[i]);
-        y[i] = x[i] - step * g[i];
-      }
-      if (bad != 0)
-        return nullptr;
-    } else {
-      for (size_t i = 0; i < n; ++i)
-        y[i] = x[i] - step * g[i];
+    // y may be g itself (reuse): g[i] is read before y[i] is written. The test costs nothing
+    // in this memory-bound pass, so it always runs; only check_finite acts on it.
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+      bad |= is_non_finite(g[i]);
+      y[i] = x[i] - step * g[i];
     }
+    if (check_finite && bad != 0)
+      return nullptr;
   } else {
     // Blocks that stay in L1: sum the k gradients into the block, then step. (y may be
     // grads[0]: each block of it is copied out before it is written.)

@@ -41,8 +41,8 @@
 // Divergence: a non-finite loss, or one above `divergence_loss`, marks the run diverged.
 //
 // Invariants: version == number of updates applied; `current()` is never modified once
-// handed out (each update writes a buffer nobody else holds); per worker, pushed == applied + dropped +
-// after_stop + rejected + (gradients waiting in the open round).
+// handed out (each update writes a buffer nobody else holds); per worker, pushed == applied +
+// dropped + after_stop + rejected + (gradients waiting in the open round).
 // Not thread-safe: owned by one actor.
 #pragma once
 
@@ -121,7 +121,7 @@ public:
   checkpoint to_checkpoint(const nlohmann::json& fingerprint) const;
 
   /// Takes the gradient by value: when nobody else holds its buffer (the server moved it out
-  /// of its message), the update is written into that buffer (see apply).
+  /// of its message), the update is written into that buffer (see step_params).
   verdict push(gradient g);
   /// Why the last rejected gradient was refused, and whether that quarantined its worker.
   reject_reason last_rejection() const { return last_rejection_; }
