@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iostream>
 #include <numeric>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -55,6 +56,13 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
   const auto& job = *st.job;
   const auto rows = job.data->train.rows;
   auto settings = server_settings::from(job.cfg, rows, job.model->num_params());
+  // Only where every worker has a core to itself: a hint then uses time the worker's core
+  // would idle away, where otherwise it takes time from a worker that computes. And only
+  // in one process, where each push comes from the worker itself (unless a link carries it).
+  const bool core_per_worker = static_cast<size_t>(job.cfg.total_workers())
+                               <= std::max(1u, std::thread::hardware_concurrency());
+  settings.warm_hints = core_per_worker && !job.serve
+                        && !(job.faults && job.faults->has_network_faults());
   auto observer = caf::actor_cast<observer_actor>(self);
   const auto eval_every = eval_interval(job.cfg, rows);
   // Serving, every worker is remote: the server lives on the multiplexer thread that

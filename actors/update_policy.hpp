@@ -84,6 +84,10 @@ struct server_settings {
   uint64_t seed = 1;                   ///< draws of the simulated staleness
   int64_t train_rows = 0;              ///< examples tracked with track_inclusion
   bool track_inclusion = false;
+  /// Tell a worker whose gradient waits for its round (warm_atom), so that it prefetches
+  /// its next minibatch meanwhile (default off; only for workers in the server's process
+  /// that talk to it directly: the requester must be a worker_actor).
+  bool warm_hints = false;
 
   static server_settings from(const run_config& cfg, int64_t train_rows,
                               int64_t num_params = 0);

@@ -7,6 +7,7 @@
 #include "actors/injector.hpp"
 #include "actors/link.hpp"
 #include "config/scenario.hpp"
+#include "model/kernels.hpp"
 
 namespace psgd {
 
@@ -251,6 +252,16 @@ worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
         st.held.reset();
         push(self, std::move(g));
       }
+    },
+    [=](warm_atom) {
+      // The server's hint that this worker's gradient waits for its round to close: bring
+      // the next minibatch's rows into the cache meanwhile, so that the next step's gather
+      // reads them from there. Unless the answer has come already: then the step starts now.
+      auto& st = self->state;
+      if (!self->mailbox().empty())
+        return;
+      if (const int64_t* next = st.sampler->peek())
+        model::prefetch_rows(*st.train, next, st.settings.batch);
     },
     [=](fault_atom, const fault_effect& effect) {
       auto& st = self->state;

@@ -10,6 +10,8 @@
 // - It talks to an upstream_actor: the server in one process, the published facade across
 //   processes (the same code either way).
 // - The snapshot is released before the push, so the server's buffers recycle.
+// - warm (from the server: this worker's gradient waits for its round) prefetches the
+//   next minibatch's rows into the cache; a hint that changes no result.
 // - `step_delay` > 0, and the injector's effects (slow by a factor or by a delay drawn per
 //   step, an extra cost per example of a class, a pause), make a step really take longer (a
 //   straggler): the gradient is pushed after a timer, without blocking a scheduler thread.

@@ -89,4 +89,10 @@ const int64_t* shard_sampler::next() {
   return shard_.data() + (step_++) * batch_;
 }
 
+const int64_t* shard_sampler::peek() const {
+  if (steps_per_epoch_ == 0 || step_ >= steps_per_epoch_)
+    return nullptr;
+  return shard_.data() + step_ * batch_;
+}
+
 } // namespace psgd::data

@@ -32,6 +32,9 @@ public:
   /// The next minibatch: batch() indices into the training set, valid until the next call;
   /// nullptr when the batch is larger than the shard (steps_per_epoch() == 0).
   const int64_t* next();
+  /// The batch the next call to next() returns, without taking it; nullptr when that batch
+  /// opens a new epoch (or there is none).
+  const int64_t* peek() const;
 
   int batch() const { return batch_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }

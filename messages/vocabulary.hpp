@@ -364,6 +364,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, hello_atom, "hello")
   CAF_ADD_ATOM(psgd, psgd, pull_atom, "pull")
   CAF_ADD_ATOM(psgd, psgd, enlist_atom, "enlist")
+  CAF_ADD_ATOM(psgd, psgd, warm_atom, "warm")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -408,7 +409,9 @@ using observer_actor = caf::typed_actor<
 /// you hold" after an injected delay, and "check that the server answered in time".
 /// fault() and heal() come from the injector: an effect begins, an effect window ends.
 /// rejoin(server) comes from the driver: the server was restarted; continue with this one.
+/// warm() comes from the server: your gradient waits for its round (prefetch the next batch).
 using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
+                                      caf::reacts_to<warm_atom>,
                                       caf::reacts_to<tick_atom>,
                                       caf::reacts_to<fault_atom, fault_effect>,
                                       caf::reacts_to<heal_atom, int32_t>,

@@ -81,4 +81,10 @@ void gather_rows(const data::dataset& data, const int64_t* index, int count, flo
       labels[i] = data.labels[size_t(index[i])];
 }
 
+void prefetch_rows(const data::dataset& data, const int64_t* index, int count) {
+  const size_t row_bytes = size_t(data.dim) * sizeof(float);
+  for (int i = 0; i < count; ++i)
+    prefetch_bytes(data.row(index[i]), row_bytes);
+}
+
 } // namespace psgd::model

@@ -67,6 +67,10 @@ void accumulate_cross_entropy(const float* z, int64_t n, int k, const int32_t* l
 void gather_rows(const data::dataset& data, const int64_t* index, int count, float* x,
                  int32_t* labels);
 
+/// Asks the cache for rows index[0..count) of `data`, without waiting for them: a later
+/// gather_rows of the same rows then copies from the cache instead of memory.
+void prefetch_rows(const data::dataset& data, const int64_t* index, int count);
+
 // --- allocation-free matrix products ---------------------------------------------------
 //
 // Eigen's product evaluator takes GEMM's packing buffers from the heap on every call once

@@ -80,3 +80,18 @@ TEST_CASE("a batch larger than a shard gives no steps", "[data]") {
   CHECK(shard_sampler::steps_per_epoch(100, 2, 50) == 1);
   CHECK(shard_sampler::steps_per_epoch(100, 0, 1) == 0);
 }
+
+TEST_CASE("peek shows the next batch without taking it, except across an epoch", "[data]") {
+  shard_sampler s{100, 1, 0, 2, 10};
+  for (int step = 0; step < 5; ++step) {
+    const int64_t* ahead = s.peek();
+    REQUIRE(ahead != nullptr);
+    std::vector<int64_t> peeked(ahead, ahead + 10);
+    const int64_t* taken = s.next();
+    CHECK(std::vector<int64_t>(taken, taken + 10) == peeked);
+  }
+  CHECK(s.peek() == nullptr); // the next batch opens epoch 1
+  CHECK(s.next() != nullptr);
+  CHECK(s.epoch() == 1);
+  CHECK(shard_sampler{100, 1, 0, 2, 51}.peek() == nullptr);
+}

@@ -65,6 +65,13 @@ public:
     await_snapshot();
   }
 
+  /// Whether the server's warm hint arrives within `limit` (other messages stay queued).
+  bool warmed_within(std::chrono::milliseconds limit) {
+    bool got = false;
+    self_->receive([&](warm_atom) { got = true; }, caf::after(limit) >> [] {});
+    return got;
+  }
+
   uint64_t read() const { return read_; }
 
 private:
@@ -155,6 +162,39 @@ TEST_CASE("sync: every worker gets the new version when the round closes", "[ser
       CHECK(w->read() == uint64_t(r + 1));
   }
   CHECK(f.stats().staleness_histogram == std::vector<int64_t>{15});
+}
+
+TEST_CASE("sync with warm hints: the workers that wait for the round are told, the one "
+          "that closes it is not",
+          "[server]") {
+  server_settings s = async_settings(3);
+  s.mode = train_mode::sync;
+  s.quorum = 3;
+  s.warm_hints = true;
+  server_fixture f{s};
+  for (int r = 0; r < 3; ++r) {
+    f.workers[0]->push_without_wait();
+    CHECK(f.workers[0]->warmed_within(std::chrono::seconds(10)));
+    f.workers[1]->push_without_wait();
+    CHECK(f.workers[1]->warmed_within(std::chrono::seconds(10)));
+    f.workers[2]->push_without_wait(); // closes the round
+    for (auto& w : f.workers)
+      w->await_snapshot();
+    CHECK_FALSE(f.workers[2]->warmed_within(std::chrono::milliseconds(50)));
+  }
+  CHECK(f.stats().version == 3);
+}
+
+TEST_CASE("without warm hints the server sends none", "[server]") {
+  server_settings s = async_settings(2);
+  s.mode = train_mode::sync;
+  s.quorum = 2;
+  server_fixture f{s};
+  f.workers[0]->push_without_wait();
+  CHECK_FALSE(f.workers[0]->warmed_within(std::chrono::milliseconds(50)));
+  f.workers[1]->push_without_wait();
+  for (auto& w : f.workers)
+    w->await_snapshot();
 }
 
 TEST_CASE("backup m=2 e=1 with one slow worker: rounds apply exactly m gradients and "
