@@ -17,6 +17,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 
+#include "config/thread_placement.hpp"
 #include "data/sampler.hpp"
 #include "model/float_env.hpp"
 #include "messages/vocabulary.hpp"
@@ -224,6 +225,7 @@ public:
 psgd_config::psgd_config() {
   register_vocabulary(*this);
   add_thread_hook<flush_denormals_hook>();
+  add_thread_hook<placement_hook>();
   opt_group{custom_options_, "global"}
     .add(run.mode, "mode", "sequential|sync|async|backup|ssp (default sync)")
     .add(run.workers, "workers", "m: workers whose gradients make one update (default 2)")
