@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <iostream>
 #include <numeric>
-#include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -15,6 +14,7 @@
 #include "actors/server.hpp"
 #include "actors/injector.hpp"
 #include "actors/worker.hpp"
+#include "config/thread_placement.hpp"
 #include "actors/checkpoint.hpp"
 #include "actors/facade.hpp"
 #include "data/random.hpp"
@@ -59,8 +59,7 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
   // Only where every worker has a core to itself: a hint then uses time the worker's core
   // would idle away, where otherwise it takes time from a worker that computes. And only
   // in one process, where each push comes from the worker itself (unless a link carries it).
-  const bool core_per_worker = static_cast<size_t>(job.cfg.total_workers())
-                               <= std::max(1u, std::thread::hardware_concurrency());
+  const bool core_per_worker = static_cast<size_t>(job.cfg.total_workers()) <= usable_cpus();
   settings.warm_hints = core_per_worker && !job.serve
                         && !(job.faults && job.faults->has_network_faults());
   auto observer = caf::actor_cast<observer_actor>(self);

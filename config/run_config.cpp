@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -291,7 +290,7 @@ psgd_config::psgd_config() {
     .add(run.request_timeout_ms, "request-timeout-ms",
          "timeout of every request between actors, ms (default 60000)");
   // Compute-bound actors: one scheduler thread per core (CAF's default starts 4 even on 2).
-  set("scheduler.max-threads", std::max(1u, std::thread::hardware_concurrency()));
+  set("scheduler.max-threads", usable_cpus());
   // A push is answered within microseconds, and a closing sync round makes both workers
   // runnable on the server's thread: the other thread must steal one at once. With CAF's
   // defaults an idle thread soon sleeps 50 us, then 10 ms, between steal attempts, and the
@@ -415,8 +414,7 @@ std::string validate_network(const run_config& cfg, bool serve) {
 }
 
 std::string psgd_config::fit_scheduler_to(const run_config& run) {
-  const auto threads = caf::get_or(*this, "scheduler.max-threads",
-                                   size_t{std::max(1u, std::thread::hardware_concurrency())});
+  const auto threads = caf::get_or(*this, "scheduler.max-threads", usable_cpus());
   if (run.parsed_mode == train_mode::sequential) {
     // The loop runs on the calling thread: no scheduler thread may spin beside it (two
     // spinning threads made a second sequential process on the other core run at half speed).

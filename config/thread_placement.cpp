@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 #include <string>
 
 #include <caf/actor_system.hpp>
@@ -24,6 +26,11 @@ std::vector<int> allowed_cpus() {
     if (CPU_ISSET(cpu, &set))
       cpus.push_back(cpu);
   return cpus;
+}
+
+size_t usable_cpus() {
+  const size_t allowed = allowed_cpus().size();
+  return std::max<size_t>(1, allowed > 0 ? allowed : std::thread::hardware_concurrency());
 }
 
 bool pin_current_thread(int cpu) {

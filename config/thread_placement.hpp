@@ -8,7 +8,8 @@
 // Pinning each scheduler thread to a CPU of its own removes that.
 //
 // Contract:
-// - allowed_cpus() lists the CPUs this process may run on (its affinity mask), ascending.
+// - allowed_cpus() lists the CPUs this process may run on (its affinity mask), ascending;
+//   usable_cpus() counts them (psgd sizes its scheduler by it).
 // - pin_current_thread(cpu) binds the calling thread to that one CPU; false if refused.
 // - placement_hook: a caf::thread_hook. When the actor system runs the work-stealing
 //   scheduler without the middleman (psgd's in-process runs), the k-th scheduler thread
@@ -27,6 +28,10 @@
 namespace psgd {
 
 std::vector<int> allowed_cpus();
+
+/// How many CPUs this process may use: allowed_cpus().size() (a `taskset` narrows it), or
+/// std::thread::hardware_concurrency() if the mask cannot be read; at least 1.
+size_t usable_cpus();
 
 bool pin_current_thread(int cpu);
 

@@ -49,6 +49,7 @@ TEST_CASE("allowed_cpus lists this process's CPUs; a thread can be pinned to one
   REQUIRE_FALSE(cpus.empty());
   CHECK(std::is_sorted(cpus.begin(), cpus.end()));
   CHECK(cpus == my_cpus());
+  CHECK(usable_cpus() == cpus.size());
   std::thread{[&] {
     REQUIRE(pin_current_thread(cpus.back()));
     CHECK(my_cpus() == std::vector<int>{cpus.back()});
