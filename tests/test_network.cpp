@@ -51,7 +51,9 @@ std::string wait_server(const temp_dir& dir) {
 
 } // namespace
 
-TEST_CASE("serve and work train across two processes", "[network]") {
+// [timing]: async accuracy after one epoch depends on the interleaving (0.80-0.82 alone; a
+// fresh clone's parallel suite once gave 0.771 beside another test's processes).
+TEST_CASE("serve and work train across two processes", "[network][timing]") {
   temp_dir dir;
   auto port = start_server(dir, "--mode async --workers 2 --epochs 1 --lr 0.03 --port 0 --quiet");
   auto work = run_psgd("work --connect 127.0.0.1:" + port + " --workers 2");
