@@ -14,9 +14,9 @@
 #include "actors/server.hpp"
 #include "actors/injector.hpp"
 #include "actors/worker.hpp"
-#include "config/thread_placement.hpp"
 #include "actors/checkpoint.hpp"
 #include "actors/facade.hpp"
+#include "config/thread_placement.hpp"
 #include "data/random.hpp"
 
 namespace psgd {

@@ -215,8 +215,8 @@ void handle_push(Self* self, gradient g, promise rp) {
       return;
     case server_core::verdict::waiting:
       if (st.core->settings().warm_hints)
-        self->send(caf::actor_cast<worker_actor>(static_cast<caf::response_promise&>(rp).source()),
-                   warm_atom::value);
+        if (const auto& worker = static_cast<caf::response_promise&>(rp).source())
+          self->send(caf::actor_cast<worker_actor>(worker), warm_atom::value);
       st.waiting.insert_or_assign(g.worker, std::move(rp));
       if (st.core->current().version > version_before)
         report(self); // ssp: applied, but its worker waits for the slowest

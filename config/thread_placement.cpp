@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstring>
 #include <thread>
-#include <string>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>

@@ -27,6 +27,14 @@ server_settings async_settings(int workers) {
   return s;
 }
 
+/// Sync with a quorum of all `workers`.
+server_settings sync_settings(int workers) {
+  server_settings s = async_settings(workers);
+  s.mode = train_mode::sync;
+  s.quorum = workers;
+  return s;
+}
+
 /// A scripted worker: a blocking actor that joins and pushes when the test says so.
 class scripted_worker {
 public:
@@ -149,9 +157,7 @@ TEST_CASE("async: a worker held back by k updates records staleness k", "[server
 }
 
 TEST_CASE("sync: every worker gets the new version when the round closes", "[server]") {
-  server_settings s = async_settings(3);
-  s.mode = train_mode::sync;
-  s.quorum = 3;
+  server_settings s = sync_settings(3);
   server_fixture f{s};
   for (int r = 0; r < 5; ++r) {
     for (auto& w : f.workers) // all three push before anyone is answered
@@ -167,9 +173,7 @@ TEST_CASE("sync: every worker gets the new version when the round closes", "[ser
 TEST_CASE("sync with warm hints: the workers that wait for the round are told, the one "
           "that closes it is not",
           "[server]") {
-  server_settings s = async_settings(3);
-  s.mode = train_mode::sync;
-  s.quorum = 3;
+  server_settings s = sync_settings(3);
   s.warm_hints = true;
   server_fixture f{s};
   for (int r = 0; r < 3; ++r) {
@@ -186,9 +190,7 @@ TEST_CASE("sync with warm hints: the workers that wait for the round are told, t
 }
 
 TEST_CASE("without warm hints the server sends none", "[server]") {
-  server_settings s = async_settings(2);
-  s.mode = train_mode::sync;
-  s.quorum = 2;
+  server_settings s = sync_settings(2);
   server_fixture f{s};
   f.workers[0]->push_without_wait();
   CHECK_FALSE(f.workers[0]->warmed_within(std::chrono::milliseconds(50)));
@@ -247,9 +249,7 @@ TEST_CASE("sync: a member that joins again with its gradient in the open round i
           "[server]") {
   // Its path changed (a republished facade) and its push's answer is lost: answered at once it
   // would compute on the same version again, a duplicate.
-  auto s = async_settings(2);
-  s.mode = train_mode::sync;
-  s.quorum = 2;
+  server_settings s = sync_settings(2);
   server_fixture f{s};
   f.workers[0]->push_without_wait();
   f.workers[0]->send_join();  // the same actor, again

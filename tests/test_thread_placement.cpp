@@ -42,6 +42,14 @@ std::vector<int> start_named(placement_hook& hook, const char* name) {
   return cpus;
 }
 
+/// Initialises `hook` with an actor system of one thread under the scheduler `policy`.
+void init_for_policy(placement_hook& hook, psgd_config& cfg, const char* policy) {
+  cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  cfg.set("scheduler.max-threads", 1);
+  caf::actor_system sys{cfg};
+  hook.init(sys);
+}
+
 } // namespace
 
 TEST_CASE("allowed_cpus lists this process's CPUs; a thread can be pinned to one", "[placement]") {
@@ -64,11 +72,8 @@ TEST_CASE("with work stealing, scheduler threads get CPUs in turn and others non
   if (cpus.size() < 2)
     SUCCEED("one CPU: nothing to place");
   psgd_config cfg;
-  cfg.set("scheduler.policy", caf::atom("stealing"));
-  cfg.set("scheduler.max-threads", 1);
-  caf::actor_system sys{cfg};
   placement_hook hook;
-  hook.init(sys);
+  init_for_policy(hook, cfg, "stealing");
   if (cpus.size() >= 2) {
     CHECK(start_named(hook, "caf.multiplexer") == std::vector<int>{cpus[0]});
     CHECK(start_named(hook, "caf.multiplexer") == std::vector<int>{cpus[1]});
@@ -79,10 +84,7 @@ TEST_CASE("with work stealing, scheduler threads get CPUs in turn and others non
 
 TEST_CASE("with the sharing scheduler no thread is pinned", "[placement]") {
   psgd_config cfg;
-  cfg.set("scheduler.policy", caf::atom("sharing"));
-  cfg.set("scheduler.max-threads", 1);
-  caf::actor_system sys{cfg};
   placement_hook hook;
-  hook.init(sys);
+  init_for_policy(hook, cfg, "sharing");
   CHECK(start_named(hook, "caf.multiplexer") == allowed_cpus());
 }
