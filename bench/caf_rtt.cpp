@@ -2,7 +2,8 @@
 // processes on loopback, measured the way a remote worker and the server use it.
 //
 // usage: psgd_caf_rtt FLOATS [ROUNDS]   (ROUNDS default 2000, after 200 warm-up rounds)
-// Prints one JSON line: {"rtt": median seconds, "bytes_each_way": 4 * FLOATS, "rounds": ROUNDS}.
+// Prints one JSON line: {"rtt": median seconds, "bytes_each_way": 4 * FLOATS, "rounds": ROUNDS,
+// "two_cpus": whether the two ends ran on two CPUs (false with a single usable CPU)}.
 //
 // An echo actor in a child process answers every float_buffer with itself; a pinger in this
 // process sends the next one when the answer arrives. Both are brokers on their process's
@@ -10,6 +11,9 @@
 // a scheduler thread), and the payload goes through psgd's own float_buffer serialisation.
 // The difference to bench/compare's raw TCP round trip of the same bytes is therefore what
 // CAF's transport adds per step: serialisation, its buffers, its system calls. No compute.
+// The two processes run on two different CPUs (the first two this process may use), as
+// bench/compare's raw ping-pong does: on this kind of VM a message that wakes a halted CPU
+// costs ~30 us more than one on the same CPU, and unpinned the scheduler picks either.
 // Exit codes: 0 measured, 2 bad arguments, 1 the measurement failed (named on stderr).
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +30,7 @@
 #include <caf/io/all.hpp>
 
 #include "config/run_config.hpp"
+#include "config/thread_placement.hpp"
 #include "messages/vocabulary.hpp"
 
 namespace {
@@ -129,17 +134,23 @@ int main(int argc, char** argv) {
     std::perror("psgd_caf_rtt: pipe");
     return 1;
   }
-  // Fork before either process starts a thread.
+  // Fork before either process starts a thread; each end then takes its CPU (its threads
+  // inherit it).
+  const auto cpus = allowed_cpus();
   const pid_t child = fork();
   if (child < 0) {
     std::perror("psgd_caf_rtt: fork");
     return 1;
   }
   if (child == 0) {
+    if (cpus.size() >= 2)
+      pin_current_thread(cpus[1]);
     close(port_pipe[0]);
     close(stop_pipe[1]);
     _exit(serve_echo(port_pipe[1], stop_pipe[0]));
   }
+  if (cpus.size() >= 2)
+    pin_current_thread(cpus[0]);
   close(port_pipe[1]);
   close(stop_pipe[0]);
   auto finish = [&](int rc) {
@@ -184,7 +195,9 @@ int main(int argc, char** argv) {
   }
   seconds.erase(seconds.begin(), seconds.begin() + warmup);
   std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
-  std::printf("{\"rtt\": %.9f, \"bytes_each_way\": %ld, \"rounds\": %ld}\n",
-              seconds[seconds.size() / 2], 4 * floats, rounds);
+  std::printf("{\"rtt\": %.9f, \"bytes_each_way\": %ld, \"rounds\": %ld, "
+              "\"two_cpus\": %s}\n",
+              seconds[seconds.size() / 2], 4 * floats, rounds,
+              cpus.size() >= 2 ? "true" : "false");
   return finish(0);
 }
