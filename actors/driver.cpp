@@ -27,14 +27,14 @@ using self_ptr = driver_actor::stateful_pointer<driver_state>;
 
 void say(self_ptr self, const std::string& line) {
   if (!self->state.job->cfg.quiet)
-    std::cerr << line << std::endl;
+    std::cerr << line + '\n'; // one write: processes sharing a terminal never split it
 }
 
 /// A notable event: on stderr (also with --quiet, which silences progress only) and in the
 /// summary.
 void record_event(self_ptr self, std::string text) {
   auto& st = self->state;
-  std::cerr << "[" << st.job->cfg.mode << "] " << text << std::endl;
+  std::cerr << fmt::format("[{}] {}\n", st.job->cfg.mode, text);
   st.summary.events.push_back(std::move(text));
 }
 
@@ -155,10 +155,9 @@ bool publish_front(self_ptr self) {
     return true; // a successor: the workers know the port
   st.port = *port;
   // Always printed (also with --quiet): the workers need the port.
-  std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s){}",
+  std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s){}\n",
                            job.serve->bind, *port, cfg.total_workers(),
-                           cfg.tls() ? " (mutual TLS)" : "")
-            << std::endl;
+                           cfg.tls() ? " (mutual TLS)" : "");
   return true;
 }
 

@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <cstring>
-#include <iostream>
 #include <map>
+#include <string>
 #include <thread>
+
+#include <fmt/format.h>
 
 namespace psgd {
 
@@ -44,9 +46,43 @@ pid_t start(const std::vector<std::string>& argv, int err_fd) {
   _exit(127);
 }
 
+/// Writes `text` to stderr in one system call: the server's forwarded lines, the workers
+/// (which share our stderr) and our own messages then never split each other's lines.
+void say(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    auto n = ::write(2, text.data() + done, text.size() - done);
+    if (n <= 0)
+      return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+/// Forwards what the server writes to its stderr, whole lines at a time (a read from the
+/// pipe may end inside a line); finish() writes what is left at the end.
+class line_forwarder {
+public:
+  void feed(const char* data, size_t n) {
+    carry_.append(data, n);
+    auto end = carry_.rfind('\n');
+    if (end == std::string::npos)
+      return;
+    say(carry_.substr(0, end + 1));
+    carry_.erase(0, end + 1);
+  }
+  void finish() {
+    if (!carry_.empty())
+      say(carry_ + '\n');
+    carry_.clear();
+  }
+
+private:
+  std::string carry_;
+};
+
 /// Reads the server's stderr until its "listening on HOST:PORT" line (at most 60 s, and
 /// only while it runs), echoing what it reads. Returns the port, or 0.
-int read_port(int fd, pid_t server) {
+int read_port(int fd, pid_t server, line_forwarder& echo) {
   std::string buffer;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline && !interrupted) {
@@ -56,7 +92,7 @@ int read_port(int fd, pid_t server) {
       auto n = read(fd, chunk, sizeof chunk);
       if (n <= 0)
         return 0;
-      std::cerr.write(chunk, n);
+      echo.feed(chunk, static_cast<size_t>(n));
       buffer.append(chunk, static_cast<size_t>(n));
       auto at = buffer.find("listening on ");
       auto colon = at == std::string::npos ? at : buffer.find(':', at);
@@ -102,7 +138,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
 
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) {
-    std::cerr << "psgd launch: pipe: " << std::strerror(errno) << '\n';
+    say(fmt::format("psgd launch: pipe: {}\n", std::strerror(errno)));
     return 1;
   }
   std::vector<std::string> serve{self_exe, "serve"};
@@ -113,22 +149,24 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   pid_t server = start(serve, pipe_fds[1]);
   close(pipe_fds[1]);
   if (server < 0) {
-    std::cerr << "psgd launch: cannot start the server\n";
+    say("psgd launch: cannot start the server\n");
     return 1;
   }
   children[server] = "server";
-  int port = read_port(pipe_fds[0], server);
+  line_forwarder echo;
+  int port = read_port(pipe_fds[0], server, echo);
   if (port == 0) {
     stop_all(children);
-    std::cerr << "psgd launch: the server did not start listening\n";
+    say("psgd launch: the server did not start listening\n");
     return interrupted ? 130 : 1;
   }
   // The rest of the server's stderr (progress, events) goes on to ours.
-  std::thread forward([fd = pipe_fds[0]] {
+  std::thread forward([fd = pipe_fds[0], echo = std::move(echo)]() mutable {
     char chunk[4096];
     ssize_t n;
     while ((n = read(fd, chunk, sizeof chunk)) > 0)
-      std::cerr.write(chunk, n);
+      echo.feed(chunk, static_cast<size_t>(n));
+    echo.finish();
     close(fd);
   });
   for (int k = 0; k < worker_processes; ++k) {
@@ -138,7 +176,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     pid_t pid = start(work, -1);
     if (pid > 0) {
       children[pid] = "worker process " + std::to_string(k);
-      std::cerr << "psgd launch: worker process " << k << " pid " << pid << std::endl;
+      say(fmt::format("psgd launch: worker process {} pid {}\n", k, pid));
     }
   }
   int server_status = 0;
@@ -158,15 +196,15 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       server_done = true;
       server_status = status;
     } else if (exit_code_of(status) != 0) {
-      std::cerr << "psgd launch: " << i->second << " (pid " << pid << ") exited with "
-                << exit_code_of(status) << "; training goes on without it" << std::endl;
+      say(fmt::format("psgd launch: {} (pid {}) exited with {}; training goes on without it\n",
+                      i->second, pid, exit_code_of(status)));
     }
     children.erase(i);
   }
   if (interrupted) {
     stop_all(children);
     forward.join();
-    std::cerr << "psgd launch: interrupted; every process stopped\n";
+    say("psgd launch: interrupted; every process stopped\n");
     return 130;
   }
   // The workers stop by themselves once the server is done; give them a moment.
