@@ -20,11 +20,11 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <thread>
 #include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -67,7 +67,8 @@ const char* usage_text =
   "  psgd serve --port 7000 --mode async --workers 2 &  psgd work --connect 127.0.0.1:7000 --workers 2\n";
 
 int usage_error(const std::string& what) {
-  std::cerr << "psgd: " << what << '\n';
+  // One write per line: the processes of psgd launch share one stderr.
+  std::cerr << fmt::format("psgd: {}\n", what);
   return exit_usage;
 }
 
@@ -197,8 +198,9 @@ public:
       if (cv_.wait_for(lock, grace_, [this] { return done_; }))
         return;
       std::cout.flush();
-      std::cerr << "psgd: the actor system did not shut down within " << grace_.count()
-                << " ms (CAF waits on output to an unreachable peer); exiting\n";
+      std::cerr << fmt::format("psgd: the actor system did not shut down within {} ms (CAF "
+                               "waits on output to an unreachable peer); exiting\n",
+                               grace_.count());
       std::cerr.flush();
       std::_Exit(rc);
     }};
@@ -217,21 +219,21 @@ private:
 int train_and_report(caf::actor_system& sys, const run_config& run, const training_job& job) {
   auto result = run_training(sys, job);
   if (!result) {
-    std::cerr << "psgd: training failed: " << sys.render(result.error()) << '\n';
+    std::cerr << fmt::format("psgd: training failed: {}\n", sys.render(result.error()));
     return exit_failure;
   }
   const auto rows = job.data->train.rows;
   std::cout << final_line(run, *result, rows) << std::endl;
   if (!run.out.empty())
     if (auto problem = write_results(run.out, run, *result, rows); !problem.empty()) {
-      std::cerr << "psgd: " << problem << '\n';
+      std::cerr << fmt::format("psgd: {}\n", problem);
       return exit_failure;
     }
   if (!run.save.empty()) {
     model::saved_params p{job.model->spec(), result->final_params.version,
                           result->final_params.params.values()};
     if (auto problem = model::save_params(run.save, p); !problem.empty()) {
-      std::cerr << "psgd: " << problem << '\n';
+      std::cerr << fmt::format("psgd: {}\n", problem);
       return exit_failure;
     }
   }
@@ -284,7 +286,7 @@ int cmd_work(int argc, char** argv) {
   caf::actor_system sys{cfg};
   auto outcome = work_remotely(sys, run);
   if (!outcome) {
-    std::cerr << "psgd work: " << sys.render(outcome.error()) << '\n';
+    std::cerr << fmt::format("psgd work: {}\n", sys.render(outcome.error()));
     return deadline.arm(outcome.error() == make_error(error_code::refused) ? exit_usage
                                                                           : exit_failure);
   }
