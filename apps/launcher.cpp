@@ -128,8 +128,16 @@ int exit_code_of(int status) {
 
 } // namespace
 
+std::vector<int> deal_workers(int workers, int processes) {
+  std::vector<int> out(static_cast<size_t>(processes), workers / processes);
+  for (int k = 0; k < workers % processes; ++k)
+    ++out[static_cast<size_t>(k)];
+  return out;
+}
+
 int launch(const std::string& self_exe, const std::vector<std::string>& options,
-           const std::vector<std::string>& worker_options, int worker_processes) {
+           const std::vector<std::string>& worker_options,
+           const std::vector<int>& workers_per_process) {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
@@ -169,14 +177,16 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     echo.finish();
     close(fd);
   });
-  for (int k = 0; k < worker_processes; ++k) {
+  for (size_t k = 0; k < workers_per_process.size(); ++k) {
     std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
-                                  "--workers=1"};
+                                  "--workers=" + std::to_string(workers_per_process[k])};
     work.insert(work.end(), worker_options.begin(), worker_options.end());
     pid_t pid = start(work, -1);
     if (pid > 0) {
       children[pid] = "worker process " + std::to_string(k);
-      say(fmt::format("psgd launch: worker process {} pid {}\n", k, pid));
+      const int n = workers_per_process[k];
+      say(fmt::format("psgd launch: worker process {} pid {}{}\n", k, pid,
+                      n == 1 ? std::string{} : fmt::format(", {} workers", n)));
     }
   }
   int server_status = 0;

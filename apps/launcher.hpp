@@ -1,5 +1,5 @@
-// psgd launch: a local cluster of processes on loopback: one `psgd serve` and one
-// `psgd work --workers 1` per worker, with the given training options.
+// psgd launch: a local cluster of processes on loopback: one `psgd serve` and the
+// `psgd work` processes, each with its share of the workers, with the given training options.
 //
 // Contract: launch() starts the server (port chosen by the OS), reads its port, starts the
 // worker processes, forwards their output (worker lines prefixed), and returns the server's
@@ -16,8 +16,14 @@
 namespace psgd {
 
 /// `options`: the training options as given on the command line (passed to psgd serve);
-/// `worker_options`: those that the workers need too (data directory, timeouts).
+/// `worker_options`: those that the workers need too (data directory, timeouts);
+/// `workers_per_process`: one `psgd work` process per entry, running that many workers.
 int launch(const std::string& self_exe, const std::vector<std::string>& options,
-           const std::vector<std::string>& worker_options, int worker_processes);
+           const std::vector<std::string>& worker_options,
+           const std::vector<int>& workers_per_process);
+
+/// `workers` dealt out evenly over `processes` (the first ones get one more where it does
+/// not divide): {5, 2} -> {3, 2}. Requires 1 <= processes <= workers.
+std::vector<int> deal_workers(int workers, int processes);
 
 } // namespace psgd

@@ -3,7 +3,7 @@
 //   psgd train [options]              train (sequential, sync, async or backup SGD)
 //   psgd serve --port P [options]     train with workers that connect over the network
 //   psgd work --connect HOST:P        run workers for a psgd serve
-//   psgd launch [options]             a local cluster: serve + one work process per worker
+//   psgd launch [options]             a local cluster: serve + work processes on loopback
 //   psgd eval --load FILE [--data D]  test accuracy of saved parameters
 //   psgd sweep [options]              simulated-staleness sweep (accuracy vs K)
 //   psgd report FILE... [--out DIR]   comparison table of the summaries in --out files; with
@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <regex>
@@ -39,6 +40,7 @@
 #include "actors/trainer.hpp"
 #include "config/run_config.hpp"
 #include "data/fashion_mnist.hpp"
+#include "data/outcome.hpp"
 #include "model/params_file.hpp"
 
 namespace {
@@ -52,7 +54,7 @@ const char* usage_text =
   "usage: psgd train [options]               train a model (see psgd train --help)\n"
   "       psgd serve --port P [options]      train with workers that connect over TCP\n"
   "       psgd work --connect HOST:P [--workers k]  run k workers for a psgd serve\n"
-  "       psgd launch [options]              serve + one work process per worker, on loopback\n"
+  "       psgd launch [options]              serve + work processes, on loopback\n"
   "       psgd eval --load FILE [--data DIR] test accuracy of saved parameters\n"
   "       psgd sweep [--models softmax,mlp] [--staleness 0,1,2,4,8,16,32] [--seeds 3] [options]\n"
   "                                          simulated-staleness sweep (async, one worker)\n"
@@ -295,6 +297,41 @@ int cmd_work(int argc, char** argv) {
   return deadline.arm(outcome->finished == outcome->workers ? 0 : exit_failure);
 }
 
+/// The memory this machine can still give processes (MemAvailable), or 0 if unknown.
+uint64_t available_memory_bytes() {
+  std::ifstream meminfo{"/proc/meminfo"};
+  std::string key;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib)
+    if (key == "MemAvailable:")
+      return kib * 1024;
+    else
+      meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  return 0;
+}
+
+/// How many workers each psgd work process of launch runs: --processes, or one process per
+/// worker up to `default_max_processes`. Every process holds its own copy of the data, so a
+/// plan whose copies do not fit in the available memory is refused (instead of an OOM kill
+/// in the middle of the run).
+outcome<std::vector<int>> plan_work_processes(const run_config& run) {
+  // Beyond the cores, more processes on one machine add copies of the data, not speed.
+  constexpr int default_max_processes = 16;
+  constexpr uint64_t runtime_bytes = uint64_t{64} << 20; // CAF, the model, buffers
+  const int workers = run.total_workers();
+  const int processes = run.processes > 0 ? run.processes
+                                          : std::min(workers, default_max_processes);
+  const uint64_t data_bytes = run.synthetic ? 0 : data::fashion_mnist_memory_bytes(run.data);
+  const uint64_t needed = static_cast<uint64_t>(processes + 1) * (data_bytes + runtime_bytes);
+  const uint64_t available = available_memory_bytes();
+  if (available > 0 && needed > available)
+    return outcome<std::vector<int>>::failure(fmt::format(
+      "--processes: {} work processes and the server each hold the data: ~{:.1f} GiB, and "
+      "this machine has {:.1f} GiB available; give fewer (each runs several workers)",
+      processes, needed / double(1 << 30), available / double(1 << 30)));
+  return deal_workers(workers, processes);
+}
+
 int cmd_launch(int argc, char** argv) {
   psgd_config cfg;
   if (int rc = parse_options(cfg, argc, argv, "launch"); rc >= 0)
@@ -324,7 +361,10 @@ int cmd_launch(int argc, char** argv) {
     for (auto opt : {"--tls-cert=" + run.tls_cert, "--tls-key=" + run.tls_key,
                      "--tls-ca=" + run.tls_ca})
       worker_options.push_back(opt);
-  return launch(exe, options, worker_options, run.total_workers());
+  auto plan = plan_work_processes(run);
+  if (!plan)
+    return usage_error(plan.error());
+  return launch(exe, options, worker_options, *plan);
 }
 
 int cmd_eval(int argc, char** argv) {

@@ -77,6 +77,8 @@ struct run_config {
   std::string tls_ca;                ///< the CA that signs every node's certificate (PEM)
   int64_t heartbeat_ms = 200;        ///< middleman heartbeat interval
   int64_t connection_timeout_ms = 1000;  ///< a silent peer is dropped after this
+  int processes = 0;                 ///< launch: psgd work processes, the workers dealt out
+                                     ///< evenly; 0 = one per worker, at most 16
   // -- runtime -------------------------------------------------------------------------------
   std::string placement = "shared";  ///< workers on the scheduler (shared) or own threads (detached)
   int64_t request_timeout_ms = 60000;  ///< timeout of every request between actors
@@ -123,8 +125,8 @@ public:
   /// Loads CAF's middleman for psgd serve/work, with heartbeats on (CAF's default is off, so
   /// a frozen peer would never be noticed) and no extra middleman threads. Processes share
   /// the cores here, so the scheduler does not spin: CAF's FIFO "sharing" policy with one
-  /// thread per local worker (at least one). Call after parse, before the actor system
-  /// exists.
+  /// thread per local worker, at most one per usable CPU (at least one). Call after parse,
+  /// before the actor system exists.
   void enable_network(int local_workers);
 
   /// Chooses CAF's scheduling policy for a run; call after validate(), before the actor

@@ -182,6 +182,17 @@ outcome<dataset> load_idx_pair(const std::string& images_path,
   return d;
 }
 
+uint64_t fashion_mnist_memory_bytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  for (const char* set : {"train", "t10k"}) {
+    const auto images = content_size(fmt::format("{}/{}-images-idx3-ubyte.gz", dir, set));
+    const auto labels = content_size(fmt::format("{}/{}-labels-idx1-ubyte.gz", dir, set));
+    bytes += (images > 16 ? images - 16 : 0) * sizeof(float)
+             + (labels > 8 ? labels - 8 : 0) * sizeof(int32_t);
+  }
+  return bytes;
+}
+
 outcome<split> load_fashion_mnist(const std::string& dir) {
   auto path = [&](const char* name) { return fmt::format("{}/{}", dir, name); };
   auto train = load_idx_pair(path("train-images-idx3-ubyte.gz"),

@@ -8,6 +8,7 @@
 // the file and what is wrong; nothing throws. Thread-safe (no shared state).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "data/dataset.hpp"
@@ -20,6 +21,11 @@ inline constexpr const char* default_fashion_mnist_dir = "/usr/share/datasets/fa
 
 /// Reads the training set (60,000 rows) and the test set (10,000 rows).
 outcome<split> load_fashion_mnist(const std::string& dir);
+
+/// The bytes that load_fashion_mnist(dir) holds once loaded (float pixels and int labels of
+/// both sets), from the files' sizes alone: nothing is decompressed. What each process that
+/// loads `dir` needs for its data. A file that cannot be read counts 0.
+uint64_t fashion_mnist_memory_bytes(const std::string& dir);
 
 /// Reads one pair of IDX files (images, labels) into a 10-class dataset.
 outcome<dataset> load_idx_pair(const std::string& images_path, const std::string& labels_path);

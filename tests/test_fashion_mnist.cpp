@@ -100,3 +100,14 @@ TEST_CASE("load_fashion_mnist names a missing directory's file", "[data]") {
   REQUIRE_FALSE(d);
   CHECK_THAT(d.error(), Catch::Contains("/nonexistent-psgd-dir/train-images-idx3-ubyte.gz"));
 }
+
+TEST_CASE("fashion_mnist_memory_bytes is what the loaded sets hold, from file sizes alone",
+          "[data]") {
+  auto split = testing::fashion_mnist();
+  const auto held = [](const data::dataset& d) {
+    return d.features.size() * sizeof(float) + d.labels.size() * sizeof(int32_t);
+  };
+  CHECK(data::fashion_mnist_memory_bytes(PSGD_DATA_DIR)
+        == held(split->train) + held(split->test));
+  CHECK(data::fashion_mnist_memory_bytes("/nonexistent-psgd-dir") == 0);
+}

@@ -109,6 +109,38 @@ TEST_CASE("network options are checked", "[network]") {
   auto closed = run_psgd("work --connect 127.0.0.1:1 --request-timeout-ms 3000");
   CHECK(closed.exit_code == 1);
   CHECK_THAT(closed.output, Catch::Contains("cannot connect to 127.0.0.1:1"));
+  for (std::string processes : {"3", "-1"}) {
+    auto wrong = run_psgd("launch --mode async --workers 2 --processes " + processes);
+    INFO(wrong.output);
+    CHECK(wrong.exit_code == 2);
+    CHECK_THAT(wrong.output, Catch::Contains("--processes: must be 0 (one per worker) to the 2 "
+                                             "workers (got " + processes + ")"));
+  }
+  // Every work process holds the data (~210 MiB of Fashion-MNIST): 1024 copies need ~280 GiB,
+  // more than this kind of machine has.
+  auto huge = run_psgd("launch --mode async --workers 1024 --processes 1024");
+  INFO(huge.output);
+  CHECK(huge.exit_code == 2);
+  CHECK_THAT(huge.output, Catch::Contains("--processes: 1024 work processes and the server "
+                                          "each hold the data")
+                            && Catch::Contains("GiB available"));
+}
+
+TEST_CASE("launch deals the workers out over --processes work processes", "[network]") {
+  auto r = run_psgd("launch --mode backup --workers 4 --backup 1 --processes 2 --epochs 0.5");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("worker process 0 pid")
+                         && Catch::Contains(", 3 workers\n") && Catch::Contains(", 2 workers\n"));
+  CHECK_THAT(r.output, Catch::Contains("backup softmax m=4 e=1"));
+  for (int w = 0; w < 5; ++w)
+    CHECK_THAT(r.output, Catch::Contains("worker " + std::to_string(w) + ": finished"));
+  // Without --processes, one per worker.
+  auto one_each = run_psgd("launch --mode async --workers 3 --epochs 0.2 --quiet");
+  INFO(one_each.output);
+  CHECK(one_each.exit_code == 0);
+  CHECK_THAT(one_each.output, Catch::Contains("worker process 2 pid")
+                                && !Catch::Contains(" workers\n"));
 }
 
 namespace {
