@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/run_config.hpp"
+#include "config/thread_placement.hpp"
 #include "messages/vocabulary.hpp"
 #include "tests/test_helpers.hpp"
 
@@ -151,10 +153,11 @@ double accuracy_in(const std::string& output) {
   return std::stod(output.substr(at + 14, 6));
 }
 
-/// Starts `psgd launch <args>` in the background; its output goes to dir/launch.out.
-void start_launch(const temp_dir& dir, const std::string& args) {
-  auto cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY} + " launch "
-             + args + " > launch.out 2>&1; echo $? > launch.rc) & true";
+/// Starts `psgd launch <args>` in the background (after `prefix`, e.g. a taskset); its
+/// output goes to dir/launch.out.
+void start_launch(const temp_dir& dir, const std::string& args, const std::string& prefix = "") {
+  auto cmd = "cd " + dir.path() + " && (timeout 120 " + prefix + std::string{PSGD_BINARY}
+             + " launch " + args + " > launch.out 2>&1; echo $? > launch.rc) & true";
   REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
@@ -231,6 +234,42 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
     CHECK_THAT(out, Catch::Contains("exited with 137"));
     for (int k = 0; k < 2; ++k)
       CHECK_FALSE(alive(worker_pid(dir, k))); // no process left behind
+  }
+}
+
+TEST_CASE("launch gives each work process a CPU of its own when they are as many as the "
+          "CPUs, and leaves other counts to the OS", "[network]") {
+  auto cpus = psgd::allowed_cpus();
+  if (cpus.size() < 2) {
+    WARN("one CPU: nothing to place");
+    return;
+  }
+  // Two CPUs, whatever the machine has: launch runs under a taskset of two of ours.
+  const std::vector<int> two{cpus[0], cpus[1]};
+  const auto taskset = "taskset -c " + std::to_string(two[0]) + "," + std::to_string(two[1]) + " ";
+  for (int workers : {2, 3}) {
+    INFO(workers << " work processes on 2 CPUs");
+    temp_dir dir;
+    start_launch(dir, "--mode async --workers " + std::to_string(workers)
+                        + " --epochs 20 --eval-every 2000", taskset);
+    std::vector<int> pids;
+    for (int k = 0; k < workers; ++k)
+      pids.push_back(worker_pid(dir, k));
+    REQUIRE(wait_for(dir, "launch.out", "] epoch", 60)); // every process runs
+    for (int k = 0; k < workers; ++k) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      REQUIRE(sched_getaffinity(pids[size_t(k)], sizeof set, &set) == 0);
+      std::vector<int> allowed;
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set))
+          allowed.push_back(c);
+      if (workers == 2)
+        CHECK(allowed == std::vector<int>{two[size_t(k)]});
+      else
+        CHECK(allowed == two);
+    }
+    REQUIRE(wait_for(dir, "launch.rc", "0", 90));
   }
 }
 
