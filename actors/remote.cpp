@@ -177,6 +177,13 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     if (msg.source == front_addr) {
       if (running.empty())
         return;
+      // The server stopped the run (diverged, a round timeout with policy stop, ...): its
+      // facade died with the server's reason. No successor comes; stop now.
+      if (msg.reason.category() == psgd_error_atom::value) {
+        fatal = make_error(error_code::peer_lost,
+                           "the server stopped the run: " + sys.render(msg.reason));
+        return;
+      }
       // The server process died: wait for its successor (psgd serve --resume).
       auto next = reconnect(sys, self, host, port, again, timeout);
       if (!next) {

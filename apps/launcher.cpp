@@ -217,7 +217,9 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       server_done = true;
       server_status = status;
     } else if (exit_code_of(status) != 0) {
-      say(fmt::format("psgd launch: {} (pid {}) exited with {}; training goes on without it\n",
+      // No claim about the training here: the server's own lines say whether its workers
+      // left the quorum (and training goes on) or the run ended (and took the workers along).
+      say(fmt::format("psgd launch: {} (pid {}) exited with {}\n",
                       i->second, pid, exit_code_of(status)));
     }
     children.erase(i);

@@ -6,7 +6,7 @@
 // exit code once it has exited. It never leaves a process behind: every child dies with the
 // launcher (PR_SET_PDEATHSIG), on SIGINT/SIGTERM the children are stopped and the launcher
 // exits 130, and once the server has exited the workers still running get SIGTERM, then
-// SIGKILL. A worker process that fails is reported; training goes on without it.
+// SIGKILL. A worker process that fails is reported; the server decides how training goes on.
 // Not thread-safe: one launch per process.
 #pragma once
 

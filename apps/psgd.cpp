@@ -221,6 +221,11 @@ private:
 int train_and_report(caf::actor_system& sys, const run_config& run, const training_job& job) {
   auto result = run_training(sys, job);
   if (!result) {
+    // The facade died with the server's reason; the middleman tells each work process so
+    // (they stop instead of waiting for a restart) unless the actor system's shutdown comes
+    // first, which it did in about half of the runs. A moment is enough (20 ms was).
+    if (job.serve)
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
     std::cerr << fmt::format("psgd: training failed: {}\n", sys.render(result.error()));
     return exit_failure;
   }

@@ -237,6 +237,21 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
   }
 }
 
+TEST_CASE("a run the server stops (divergence) stops its work processes with the reason, "
+          "not a wait for a restart", "[network]") {
+  auto r = run_psgd("launch --mode async --workers 3 --processes 2 --model mlp --lr 50 "
+                    "--epochs 1 --quiet");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Catch::Contains("psgd: training failed: diverged"));
+  // Both work processes heard it from the server (before, they took it for a crashed server,
+  // waited for its restart and were killed by launch).
+  size_t told = 0;
+  for (const auto& line : lines_of(r.output))
+    told += line.rfind("psgd work: peer_lost: the server stopped the run: diverged", 0) == 0;
+  CHECK(told == 2);
+}
+
 TEST_CASE("launch gives each work process a CPU of its own when they are as many as the "
           "CPUs, and leaves other counts to the OS", "[network]") {
   auto cpus = psgd::allowed_cpus();
