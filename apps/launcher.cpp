@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -202,13 +203,31 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   }
   int server_status = 0;
   bool server_done = false;
+  // A worker process that exits with an error has said why itself. Its line here waits a
+  // second: if the server exits with an error meanwhile, the server stopped the run and took
+  // the workers along (its own line says why), and a line per work process would only bury
+  // it. A process killed by a signal could not speak: reported at once.
+  struct report {
+    std::chrono::steady_clock::time_point due;
+    std::string text;
+  };
+  std::vector<report> reports;
+  auto say_due = [&](std::chrono::steady_clock::time_point now) {
+    auto due = std::stable_partition(reports.begin(), reports.end(),
+                                     [&](const report& r) { return r.due > now; });
+    for (auto r = due; r != reports.end(); ++r)
+      say(r->text);
+    reports.erase(due, reports.end());
+  };
   while (!server_done && !interrupted) {
     int status = 0;
-    pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR)
-        continue;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno != EINTR)
       break;
+    if (pid <= 0) {
+      say_due(std::chrono::steady_clock::now());
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
     }
     auto i = children.find(pid);
     if (i == children.end())
@@ -218,12 +237,18 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       server_status = status;
     } else if (exit_code_of(status) != 0) {
       // No claim about the training here: the server's own lines say whether its workers
-      // left the quorum (and training goes on) or the run ended (and took the workers along).
-      say(fmt::format("psgd launch: {} (pid {}) exited with {}\n",
-                      i->second, pid, exit_code_of(status)));
+      // left the quorum (and training goes on) or the run ended.
+      auto text = fmt::format("psgd launch: {} (pid {}) exited with {}\n", i->second, pid,
+                              exit_code_of(status));
+      if (WIFSIGNALED(status))
+        say(text);
+      else
+        reports.push_back({std::chrono::steady_clock::now() + std::chrono::seconds(1), text});
     }
     children.erase(i);
   }
+  if (server_done && exit_code_of(server_status) == 0)
+    say_due(std::chrono::steady_clock::time_point::max());
   if (interrupted) {
     stop_all(children);
     forward.join();
