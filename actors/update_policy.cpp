@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <algorithm>
 
 namespace psgd {
 
@@ -421,6 +420,14 @@ std::shared_ptr<std::vector<float>> server_core::step_params(const float* const*
     }
     if (check_finite && bad != 0)
       return nullptr;
+  } else if (k == 2) {
+    // Sync m=2, the common round: one pass, no block copy. The same sum, then the same step,
+    // as the blocks below (bit for bit). The closing round's update is on the critical path:
+    // sync m=2 softmax 1.735M -> 1.771M samples/s (medians of 7 interleaved runs).
+    const float* g0 = grads[0];
+    const float* g1 = grads[1];
+    for (size_t i = 0; i < n; ++i)
+      y[i] = x[i] - step * (g0[i] + g1[i]);
   } else {
     // Blocks that stay in L1: sum the k gradients into the block, then step. (y may be
     // grads[0]: each block of it is copied out before it is written.)
