@@ -137,6 +137,7 @@ TEST_CASE("launch deals the workers out over --processes work processes", "[netw
   CHECK_THAT(r.output, Catch::Contains("backup softmax m=4 e=1"));
   for (int w = 0; w < 5; ++w)
     CHECK_THAT(r.output, Catch::Contains("worker " + std::to_string(w) + ": finished"));
+  CHECK_THAT(r.output, Catch::Contains("psgd serve: workers joined; training starts"));
   // Without --processes, one per worker.
   auto one_each = run_psgd("launch --mode async --workers 3 --epochs 0.2 --quiet");
   INFO(one_each.output);
