@@ -15,11 +15,11 @@
 
 namespace psgd {
 
-std::vector<int> allowed_cpus() {
+std::vector<int> allowed_cpus(pid_t pid) {
   std::vector<int> cpus;
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0)
+  if (sched_getaffinity(pid, sizeof set, &set) != 0)
     return cpus;
   for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
     if (CPU_ISSET(cpu, &set))

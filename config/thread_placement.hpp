@@ -20,6 +20,8 @@
 //   the hook tells them apart. Thread-safe (thread_started runs on each new thread).
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <vector>
 
@@ -27,7 +29,8 @@
 
 namespace psgd {
 
-std::vector<int> allowed_cpus();
+/// The CPUs process `pid` may run on (0: this process), ascending; empty if unreadable.
+std::vector<int> allowed_cpus(pid_t pid = 0);
 
 /// How many CPUs this process may use: allowed_cpus().size() (a `taskset` narrows it), or
 /// std::thread::hardware_concurrency() if the mask cannot be read; at least 1.

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -273,13 +272,8 @@ TEST_CASE("launch gives each work process a CPU of its own when they are as many
       pids.push_back(worker_pid(dir, k));
     REQUIRE(wait_for(dir, "launch.out", "] epoch", 60)); // every process runs
     for (int k = 0; k < workers; ++k) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      REQUIRE(sched_getaffinity(pids[size_t(k)], sizeof set, &set) == 0);
-      std::vector<int> allowed;
-      for (int c = 0; c < CPU_SETSIZE; ++c)
-        if (CPU_ISSET(c, &set))
-          allowed.push_back(c);
+      const auto allowed = psgd::allowed_cpus(pids[size_t(k)]);
+      REQUIRE_FALSE(allowed.empty());
       if (workers == 2)
         CHECK(allowed == std::vector<int>{two[size_t(k)]});
       else
