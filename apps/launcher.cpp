@@ -1,5 +1,6 @@
 #include "apps/launcher.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -63,27 +65,67 @@ void say(const std::string& text) {
   }
 }
 
-/// Forwards what the server writes to its stderr, whole lines at a time (a read from the
-/// pipe may end inside a line); finish() writes what is left at the end.
+/// Forwards what a child writes to its stderr, whole lines at a time (a read from the pipe
+/// may end inside a line); finish() writes what is left at the end. With `collapse`, a line
+/// the same as one forwarded before is counted, not repeated: the work processes share one
+/// pipe, and when the server stops the run each of them says so in the same words.
 class line_forwarder {
 public:
+  explicit line_forwarder(bool collapse = false) : collapse_(collapse) {}
+
   void feed(const char* data, size_t n) {
     carry_.append(data, n);
     auto end = carry_.rfind('\n');
     if (end == std::string::npos)
       return;
-    say(carry_.substr(0, end + 1));
+    if (collapse_)
+      forward_new_lines(end + 1);
+    else
+      say(carry_.substr(0, end + 1));
     carry_.erase(0, end + 1);
   }
   void finish() {
     if (!carry_.empty())
-      say(carry_ + '\n');
-    carry_.clear();
+      feed("\n", 1);
+    if (repeated_ > 0)
+      say(fmt::format("psgd launch: {} more work process line(s) the same as one above, not "
+                      "repeated\n", repeated_));
+    repeated_ = 0;
   }
 
 private:
+  /// Forwards the lines in carry_[0, n) that were not forwarded before, in one write.
+  void forward_new_lines(size_t n) {
+    std::string out;
+    for (size_t begin = 0; begin < n;) {
+      auto end = carry_.find('\n', begin) + 1;
+      auto line = carry_.substr(begin, end - begin);
+      if (seen_.insert(line).second)
+        out += line;
+      else
+        ++repeated_;
+      begin = end;
+    }
+    if (!out.empty())
+      say(out);
+  }
+
+  bool collapse_;
   std::string carry_;
+  std::set<std::string> seen_;
+  int repeated_ = 0;
 };
+
+/// Forwards everything read from `fd` until all its writers closed it, then finishes.
+void forward_all(int fd, line_forwarder& echo) {
+  char chunk[4096];
+  ssize_t n;
+  while ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      echo.feed(chunk, static_cast<size_t>(n));
+  echo.finish();
+  close(fd);
+}
 
 /// Reads the server's stderr until its "listening on HOST:PORT" line (at most 60 s, and
 /// only while it runs), echoing what it reads. Returns the port, or 0.
@@ -175,13 +217,13 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   }
   // The rest of the server's stderr (progress, events) goes on to ours.
   std::thread forward([fd = pipe_fds[0], echo = std::move(echo)]() mutable {
-    char chunk[4096];
-    ssize_t n;
-    while ((n = read(fd, chunk, sizeof chunk)) > 0)
-      echo.feed(chunk, static_cast<size_t>(n));
-    echo.finish();
-    close(fd);
+    forward_all(fd, echo);
   });
+  // The work processes' stderr: one pipe for all, its repeated lines collapsed. Without a
+  // pipe they write to ours.
+  int work_fds[2] = {-1, -1};
+  if (pipe2(work_fds, O_CLOEXEC) != 0)
+    work_fds[0] = work_fds[1] = -1;
   // As many work processes as CPUs: each gets a CPU of its own, and the server is left to
   // the OS. Unpinned, Linux at times stacked two workers on one CPU: 6 interleaved runs of
   // launch m=2 on 2 CPUs, async softmax 441-492k -> 538-600k samples/s, sync 306-458k ->
@@ -193,7 +235,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
                                   "--workers=" + std::to_string(workers_per_process[k])};
     work.insert(work.end(), worker_options.begin(), worker_options.end());
-    pid_t pid = start(work, -1, pin ? cpus[k] : -1);
+    pid_t pid = start(work, work_fds[1], pin ? cpus[k] : -1);
     if (pid > 0) {
       children[pid] = "worker process " + std::to_string(k);
       const int n = workers_per_process[k];
@@ -201,6 +243,19 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
                       n == 1 ? std::string{} : fmt::format(", {} workers", n)));
     }
   }
+  std::thread forward_work;
+  if (work_fds[0] >= 0) {
+    close(work_fds[1]);
+    forward_work = std::thread([fd = work_fds[0]] {
+      line_forwarder echo{/*collapse=*/true};
+      forward_all(fd, echo);
+    });
+  }
+  auto join_forwarders = [&] {
+    forward.join();
+    if (forward_work.joinable())
+      forward_work.join();
+  };
   int server_status = 0;
   bool server_done = false;
   // A worker process that exits with an error has said why itself. Its line here waits a
@@ -251,7 +306,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     say_due(std::chrono::steady_clock::time_point::max());
   if (interrupted) {
     stop_all(children);
-    forward.join();
+    join_forwarders();
     say("psgd launch: interrupted; every process stopped\n");
     return 130;
   }
@@ -263,7 +318,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   stop_all(children);
-  forward.join();
+  join_forwarders();
   return exit_code_of(server_status);
 }
 

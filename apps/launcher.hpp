@@ -2,7 +2,8 @@
 // `psgd work` processes, each with its share of the workers, with the given training options.
 //
 // Contract: launch() starts the server (port chosen by the OS), reads its port, starts the
-// worker processes, forwards their output (worker lines prefixed), and returns the server's
+// worker processes, forwards their stderr (the work processes' through one pipe, where a line
+// the same as an earlier one is counted and left out), and returns the server's
 // exit code once it has exited. It never leaves a process behind: every child dies with the
 // launcher (PR_SET_PDEATHSIG), on SIGINT/SIGTERM the children are stopped and the launcher
 // exits 130, and once the server has exited the workers still running get SIGTERM, then
