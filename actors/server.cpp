@@ -136,10 +136,7 @@ void report(Self* self) {
   if (st.done_sent)
     return;
   if (st.core->diverged()) {
-    self->quit(make_error(error_code::diverged,
-                          fmt::format("minibatch loss {} at update {} (--divergence-loss {})",
-                                      st.core->last_loss(), st.core->current().version,
-                                      st.core->settings().divergence_loss)));
+    self->quit(make_error(error_code::diverged, st.core->divergence_reason()));
     return;
   }
   const auto version = st.core->current().version;

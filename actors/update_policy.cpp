@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include <fmt/format.h>
+
 namespace psgd {
 
 server_settings server_settings::from(const run_config& cfg, int64_t train_rows,
@@ -463,6 +465,23 @@ void server_core::commit(std::shared_ptr<std::vector<float>> next, int64_t sampl
     diverged_ = true;
   recent_loss_ = have_loss_ ? 0.98f * recent_loss_ + 0.02f * loss : loss;
   have_loss_ = true;
+}
+
+std::string server_core::divergence_reason() const {
+  auto reason = fmt::format("minibatch loss {} at update {} (--divergence-loss {})", last_loss_,
+                            current_.version, settings_.divergence_loss);
+  int64_t applied = 0, staleness_sum = 0;
+  for (size_t s = 0; s < staleness_histogram_.size(); ++s) {
+    applied += staleness_histogram_[s];
+    staleness_sum += static_cast<int64_t>(s) * staleness_histogram_[s];
+  }
+  const double mean = applied > 0 ? double(staleness_sum) / double(applied) : 0.0;
+  const bool full_step = settings_.mode == train_mode::async
+                         || settings_.mode == train_mode::ssp;
+  if (full_step && !settings_.stale_lr && mean >= 2)
+    reason += fmt::format("; the mean staleness was {:.1f}: a smaller --lr, or --stale-lr "
+                          "(step lr / staleness), damps stale gradients", mean);
+  return reason;
 }
 
 void server_core::record_applied(worker_stats& w, uint64_t staleness) {

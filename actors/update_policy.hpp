@@ -50,6 +50,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "actors/checkpoint.hpp"
@@ -148,7 +149,10 @@ public:
   /// from its final report.
   void report_computed(int32_t worker, int64_t computed, int64_t lost_in_network);
   bool diverged() const { return diverged_; }
-  float last_loss() const { return last_loss_; }
+  /// Why the run diverged, for its error: the loss, the update, the threshold and, when
+  /// stale gradients were applied at full step (async, ssp without stale_lr, mean staleness
+  /// of 2 or more), what damps them.
+  std::string divergence_reason() const;
 
   const snapshot& current() const { return current_; }
   /// What to answer `worker` with: current(), or (simulated staleness) an older snapshot.

@@ -301,6 +301,33 @@ TEST_CASE("a NaN loss or one above the threshold marks divergence", "[policy]") 
   CHECK(core.diverged());
 }
 
+TEST_CASE("a divergence says what damps stale gradients when they were applied at full "
+          "step", "[policy]") {
+  // Worker 0 pushes on versions 0..4 (staleness 0), then worker 1 on versions 0..stale-1,
+  // each 5 updates old; its last gradient's loss is past the threshold.
+  auto diverge = [](server_settings s, int stale) {
+    s.divergence_loss = 50;
+    auto core = joined(s, {0});
+    for (uint64_t v = 0; v < 5; ++v)
+      core.push(grad(0, v, {1}));
+    for (int k = 0; k < stale; ++k) {
+      auto g = grad(1, uint64_t(k), {1});
+      g.loss = k + 1 == stale ? 51 : 1;
+      core.push(g);
+    }
+    REQUIRE(core.diverged());
+    return core.divergence_reason();
+  };
+  auto s = settings_for(train_mode::async, 1, 2);
+  auto hinted = diverge(s, 4); // mean staleness 4 x 5 / 9 = 2.2
+  INFO(hinted);
+  CHECK_THAT(hinted, Catch::StartsWith("minibatch loss 51 at update 9 (--divergence-loss 50)"));
+  CHECK_THAT(hinted, Catch::Contains("mean staleness was 2.2") && Catch::Contains("--stale-lr"));
+  CHECK_THAT(diverge(s, 3), !Catch::Contains("staleness")); // mean 3 x 5 / 8 = 1.9
+  s.stale_lr = true;
+  CHECK_THAT(diverge(s, 4), !Catch::Contains("staleness")); // already damped
+}
+
 TEST_CASE("a worker may join after training started, with a new id only", "[policy]") {
   auto core = joined(settings_for(train_mode::sync, 2, 2), {0});
   CHECK_FALSE(core.join(2)); // before start: only the expected ids
