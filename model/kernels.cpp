@@ -81,6 +81,86 @@ void gather_rows(const data::dataset& data, const int64_t* index, int count, flo
       labels[i] = data.labels[size_t(index[i])];
 }
 
+namespace {
+
+using packet = Eigen::internal::packet_traits<float>::type;
+constexpr int packet_size = Eigen::internal::packet_traits<float>::size;
+
+/// Rows [r, r + Rows) of dst = x^T dh, columns [c, c + Packets * packet_size): Rows x
+/// Packets independent accumulators in registers (enough of them to keep both FMA units
+/// busy), each dh packet loaded once for all the rows.
+template <int Rows, int Packets>
+inline void product_block(const float* x, int n, int d, const float* dh, int h, int r, int c,
+                          float* dst) {
+  using namespace Eigen::internal;
+  packet acc[Rows][Packets];
+  for (auto& row : acc)
+    for (auto& a : row)
+      a = pset1<packet>(0.0f);
+  for (int i = 0; i < n; ++i) {
+    packet xs[Rows];
+    for (int k = 0; k < Rows; ++k)
+      xs[k] = pset1<packet>(x[size_t(i) * d + r + k]);
+    const float* row = dh + size_t(i) * h + c;
+    for (int j = 0; j < Packets; ++j) {
+      const packet v = ploadu<packet>(row + j * packet_size);
+      for (int k = 0; k < Rows; ++k)
+        acc[k][j] = pmadd(xs[k], v, acc[k][j]);
+    }
+  }
+  for (int k = 0; k < Rows; ++k)
+    for (int j = 0; j < Packets; ++j)
+      pstoreu(dst + size_t(r + k) * h + c + j * packet_size, acc[k][j]);
+}
+
+/// Columns [c, c + Packets * packet_size) of every row of dst, Rows rows at a time.
+template <int Rows, int Packets>
+void product_columns(const float* x, int n, int d, const float* dh, int h, int c, float* dst) {
+  int r = 0;
+  for (; r + Rows <= d; r += Rows)
+    product_block<Rows, Packets>(x, n, d, dh, h, r, c, dst);
+  for (; r < d; ++r)
+    product_block<1, Packets>(x, n, d, dh, h, r, c, dst);
+}
+
+/// Fewer than 8 packets of columns left: as many rows at once as give >= 8 accumulators.
+void product_narrow_columns(const float* x, int n, int d, const float* dh, int h, int c,
+                            int packets, float* dst) {
+  switch (packets) {
+    case 1: return product_columns<8, 1>(x, n, d, dh, h, c, dst);
+    case 2: return product_columns<4, 2>(x, n, d, dh, h, c, dst);
+    case 3: return product_columns<3, 3>(x, n, d, dh, h, c, dst);
+    case 4: return product_columns<2, 4>(x, n, d, dh, h, c, dst);
+    case 5: return product_columns<2, 5>(x, n, d, dh, h, c, dst);
+    case 6: return product_columns<2, 6>(x, n, d, dh, h, c, dst);
+    case 7: return product_columns<2, 7>(x, n, d, dh, h, c, dst);
+    default: return;
+  }
+}
+
+} // namespace
+
+void transposed_product(const float* x, int n, int d, const float* dh, int h, float* dst) {
+  constexpr int wide = 8 * packet_size;
+  int c = 0;
+  for (; c + wide <= h; c += wide)
+    product_columns<2, 8>(x, n, d, dh, h, c, dst);
+  const int packets = (h - c) / packet_size;
+  product_narrow_columns(x, n, d, dh, h, c, packets, dst);
+  c += packets * packet_size;
+  for (int r = 0; r < d && c < h; ++r)   // the last h % packet_size columns
+    for (int col = c; col < h; ++col) {
+      float sum = 0.0f;
+      for (int i = 0; i < n; ++i)
+        sum += x[size_t(i) * d + r] * dh[size_t(i) * h + col];
+      dst[size_t(r) * h + col] = sum;
+    }
+}
+
+bool transposed_product_is_faster(int h) {
+  return h % packet_size == 0 && h <= 384;
+}
+
 void prefetch_rows(const data::dataset& data, const int64_t* index, int count) {
   const size_t row_bytes = size_t(data.dim) * sizeof(float);
   for (int i = 0; i < count; ++i)

@@ -122,7 +122,10 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
   affine_product(dz, const_matrix_map(params + w2_offset(), hid, k).transpose(), nullptr, dh,
                  ws.grad_h);
   dh.array() = (h.array() > 0.0f).select(dh.array(), 0.0f);
-  affine_product(x.transpose(), dh, nullptr, matrix_map(grad, d, hid), ws.grad_w1);
+  if (transposed_product_is_faster(hid))
+    transposed_product(ws.x.data(), count, d, ws.dh.data(), hid, grad);
+  else
+    affine_product(x.transpose(), dh, nullptr, matrix_map(grad, d, hid), ws.grad_w1);
   column_sums(const_matrix_map(dh.data(), count, hid), grad + b1_offset());
   return loss;
 }

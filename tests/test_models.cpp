@@ -258,6 +258,16 @@ TEST_CASE("gradients match finite differences", "[models]") {
       p[i] += biases[i];
     check_gradient(spec, p, random_dataset(12, 5, 3, 5), index);
   }
+  SECTION("mlp, hidden 16: W1's gradient from transposed_product") {
+    const auto spec = spec_of(kind::mlp, 5, 3, 16);
+    auto m = build(spec);
+    std::vector<float> p(size_t(m->num_params()));
+    m->init(3, p.data());
+    auto biases = random_params(int64_t(p.size()), 0.3f, 4);
+    for (size_t i = 0; i < p.size(); ++i)
+      p[i] += biases[i];
+    check_gradient(spec, p, random_dataset(12, 5, 3, 5), index);
+  }
   SECTION("least squares") {
     const auto spec = spec_of(kind::least_squares, 5, 0);
     check_gradient(spec, random_params(6, 0.5f, 6), random_dataset(12, 5, 0, 7), index);
