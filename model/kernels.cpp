@@ -157,8 +157,9 @@ void transposed_product(const float* x, int n, int d, const float* dh, int h, fl
     }
 }
 
-bool transposed_product_is_faster(int h) {
-  return h % packet_size == 0 && h <= 384;
+bool transposed_product_wins(int n, int h) {
+  return h % packet_size == 0
+         && size_t(n) * size_t(h) * sizeof(float) <= size_t(Eigen::l1CacheSize());
 }
 
 void prefetch_rows(const data::dataset& data, const int64_t* index, int count) {

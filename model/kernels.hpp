@@ -76,11 +76,15 @@ void gather_rows(const data::dataset& data, const int64_t* index, int count, flo
 /// Any sizes >= 1 (columns past the last whole SIMD packet go one at a time, slowly).
 void transposed_product(const float* x, int n, int d, const float* dh, int h, float* dst);
 
-/// Whether transposed_product() beats zeroing plus Eigen's GEMM for `h` columns: h a
-/// multiple of the SIMD width, at most 384 (at b=32, d=784 on the 2-core Xeon of
-/// docs/BENCHMARKS.md: h=128 35 us against 44, h=32 11 against 14, h=384 120 against 142;
-/// h=512 and up 5-10% slower, where Eigen's cache blocking pays).
-bool transposed_product_is_faster(int h);
+/// Whether transposed_product() beats Eigen's GEMM (with its zeroing pass) for a batch of n
+/// rows and h columns: h a multiple of the SIMD width, and dh (n x h, re-read for every
+/// block of rows) within the L1 cache. On the 2-core Xeon of docs/BENCHMARKS.md at d=784:
+/// n=32, h=128 35 us against 44; n=32, h=384 120 against 142; n=8, h=256 26 against 38; past
+/// the L1 (n=64, h=256; n=128, h=128) Eigen's cache blocking wins by 13-27%.
+/// (A register kernel for the forward product x W1 + b1 won as well on its own, 36 us
+/// against 42, but made sequential MLP training 4% slower: Eigen's packed copy of W1 serves
+/// the rest of the step better.)
+bool transposed_product_wins(int n, int h);
 
 /// Asks the cache for rows index[0..count) of `data`, without waiting for them: a later
 /// gather_rows of the same rows then copies from the cache instead of memory.

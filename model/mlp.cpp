@@ -122,7 +122,7 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
   affine_product(dz, const_matrix_map(params + w2_offset(), hid, k).transpose(), nullptr, dh,
                  ws.grad_h);
   dh.array() = (h.array() > 0.0f).select(dh.array(), 0.0f);
-  if (transposed_product_is_faster(hid))
+  if (transposed_product_wins(count, hid))
     transposed_product(ws.x.data(), count, d, ws.dh.data(), hid, grad);
   else
     affine_product(x.transpose(), dh, nullptr, matrix_map(grad, d, hid), ws.grad_w1);

@@ -56,8 +56,8 @@ TEST_CASE("transposed_product computes x^T dh whatever dst held", "[kernels]") {
 TEST_CASE("transposed_product agrees with Eigen's product at the MLP's shape", "[kernels]") {
   const int n = 32, d = 784, h = 128;
   const int packet = Eigen::internal::packet_traits<float>::size;
-  CHECK(psgd::model::transposed_product_is_faster(h) == (h % packet == 0));
-  CHECK_FALSE(psgd::model::transposed_product_is_faster(1024));
+  CHECK(psgd::model::transposed_product_wins(n, h) == (h % packet == 0));
+  CHECK_FALSE(psgd::model::transposed_product_wins(1024, h)); // evaluate's chunks: Eigen's
   const auto x = uniform(size_t(n) * d, 3), dh = uniform(size_t(n) * h, 4);
   std::vector<float> ours(size_t(d) * h);
   transposed_product(x.data(), n, d, dh.data(), h, ours.data());
