@@ -11,7 +11,6 @@
 //
 // Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
 // before any training starts); 1 a run that failed (e.g. the server died).
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -135,6 +134,8 @@ int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) 
     return usage_error(explain_parse_error(cfg, err));
   if (cfg.cli_helptext_printed)
     return 0;
+  if (auto problem = cfg.check_caf_options(); !problem.empty())
+    return usage_error(problem);
   if (!cfg.remainder.empty())
     return usage_error(fmt::format("unexpected argument '{}'", cfg.remainder.front()));
   return -1;
@@ -145,11 +146,6 @@ bool has_option(int argc, char** argv, const std::string& name) {
     if (std::string{argv[i]}.rfind(name, 0) == 0)
       return true;
   return false;
-}
-
-bool is_directory(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 std::string final_line(const run_config& cfg, const run_summary& r, int64_t train_rows) {
@@ -265,8 +261,8 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     cfg.enable_network(0); // the workers run elsewhere
     run.networked = true;
   }
-  if (!run.synthetic && !is_directory(run.data))
-    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  if (auto problem = validate_files(run); !problem.empty())
+    return usage_error(problem);
   auto job = prepare_job(run);
   if (!job)
     return usage_error(job.error());
@@ -287,6 +283,8 @@ int cmd_work(int argc, char** argv) {
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
   if (auto problem = validate_network(run, false); !problem.empty())
+    return usage_error(problem);
+  if (auto problem = validate_files(run); !problem.empty())
     return usage_error(problem);
   cfg.enable_network(run.workers);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
@@ -346,8 +344,8 @@ int cmd_launch(int argc, char** argv) {
     return usage_error(problem);
   if (auto problem = validate_network(run, true); !problem.empty())
     return usage_error(problem);
-  if (!run.synthetic && !is_directory(run.data))
-    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  if (auto problem = validate_files(run); !problem.empty())
+    return usage_error(problem);
   run.networked = true; // the scenario's faults must work across processes
   if (!run.scenario.empty())
     if (auto faults = load_scenario_for(run); !faults)
@@ -385,8 +383,8 @@ int cmd_eval(int argc, char** argv) {
   if (saved->spec.type == model::kind::least_squares)
     return usage_error("eval: least-squares parameters are evaluated on synthetic data; "
                        "eval reads Fashion-MNIST");
-  if (!is_directory(run.data))
-    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  if (auto problem = validate_files(run); !problem.empty())
+    return usage_error(problem);
   auto test = data::load_idx_pair(run.data + "/t10k-images-idx3-ubyte.gz",
                                   run.data + "/t10k-labels-idx1-ubyte.gz");
   if (!test)
@@ -461,8 +459,8 @@ int cmd_sweep(int argc, char** argv) {
   run.quiet = true;
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
-  if (!is_directory(run.data))
-    return usage_error(fmt::format("--data: data directory '{}' does not exist", run.data));
+  if (auto problem = validate_files(run); !problem.empty())
+    return usage_error(problem);
   auto data = load_data(run);
   if (!data)
     return usage_error(data.error());
@@ -544,13 +542,7 @@ int cmd_report(int argc, char** argv) {
   return 0;
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::cerr << usage_text;
-    return exit_usage;
-  }
+int run_command(int argc, char** argv) {
   std::string command = argv[1];
   if (command == "train")
     return cmd_train(argc, argv);
@@ -572,4 +564,21 @@ int main(int argc, char** argv) {
   }
   std::cerr << usage_text;
   return usage_error(fmt::format("unknown command '{}'", command));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << usage_text;
+    return exit_usage;
+  }
+  // The options bound every size psgd allocates from; should memory still run out (a machine
+  // with less than a run needs), say so in one line rather than abort with a core dump.
+  try {
+    return run_command(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "psgd: out of memory (a smaller --hidden, --workers or --batch needs less)\n";
+    return exit_failure;
+  }
 }

@@ -8,6 +8,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -148,8 +151,8 @@ std::string validate(run_config& cfg) {
     return fmt::format("--max-updates: must be 0 (no limit) or more (got {})", cfg.max_updates);
   if (cfg.epochs == 0 && cfg.max_updates == 0)
     return "--epochs and --max-updates are both 0: the run has no budget";
-  if (cfg.hidden < 1)
-    return fmt::format("--hidden: must be at least 1 (got {})", cfg.hidden);
+  if (cfg.hidden < 1 || cfg.hidden > max_hidden)
+    return fmt::format("--hidden: must be 1 to {} (got {})", max_hidden, cfg.hidden);
   if (cfg.eval_every < 0)
     return fmt::format("--eval-every: must be 0 (four per epoch) or more (got {})",
                        cfg.eval_every);
@@ -182,8 +185,8 @@ std::string validate(run_config& cfg) {
       && (!cfg.checkpoint.empty() || !cfg.resume.empty()))
     return "--checkpoint/--resume: checkpoints are the parameter server's; sequential mode has "
            "none";
-  if (cfg.request_timeout_ms < 1)
-    return fmt::format("--request-timeout-ms: must be at least 1 (got {})",
+  if (cfg.request_timeout_ms < 1 || cfg.request_timeout_ms > max_timeout_ms)
+    return fmt::format("--request-timeout-ms: must be 1 to {} (a week) (got {})", max_timeout_ms,
                        cfg.request_timeout_ms);
   if (auto problem = validate_staleness(cfg); !problem.empty())
     return problem;
@@ -199,6 +202,50 @@ std::string validate(run_config& cfg) {
                        cfg.dataset);
   if (cfg.parsed_model == model::kind::least_squares && !cfg.synthetic)
     return "--model lsq: least squares needs a regression set: use --dataset synthetic";
+  return {};
+}
+
+namespace {
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/// Why `path` (given to `option`) cannot be written as a file, or empty.
+std::string unwritable_file(const std::string& option, const std::string& path) {
+  if (is_directory(path))
+    return fmt::format("{}: '{}' is a directory (give a file name)", option, path);
+  auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (!is_directory(dir))
+    return fmt::format("{}: directory '{}' does not exist", option, dir);
+  if (::access(dir.c_str(), W_OK) != 0)
+    return fmt::format("{}: cannot write in '{}': {}", option, dir, std::strerror(errno));
+  return {};
+}
+
+} // namespace
+
+std::string validate_files(const run_config& cfg) {
+  if (!cfg.synthetic && !is_directory(cfg.data))
+    return exists(cfg.data)
+             ? fmt::format("--data: '{}' is not a directory", cfg.data)
+             : fmt::format("--data: data directory '{}' does not exist", cfg.data);
+  for (const auto& [option, path] : {std::pair{"--out", cfg.out}, std::pair{"--save", cfg.save},
+                                     std::pair{"--checkpoint", cfg.checkpoint}})
+    if (!path.empty())
+      if (auto problem = unwritable_file(option, path); !problem.empty())
+        return problem;
+  if (!cfg.checkpoint.empty() && is_directory(cfg.checkpoint + ".prev"))
+    return fmt::format("--checkpoint: '{}.prev' is a directory (a checkpoint keeps the previous "
+                       "one there)",
+                       cfg.checkpoint);
   return {};
 }
 
@@ -388,8 +435,12 @@ std::string validate_network(const run_config& cfg, bool serve) {
   if (cfg.tls())
     if (auto problem = check_tls_files(cfg); !problem.empty())
       return problem;
-  if (cfg.heartbeat_ms < 1)
-    return fmt::format("--heartbeat-ms: must be at least 1 (got {})", cfg.heartbeat_ms);
+  if (cfg.heartbeat_ms < 1 || cfg.heartbeat_ms > max_timeout_ms)
+    return fmt::format("--heartbeat-ms: must be 1 to {} (got {})", max_timeout_ms,
+                       cfg.heartbeat_ms);
+  if (cfg.connection_timeout_ms > max_timeout_ms)
+    return fmt::format("--connection-timeout-ms: at most {} (a week) (got {})", max_timeout_ms,
+                       cfg.connection_timeout_ms);
   if (cfg.connection_timeout_ms <= cfg.heartbeat_ms)
     return fmt::format("--connection-timeout-ms: must be above --heartbeat-ms (got {} <= {})",
                        cfg.connection_timeout_ms, cfg.heartbeat_ms);
@@ -420,6 +471,13 @@ std::string validate_network(const run_config& cfg, bool serve) {
       || cfg.connect.find_first_not_of("0123456789", colon + 1) != std::string::npos
       || std::stol(cfg.connect.substr(colon + 1)) > 65535)
     return fmt::format("--connect: expected HOST:PORT (got '{}')", cfg.connect);
+  return {};
+}
+
+std::string psgd_config::check_caf_options() const {
+  const auto threads = caf::get_or(*this, "scheduler.max-threads", size_t{1});
+  if (threads < 1 || threads > 256)
+    return fmt::format("--scheduler.max-threads: must be 1 to 256 (got {})", threads);
   return {};
 }
 

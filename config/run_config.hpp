@@ -104,12 +104,25 @@ struct run_config {
 
 /// The largest --simulate-staleness K (the server keeps that many old snapshots).
 inline constexpr int max_simulated_staleness = 1024;
+/// The largest --hidden: 784 x 16384 weights are 51 MB per parameter buffer, and a run holds
+/// about ten buffers (beyond that the allocation, not the run, would fail).
+inline constexpr int max_hidden = 16384;
+/// The longest timeout or interval in ms (a week): far longer ones overflowed the clock
+/// arithmetic (every request then timed out at once).
+inline constexpr int64_t max_timeout_ms = 7LL * 24 * 3600 * 1000;
 
 /// Checks the options that do not depend on the data; fills the parsed fields.
 std::string validate(run_config& cfg);
 
 /// Checks the network options of psgd serve (`serve`) or psgd work (!`serve`).
 std::string validate_network(const run_config& cfg, bool serve);
+
+/// Checks the paths before anything runs, so that a bad one costs no training: the data
+/// directory (unless the run uses synthetic data), and that --out, --save and --checkpoint
+/// name files that can be written (not a directory; the directory they are in exists and is
+/// writable; for --checkpoint, FILE.prev is not a directory either: a checkpoint keeps the
+/// previous one there). After validate().
+std::string validate_files(const run_config& cfg);
 
 /// Checks the options against the training set size (batch vs shard); after validate().
 std::string validate_against_data(const run_config& cfg, int64_t train_rows);
@@ -138,6 +151,9 @@ public:
   /// the fastest workers would look faster than they are. Sequential SGD runs on the calling
   /// thread: one sleeping "sharing" thread, none spinning. Returns the policy.
   std::string fit_scheduler_to(const run_config& run);
+  /// Checks the CAF options psgd relies on (--scheduler.max-threads 1..256: 0 hung the run);
+  /// empty if fine.
+  std::string check_caf_options() const;
 };
 
 /// `--name value` -> `--name=value` for options that take a value (CAF 0.17 accepts only the

@@ -32,6 +32,27 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
   expect_usage_error("--workers two", "--workers");
   expect_usage_error("--model resnet", "resnet");
   expect_usage_error("stray", "stray");
+  // Sizes and times past what the run can hold: before, an abort (bad_alloc), a hang, and
+  // every request timing out at once.
+  expect_usage_error("--model mlp --hidden 100000000", "--hidden");
+  expect_usage_error("--scheduler.max-threads=0", "--scheduler.max-threads");
+  expect_usage_error("--request-timeout-ms 9223372036854775807", "--request-timeout-ms");
+}
+
+TEST_CASE("CLI: output paths are checked before training", "[cli]") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.file("results/sub"));
+  const auto results = dir.file("results");
+  // A directory given as --checkpoint was moved to DIR.prev by the first checkpoint.
+  expect_usage_error("--mode async --checkpoint " + results, "is a directory");
+  CHECK(std::filesystem::is_directory(dir.file("results/sub")));
+  std::filesystem::create_directories(dir.file("ck.prev"));
+  expect_usage_error("--mode async --checkpoint " + dir.file("ck"), "ck.prev");
+  expect_usage_error("--out " + dir.file("none/o.jsonl"), "none");
+  expect_usage_error("--save " + results, "is a directory");
+  expect_usage_error("--data " + dir.file("results/sub/../../ck.prev/x"), "does not exist");
+  std::ofstream{dir.file("plain")} << "x";
+  expect_usage_error("--data " + dir.file("plain"), "is not a directory");
 }
 
 TEST_CASE("CLI: data problems exit 2 with one line naming the file", "[cli]") {
