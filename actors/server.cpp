@@ -289,13 +289,20 @@ void begin_training(Self* self) {
   st.joins.clear();
 }
 
-/// A fresh server stops waiting for workers that did not join in time.
+/// A fresh server stops waiting for workers that did not join in time: it starts without
+/// the late ones, or, when none came (all work processes failed before joining: launch then
+/// waited forever), it stops.
 template <class Self>
 void check_joins(Self* self) {
   auto& st = self->state;
-  if (st.started || st.core->restored() || !st.first_joined
-      || std::chrono::steady_clock::now() < st.join_deadline)
+  if (st.started || st.core->restored() || std::chrono::steady_clock::now() < st.join_deadline)
     return;
+  if (!st.first_joined) {
+    self->quit(make_error(error_code::peer_lost,
+                          fmt::format("no worker joined within {} ms (--request-timeout-ms)",
+                                      st.core->settings().request_timeout.count())));
+    return;
+  }
   tell(self, fmt::format("only {} of {} worker(s) joined within {} ms: training starts "
                          "without the others",
                          st.joins.size(), st.core->settings().expected_workers,
@@ -343,6 +350,8 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     }
   } else {
     st.core = std::make_unique<server_core>(settings, std::move(initial));
+    st.join_deadline = std::chrono::steady_clock::now() + settings.request_timeout;
+    arm_tick(self);
   }
   const uint64_t version = st.core->current().version;
   st.next_eval = eval_every > 0 ? (version / eval_every + 1) * eval_every : 0;

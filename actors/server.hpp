@@ -7,7 +7,8 @@
 //   round never closes before all workers are there), then with version 0. The barrier is
 //   bounded: the request timeout after the first join, training starts with the workers
 //   present and an event names the missing ones (a worker process that died before joining
-//   must not hang the run).
+//   must not hang the run). A fresh server that no worker joins within the request timeout
+//   stops with error peer_lost ("no worker joined ...").
 // - push(g) is answered with the next snapshot: async at once; sync/backup when the round
 //   closes; a late backup gradient at once (with the current snapshot). Once the budget is
 //   spent every push is answered with error training_finished.

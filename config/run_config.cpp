@@ -7,6 +7,7 @@
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -390,6 +391,32 @@ namespace {
 
 /// Loads the TLS files as OpenSSL will, so that a bad path or file is refused here, before
 /// CAF's openssl manager (which hangs or aborts on them) starts.
+/// Whether --tls-cert comes from --tls-ca (and is valid now): every peer checks it against
+/// the same CA, so a certificate from another CA fails every handshake, after the processes
+/// have started (launch's work processes then all died with disconnect_during_handshake).
+std::string check_issuer(const run_config& cfg) {
+  FILE* c = std::fopen(cfg.tls_cert.c_str(), "r");
+  if (c == nullptr)
+    return fmt::format("--tls-cert {}: cannot open: {}", cfg.tls_cert, std::strerror(errno));
+  X509* cert = PEM_read_X509(c, nullptr, nullptr, nullptr);
+  std::fclose(c);
+  X509_STORE* store = X509_STORE_new();
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  std::string problem;
+  if (cert == nullptr || store == nullptr || ctx == nullptr)
+    problem = fmt::format("--tls-cert {}: cannot be checked", cfg.tls_cert);
+  else if (X509_STORE_load_locations(store, cfg.tls_ca.c_str(), nullptr) != 1)
+    problem = fmt::format("--tls-ca {}: cannot be loaded as a CA file", cfg.tls_ca);
+  else if (X509_STORE_CTX_init(ctx, store, cert, nullptr) != 1 || X509_verify_cert(ctx) != 1)
+    problem = fmt::format("--tls-cert {}: not accepted by --tls-ca {} ({})", cfg.tls_cert,
+                          cfg.tls_ca,
+                          X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  X509_free(cert);
+  return problem;
+}
+
 std::string check_tls_files(const run_config& cfg) {
   if (cfg.tls_cert.empty() || cfg.tls_key.empty() || cfg.tls_ca.empty())
     return "--tls-cert, --tls-key and --tls-ca go together: without all three TLS would "
@@ -426,7 +453,7 @@ std::string check_tls_files(const run_config& cfg) {
   if (!match)
     return fmt::format("--tls-key {}: does not belong to --tls-cert {}", cfg.tls_key,
                        cfg.tls_cert);
-  return {};
+  return check_issuer(cfg);
 }
 
 } // namespace

@@ -417,6 +417,13 @@ TEST_CASE("mutual TLS: certified nodes train, strangers are refused", "[network]
   }
 }
 
+TEST_CASE("a server that no worker joins stops after the request timeout", "[network]") {
+  auto r = run_psgd("serve --mode async --port 0 --epochs 0.1 --request-timeout-ms 1500");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Catch::Contains("no worker joined within 1500 ms"));
+}
+
 TEST_CASE("TLS options are checked before anything starts", "[network]") {
   temp_dir certs;
   make_certs(certs);
@@ -432,6 +439,13 @@ TEST_CASE("TLS options are checked before anything starts", "[network]") {
                            + certs.file("ca.pem"));
   CHECK(mismatch.exit_code == 2);
   CHECK_THAT(mismatch.output, Catch::Contains("does not belong"));
+  // A certificate the CA did not sign fails every handshake once the processes run (launch's
+  // work processes all died, and launch waited for ever): refused first.
+  auto stranger = run_psgd("launch --mode async --workers 2 --tls-cert " + certs.file("other.pem")
+                           + " --tls-key " + certs.file("other.key") + " --tls-ca "
+                           + certs.file("ca.pem"));
+  CHECK(stranger.exit_code == 2);
+  CHECK_THAT(stranger.output, Catch::Contains("not accepted by --tls-ca"));
   // TLS may listen beyond loopback: the serve starts listening (and is stopped by timeout).
   auto wide = psgd::testing::command_result{};
   {
