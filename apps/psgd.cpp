@@ -91,45 +91,112 @@ std::string explain_parse_error(psgd_config& cfg, const caf::error& err) {
   return "cannot parse the options: " + text;
 }
 
-/// CAF 0.17 ignores unknown config-file keys: refuse them, naming the key.
-std::string check_config_file_keys(psgd_config& cfg, const std::string& path) {
+/// A config file's parser error as "line L, column C: what" (CAF renders it as
+/// parser_error(unexpected_character, ({"column" = 6, "line" = 1}))).
+std::string describe_parser_error(const std::string& rendered) {
+  auto number_after = [&](const std::string& key) -> std::string {
+    auto at = rendered.find("\"" + key + "\" = ");
+    if (at == std::string::npos)
+      return {};
+    at += key.size() + 5;
+    auto end = rendered.find_first_not_of("0123456789", at);
+    return rendered.substr(at, end - at);
+  };
+  auto open = rendered.find("parser_error(");
+  if (open == std::string::npos)
+    return rendered;
+  open += 13;
+  auto what = rendered.substr(open, rendered.find_first_of(",)", open) - open);
+  std::replace(what.begin(), what.end(), '_', ' ');
+  return fmt::format("line {}, column {}: {} (text values need quotes, e.g. mode=\"async\"; CAF "
+                     "options go in their section, e.g. [scheduler] max-threads=2)",
+                     number_after("line"), number_after("column"), what);
+}
+
+/// What a CAF option type name means in a config file.
+std::string type_in_words(caf::string_view type) {
+  const std::string t(type.begin(), type.end());
+  if (t.rfind("real", 0) == 0)
+    return "a real number (write 1.0, not 1)";
+  if (t.rfind("int", 0) == 0 || t.rfind("uint", 0) == 0)
+    return "an integer";
+  if (t == "string" || t == "atom")
+    return "a text in quotes";
+  if (t == "boolean")
+    return "true or false";
+  return t;
+}
+
+/// CAF 0.17 skips a config-file value it cannot use (an unknown key or section, a value of
+/// another type: lr=1 is an integer, not a real number) and the run goes on with the default:
+/// refuse them instead, naming the key.
+std::string check_config_file(psgd_config& cfg, const std::string& path) {
   auto parsed = caf::actor_system_config::parse_config_file(path.c_str());
-  if (!parsed)
-    return fmt::format("config file {}: {}", path, cfg.render(parsed.error()));
-  auto known = [&](const std::string& key) {
+  if (!parsed) {
+    if (parsed.error().category() == caf::atom("system"))
+      return fmt::format("config file {}: cannot open it", path);
+    return fmt::format("config file {}: {}", path,
+                       describe_parser_error(cfg.render(parsed.error())));
+  }
+  auto find = [&](caf::string_view category, caf::string_view name) -> const caf::config_option* {
     for (const auto& opt : cfg.options())
-      if (opt.long_name() == key)
+      if (opt.category() == category && opt.long_name() == name)
+        return &opt;
+    return nullptr;
+  };
+  auto check = [&](caf::string_view category, const std::string& key,
+                   const caf::config_value& value) -> std::string {
+    const auto label = category == "global" ? key : std::string(category.begin(), category.end()) + "." + key;
+    const auto* opt = find(category, key);
+    if (opt == nullptr)
+      return fmt::format("config file {}: unknown key '{}'", path, label);
+    if (opt->check(value))
+      return fmt::format("config file {}: {}: expected {} (got {})", path, label,
+                         type_in_words(opt->type_name()), caf::to_string(value));
+    return {};
+  };
+  auto known_section = [&](const std::string& name) {
+    for (const auto& opt : cfg.options())
+      if (opt.category() == name)
         return true;
     return false;
   };
   for (const auto& [key, value] : *parsed) {
-    if (key == "global") {
-      if (auto* group = caf::get_if<caf::settings>(&value))
-        for (const auto& [k, v] : *group)
-          if (!known(k))
-            return fmt::format("config file {}: unknown key '{}'", path, k);
-    } else if (caf::holds_alternative<caf::settings>(value)) {
-      continue; // a CAF section ([scheduler], [middleman], ...)
-    } else if (!known(key)) {
-      return fmt::format("config file {}: unknown key '{}'", path, key);
+    const auto* section = caf::get_if<caf::settings>(&value);
+    if (section == nullptr) {
+      if (auto problem = check("global", key, value); !problem.empty())
+        return problem;
+      continue;
     }
+    if (!known_section(key))
+      return fmt::format("config file {}: unknown section [{}]", path, key);
+    for (const auto& [k, v] : *section)
+      if (auto problem = check(key, k, v); !problem.empty())
+        return problem;
   }
   return {};
+}
+
+/// The config file this command reads: --config-file's, else CAF's default
+/// (caf-application.ini in the working directory) if it exists; empty if none.
+std::string config_file_of(const psgd_config& cfg, const std::vector<std::string>& args) {
+  for (const auto& a : args)
+    if (a.rfind("--config-file=", 0) == 0)
+      return a.substr(14);
+  const auto& fallback = cfg.config_file_path;
+  return std::ifstream{fallback}.good() ? fallback : std::string{};
 }
 
 /// Parses the options after the subcommand. Returns -1 to go on, else the exit code.
 int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) {
   std::vector<std::string> args(argv + 2, argv + argc);
   args = join_option_values(cfg.options(), std::move(args));
-  for (const auto& a : args) {
+  for (const auto& a : args)
     if (a == "--help" || a == "-h" || a == "-?")
       std::cerr << "usage: psgd " << command << " [options]\n\n";
-    if (a.rfind("--config-file=", 0) == 0) {
-      auto path = a.substr(14);
-      if (auto problem = check_config_file_keys(cfg, path); !problem.empty())
-        return usage_error(problem);
-    }
-  }
+  if (auto path = config_file_of(cfg, args); !path.empty())
+    if (auto problem = check_config_file(cfg, path); !problem.empty())
+      return usage_error(problem);
   if (auto err = cfg.parse(std::move(args)))
     return usage_error(explain_parse_error(cfg, err));
   if (cfg.cli_helptext_printed)

@@ -78,6 +78,28 @@ TEST_CASE("CLI: config-file keys are checked", "[cli]") {
   std::ofstream{dir.file("bad.ini")} << "mode=\"async\"\nwrokers=3\n";
   expect_usage_error("--config-file=" + dir.file("bad.ini"), "wrokers");
   expect_usage_error("--config-file=" + dir.file("missing.ini"), "missing.ini");
+  // CAF skips a value it cannot use and the run went on with the default (lr=1 is an
+  // integer, so --lr stayed 0.1): each is refused, naming the key.
+  auto refused = [&](const std::string& text, const std::string& names) {
+    std::ofstream{dir.file("c.ini")} << text << "\n";
+    expect_usage_error("--config-file=" + dir.file("c.ini"), names);
+  };
+  refused("lr=1", "lr: expected a real number");
+  refused("workers=1.5", "workers: expected an integer");
+  refused("batch=\"32\"", "batch");
+  refused("[psgd]\nmode=\"async\"", "unknown section [psgd]");
+  refused("[scheduler]\nbogus=2", "scheduler.bogus");
+  refused("mode=async", "line 1, column 6");
+  // What is right runs with the file's values (the command line still wins).
+  std::ofstream{dir.file("good.ini")} << "lr=0.5\nepochs=0.02\n[scheduler]\nmax-threads=1\n";
+  auto good = run_psgd("train --quiet --config-file=" + dir.file("good.ini"));
+  CHECK(good.exit_code == 0);
+  CHECK_THAT(good.output, Catch::Contains("lr=0.5") && Catch::Contains("0.02 epochs"));
+  // CAF's default file in the working directory is read as well, and checked as well.
+  std::ofstream{dir.file("caf-application.ini")} << "facter=3\n";
+  auto implicit = run_shell("cd " + dir.path() + " && " + PSGD_BINARY + " train --quiet");
+  CHECK(implicit.exit_code == 2);
+  CHECK_THAT(implicit.output, Catch::Contains("caf-application.ini: unknown key 'facter'"));
 }
 
 TEST_CASE("CLI: unknown command and no command exit 2", "[cli]") {
