@@ -48,7 +48,7 @@ outcome<scenario> load_scenario_for(const run_config& cfg) {
   using result = outcome<scenario>;
   if (cfg.parsed_mode == train_mode::sequential)
     return result::failure("--scenario: sequential mode has no workers to inject faults into");
-  auto loaded = load_scenario(cfg.scenario);
+  auto loaded = load_scenario(cfg.scenario, cfg.total_workers());
   if (!loaded)
     return result::failure("--scenario: " + loaded.error());
   const bool crashes_server =

@@ -95,7 +95,8 @@ std::vector<int32_t> worker_set::resolve(int n, data::splitmix64& rng) const {
     std::sort(everyone.begin(), everyone.end());
     return everyone;
   }
-  // The validator cannot know n: ids beyond this run's workers name no one here.
+  // check_workers() refuses ids the run never has; those of workers that join later are
+  // >= n and name no one here.
   std::vector<int32_t> out;
   for (auto id : ids)
     if (id >= 0 && id < n)
@@ -747,6 +748,44 @@ const fault_event* scenario::needs_local_actors() const {
   return nullptr;
 }
 
+namespace {
+
+std::string workers_text(int64_t n) {
+  return fmt::format("{} worker{}", n, n == 1 ? "" : "s");
+}
+
+} // namespace
+
+std::string check_workers(const scenario& s, int workers) {
+  // A worker that joins takes the next free id (actors/driver.cpp): after joins adding
+  // `joined` workers, ids workers .. workers + joined - 1 exist. int64: counts go to 2^31.
+  const auto run = fmt::format("the run has {}", workers_text(workers));
+  int64_t joined = 0;
+  for (size_t i = 0; i < s.events.size(); ++i) {
+    const auto& e = s.events[i];
+    const auto path = field(item("events", i), "workers");
+    if (e.kind == fault_kind::join)
+      joined += e.count;
+    // A random set is drawn as the injector is spawned, among the workers the run starts
+    // with; one larger than that would silently shrink to all of them.
+    if (e.workers.random > workers)
+      return fail(field(path, "random"),
+                  fmt::format("cannot draw {} distinct workers ({}{})", e.workers.random, run,
+                              joined > 0 ? "; a random set is drawn among those it starts with"
+                                         : ""));
+    for (size_t j = 0; j < e.workers.ids.size(); ++j) {
+      const int64_t id = e.workers.ids[j];
+      if (id >= workers + joined)
+        return fail(item(path, j),
+                    fmt::format("worker {} does not exist ({}{})", id, run,
+                                joined > 0 ? fmt::format(", and the join events before this "
+                                                         "one add {}", joined)
+                                           : ""));
+    }
+  }
+  return {};
+}
+
 outcome<scenario> parse_scenario(const std::string& json_text, const std::string& origin) {
   using result = outcome<scenario>;
   tracking_parser parser{json_text};
@@ -775,6 +814,15 @@ outcome<scenario> load_scenario(const std::string& path) {
   if (in.bad())
     return result::failure(fmt::format("{}: cannot read", path));
   return parse_scenario(text.str(), path);
+}
+
+outcome<scenario> load_scenario(const std::string& path, int workers) {
+  auto loaded = load_scenario(path);
+  if (!loaded)
+    return loaded;
+  if (auto p = check_workers(*loaded, workers); !p.empty())
+    return outcome<scenario>::failure(fmt::format("{}: {}", path, p));
+  return loaded;
 }
 
 } // namespace psgd

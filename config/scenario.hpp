@@ -5,6 +5,10 @@
 //   problem comes back as one line naming the file and the field, e.g.
 //   "slow.json: events[2].delay.shape: must be > 0 (got -1)". Unknown keys are errors too
 //   (a typo must not silently disable a fault).
+// - load_scenario(path, workers) also checks the scenario against the run: check_workers()
+//   refuses a worker the run does not have, e.g. "f.json: events[0].workers[0]: worker 7
+//   does not exist (the run has 2 workers)". The file alone cannot say how many workers a
+//   run has, so load_scenario(path) does not check worker ids.
 // - A scenario is a plain immutable value: share it read-only between threads.
 // - delay_distribution::draw() is deterministic in the generator's state.
 //
@@ -34,7 +38,11 @@
 //                     lost_in_network. Both network kinds work in one process and across
 //                     processes: the worker's messages take a link actor (actors/link.hpp).
 //   workers = "all" | [id, ...] | {"random": K}   (K distinct workers drawn from the seed);
-//             required for per-worker kinds
+//             required for per-worker kinds. Against a run of n workers (m, or m + e in
+//             backup mode): an id is < n, or names a worker that a join event listed earlier
+//             in the file adds (ids n, n + 1, ... up to n + their counts - 1; the check does
+//             not compare when the events fire); 1 <= K <= n ("all" and "random" take the
+//             workers the run starts with)
 //   window  = optional "from": POINT and "to": POINT (default: the whole run); from < to when
 //             both use the same unit
 //   POINT   = {"seconds": S} (S >= 0, since training started) | {"updates": U} (U >= 0,
@@ -96,6 +104,7 @@ struct worker_set {
   int random = 0;            ///< > 0: that many distinct workers drawn from the seed
 
   /// The ids this set names among workers 0..n-1; `random` draws with `rng`. Sorted.
+  /// (Ids >= n, such as those of workers that join later, name no one here.)
   std::vector<int32_t> resolve(int n, data::splitmix64& rng) const;
 };
 
@@ -131,5 +140,15 @@ outcome<scenario> load_scenario(const std::string& path);
 
 /// Same, from text; `origin` names it in errors (a path, or e.g. "<test>").
 outcome<scenario> parse_scenario(const std::string& json_text, const std::string& origin);
+
+/// Checks `s` against a run that starts `workers` workers (run_config::total_workers()):
+/// every id an event names exists by then (see "workers" above), and every {"random": K}
+/// has K <= workers. Returns "" when it does, else the first problem as one line,
+/// "events[I].workers[J]: ...", naming the run's number of workers.
+std::string check_workers(const scenario& s, int workers);
+
+/// load_scenario(path), then check_workers(): what a run of `workers` workers reads.
+/// Errors name the file and the field.
+outcome<scenario> load_scenario(const std::string& path, int workers);
 
 } // namespace psgd

@@ -10,7 +10,10 @@
 
 #include <unistd.h>
 
+#include "actors/trainer.hpp"
+#include "config/run_config.hpp"
 #include "config/scenario.hpp"
+#include "tests/test_helpers.hpp"
 
 using namespace psgd;
 
@@ -450,4 +453,134 @@ TEST_CASE("network kinds parse, and net_drop notices a loss after 200 ms by defa
   CHECK_FALSE(local.has_network_faults());
   REQUIRE(local.needs_local_actors());
   CHECK(local.needs_local_actors()->kind == fault_kind::join);
+}
+
+TEST_CASE("worker ids are checked against the run's workers", "[scenario]") {
+  auto crash7 = parse_ok(with_event(R"({"kind": "crash", "workers": [7], "at": {"updates": 10}})"));
+  CHECK(check_workers(crash7, 2)
+        == "events[0].workers[0]: worker 7 does not exist (the run has 2 workers)");
+  CHECK(check_workers(crash7, 8).empty());  // the last worker of 8
+  CHECK(check_workers(crash7, 7) == "events[0].workers[0]: worker 7 does not exist (the run has "
+                                    "7 workers)");
+
+  // The field names the offending entry, in a later event too; one worker is singular.
+  auto slow1 = parse_ok(R"({"events": [
+    {"kind": "slow", "workers": "all", "factor": 2},
+    {"kind": "slow", "workers": [0, 1], "factor": 3}]})");
+  CHECK(check_workers(slow1, 1)
+        == "events[1].workers[1]: worker 1 does not exist (the run has 1 worker)");
+  CHECK(check_workers(slow1, 2).empty());
+
+  // "all" fits any run.
+  CHECK(check_workers(parse_ok(with_event(R"({"kind": "crash", "workers": "all",
+                                              "at": {"updates": 1}})")),
+                      1)
+          .empty());
+}
+
+TEST_CASE("a random set may not draw more workers than the run has", "[scenario]") {
+  // resolve() would silently give all of them instead.
+  auto random5 = parse_ok(with_event(R"({"kind": "slow", "workers": {"random": 5}, "factor": 2})"));
+  CHECK(check_workers(random5, 2)
+        == "events[0].workers.random: cannot draw 5 distinct workers (the run has 2 workers)");
+  CHECK(check_workers(random5, 5).empty());  // K = n: everyone
+  CHECK(check_workers(random5, 6).empty());
+
+  // Joined workers are not drawn from (the set is drawn as the run starts): still refused.
+  auto after_join = parse_ok(R"({"events": [
+    {"kind": "join", "at": {"updates": 5}, "count": 4},
+    {"kind": "slow", "workers": {"random": 3}, "factor": 2}]})");
+  CHECK(check_workers(after_join, 2)
+        == "events[1].workers.random: cannot draw 3 distinct workers (the run has 2 workers; "
+           "a random set is drawn among those it starts with)");
+}
+
+TEST_CASE("a worker added by an earlier join event may be named", "[scenario]") {
+  // Joined workers take the next ids: with 2 workers, joins of 1 and 2 add ids 2, 3 and 4.
+  auto s = parse_ok(R"({"events": [
+    {"kind": "join", "at": {"updates": 5}},
+    {"kind": "crash", "workers": [2], "at": {"updates": 30}},
+    {"kind": "join", "at": {"updates": 40}, "count": 2},
+    {"kind": "slow", "workers": [0, 4], "factor": 2, "from": {"updates": 50}}]})");
+  CHECK(check_workers(s, 2).empty());
+  // One worker fewer at the start: the first join adds id 1, not 2.
+  CHECK(check_workers(s, 1) == "events[1].workers[0]: worker 2 does not exist (the run has 1 "
+                               "worker, and the join events before this one add 1)");
+  // The joins add up: 2 + 3 workers are ids 0..4.
+  auto one_past = parse_ok(R"({"events": [
+    {"kind": "join", "at": {"updates": 5}},
+    {"kind": "join", "at": {"seconds": 1}, "count": 2},
+    {"kind": "pause", "workers": [5], "at": {"updates": 50}, "duration_ms": 10}]})");
+  CHECK(check_workers(one_past, 2) == "events[2].workers[0]: worker 5 does not exist (the run "
+                                      "has 2 workers, and the join events before this one add "
+                                      "3)");
+  CHECK(check_workers(one_past, 3).empty());
+
+  // Only joins listed before the event count: a later one adds no one yet.
+  auto too_early = parse_ok(R"({"events": [
+    {"kind": "crash", "workers": [2], "at": {"updates": 30}},
+    {"kind": "join", "at": {"updates": 5}}]})");
+  CHECK(check_workers(too_early, 2)
+        == "events[0].workers[0]: worker 2 does not exist (the run has 2 workers)");
+}
+
+TEST_CASE("load_scenario with a worker count names the file, and the run's count is its "
+          "total workers",
+          "[scenario]") {
+  testing::temp_dir dir;
+  const auto file = dir.file("two.json");
+  std::ofstream{file} << with_event(R"({"kind": "slow", "workers": [2], "factor": 10})");
+  auto refused = load_scenario(file, 2);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error()
+        == file + ": events[0].workers[0]: worker 2 does not exist (the run has 2 workers)");
+  REQUIRE(load_scenario(file, 3));
+  REQUIRE(load_scenario(file));  // the file alone cannot know the run
+
+  // As the CLI reads it (load_scenario_for): backup mode runs m + e workers, and a serving
+  // process checks against the workers it waits for.
+  run_config cfg;
+  cfg.scenario = file;
+  cfg.mode = "backup";
+  cfg.workers = 2;
+  cfg.backup = 1;
+  REQUIRE(validate(cfg).empty());
+  CHECK(load_scenario_for(cfg));
+  cfg.mode = "sync";
+  REQUIRE(validate(cfg).empty());
+  auto sync = load_scenario_for(cfg);
+  REQUIRE_FALSE(sync);
+  CHECK(sync.error() == "--scenario: " + file
+                          + ": events[0].workers[0]: worker 2 does not exist (the run has 2 "
+                            "workers)");
+  cfg.networked = true;  // psgd serve --workers 3
+  cfg.workers = 3;
+  REQUIRE(validate(cfg).empty());
+  CHECK(load_scenario_for(cfg));
+}
+
+TEST_CASE("CLI: a scenario naming a missing worker exits 2 before training",
+          "[scenario][cli]") {
+  testing::temp_dir dir;
+  std::ofstream{dir.file("crash7.json")}
+    << with_event(R"({"kind": "crash", "workers": [7], "at": {"updates": 10}})");
+  struct cli_case {
+    std::string args;
+    std::string expected;
+  };
+  const std::vector<cli_case> cases{
+    {"train --mode sync --workers 2 --dataset synthetic --scenario " + dir.file("crash7.json"),
+     "events[0].workers[0]: worker 7 does not exist (the run has 2 workers)"},
+    {"serve --mode sync --workers 2 --dataset synthetic --port 0 --scenario "
+       + dir.file("crash7.json"),
+     "(the run has 2 workers)"},
+  };
+  for (const auto& c : cases) {
+    auto r = testing::run_psgd(c.args);
+    INFO("psgd " << c.args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    auto lines = testing::lines_of(r.output);
+    REQUIRE(lines.size() == 1);
+    CHECK_THAT(lines[0], Catch::StartsWith("psgd: --scenario: ") && Catch::Contains(c.expected));
+  }
 }
