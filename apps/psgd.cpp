@@ -526,6 +526,9 @@ int cmd_sweep(int argc, char** argv) {
   run.quiet = true;
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
+  if (!run.scenario.empty()) // each point reads it again, but a failed point exits 1
+    if (auto faults = load_scenario_for(run); !faults)
+      return usage_error(faults.error());
   if (auto problem = validate_files(run); !problem.empty())
     return usage_error(problem);
   auto data = load_data(run);

@@ -564,6 +564,8 @@ TEST_CASE("CLI: a scenario naming a missing worker exits 2 before training",
   testing::temp_dir dir;
   std::ofstream{dir.file("crash7.json")}
     << with_event(R"({"kind": "crash", "workers": [7], "at": {"updates": 10}})");
+  std::ofstream{dir.file("slow1.json")}
+    << with_event(R"({"kind": "slow", "workers": [1], "factor": 3})");
   struct cli_case {
     std::string args;
     std::string expected;
@@ -574,6 +576,10 @@ TEST_CASE("CLI: a scenario naming a missing worker exits 2 before training",
     {"serve --mode sync --workers 2 --dataset synthetic --port 0 --scenario "
        + dir.file("crash7.json"),
      "(the run has 2 workers)"},
+    // A sweep runs one worker (--data: sweep wants a directory even for synthetic data).
+    {"sweep --models softmax --staleness 0 --seeds 1 --dataset synthetic --data " + dir.path()
+       + " --scenario " + dir.file("slow1.json"),
+     "events[0].workers[0]: worker 1 does not exist (the run has 1 worker)"},
   };
   for (const auto& c : cases) {
     auto r = testing::run_psgd(c.args);
