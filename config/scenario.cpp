@@ -39,17 +39,29 @@ std::string to_string(const fault_point& p) {
 
 // -- delay_distribution ----------------------------------------------------------------------
 
-double delay_distribution::draw(data::splitmix64& rng) const {
-  using f = family;
-  switch (dist) {
-    case f::constant: return a;
-    case f::uniform: return a + (b - a) * rng.uniform();
-    // 1 - u is in (0, 1]: the logarithm and the power stay finite.
-    case f::exponential: return -a * std::log(1.0 - rng.uniform());
-    case f::lognormal: return a * std::exp(b * rng.normal());
-    case f::pareto: return a / std::pow(1.0 - rng.uniform(), 1.0 / b);
+namespace {
+
+/// One draw, uncapped.
+double raw_draw(const delay_distribution& d, data::splitmix64& rng) {
+  using f = delay_distribution::family;
+  switch (d.dist) {
+    case f::constant: return d.a;
+    case f::uniform: return d.a + (d.b - d.a) * rng.uniform();
+    // 1 - u is in (0, 1]: the logarithm stays finite, the power is > 0 (or underflows to 0,
+    // and the draw is infinite: capped below).
+    case f::exponential: return -d.a * std::log(1.0 - rng.uniform());
+    case f::lognormal: return d.a * std::exp(d.b * rng.normal());
+    case f::pareto: return d.a / std::pow(1.0 - rng.uniform(), 1.0 / d.b);
   }
   return 0;
+}
+
+} // namespace
+
+double delay_distribution::draw(data::splitmix64& rng) const {
+  // The tails are unbounded even with bounded parameters (pareto with a small shape draws
+  // infinity): a wait beyond the cap would overflow the worker's timer and not happen.
+  return std::min(raw_draw(*this, rng), max_duration_ms);
 }
 
 double delay_distribution::mean() const {
@@ -312,8 +324,19 @@ problem check_keys(const json& object, const std::string& path,
 
 enum class bound { at_least, above };  ///< value >= limit, value > limit
 
+/// The largest value a field accepts, and what it is in words for the message ("" if none).
+struct ceiling {
+  double value;
+  const char* words;
+};
+
+constexpr ceiling no_ceiling{std::numeric_limits<double>::infinity(), ""};
+constexpr ceiling one_day_ms{max_duration_ms, "a day"};
+constexpr ceiling one_day_s{max_duration_ms / 1000, "a day"};
+
+/// A finite number with `limit` below (>= or >, as `b` says) and `top` above (<=).
 problem read_number(const json& j, const std::string& path, double limit, bound b,
-                    double& out) {
+                    ceiling top, double& out) {
   if (!j.is_number())
     return fail(path, fmt::format("must be a number (got {})", type_of(j)));
   out = j.get<double>();
@@ -323,6 +346,9 @@ problem read_number(const json& j, const std::string& path, double limit, bound 
     return fail(path, fmt::format("must be >= {} (got {})", limit, out));
   if (b == bound::above && !(out > limit))
     return fail(path, fmt::format("must be > {} (got {})", limit, out));
+  if (!(out <= top.value))
+    return fail(path, fmt::format("must be <= {}{} (got {})", top.value,
+                                  *top.words ? fmt::format(", {}", top.words) : "", out));
   return {};
 }
 
@@ -372,7 +398,8 @@ problem read_point(const json& j, const std::string& path, fault_point& out) {
     return fail(path, "give seconds or updates, not both");
   if (seconds) {
     out.in = fault_point::unit::seconds;
-    return read_number(*seconds, field(path, "seconds"), 0, bound::at_least, out.value);
+    return read_number(*seconds, field(path, "seconds"), 0, bound::at_least, one_day_s,
+                       out.value);
   }
   if (updates) {
     out.in = fault_point::unit::updates;
@@ -450,20 +477,33 @@ problem read_workers(const json& j, const std::string& path, worker_set& out) {
 
 using family = delay_distribution::family;
 
-/// A distribution's name and parameters: all must be given; each is >= 0 or > 0.
+/// A distribution's name and parameters: all must be given; each is >= 0 or > 0, and at
+/// most its ceiling.
+struct dist_param {
+  std::string key;
+  bound low;
+  ceiling top;
+};
+
 struct dist_rule {
   family dist;
   std::string name;
-  std::vector<std::pair<std::string, bound>> params;  ///< a, then b
+  std::vector<dist_param> params;  ///< a, then b
 };
 
 const std::vector<dist_rule>& dist_rules() {
+  // The times are bounded to keep the waits representable; sigma too, since it scales the
+  // exponent. A pareto shape only divides it (a small one draws the cap, see draw()).
   static const std::vector<dist_rule> rules{
-    {family::constant, "constant", {{"ms", bound::at_least}}},
-    {family::uniform, "uniform", {{"min_ms", bound::at_least}, {"max_ms", bound::at_least}}},
-    {family::exponential, "exponential", {{"mean_ms", bound::above}}},
-    {family::lognormal, "lognormal", {{"median_ms", bound::above}, {"sigma", bound::at_least}}},
-    {family::pareto, "pareto", {{"scale_ms", bound::above}, {"shape", bound::above}}},
+    {family::constant, "constant", {{"ms", bound::at_least, one_day_ms}}},
+    {family::uniform, "uniform",
+     {{"min_ms", bound::at_least, one_day_ms}, {"max_ms", bound::at_least, one_day_ms}}},
+    {family::exponential, "exponential", {{"mean_ms", bound::above, one_day_ms}}},
+    {family::lognormal, "lognormal",
+     {{"median_ms", bound::above, one_day_ms},
+      {"sigma", bound::at_least, ceiling{max_lognormal_sigma, ""}}}},
+    {family::pareto, "pareto",
+     {{"scale_ms", bound::above, one_day_ms}, {"shape", bound::above, no_ceiling}}},
   };
   return rules;
 }
@@ -493,18 +533,19 @@ problem read_delay(const json& j, const std::string& path, delay_distribution& o
   if (auto p = read_dist_name(*name, field(path, "dist"), rule); !p.empty())
     return p;
   std::vector<std::string> allowed{"dist"};
-  for (const auto& [key, b] : rule->params)
-    allowed.push_back(key);
+  for (const auto& param : rule->params)
+    allowed.push_back(param.key);
   if (auto p = check_keys(j, path, allowed); !p.empty())
     return p;
   out.dist = rule->dist;
   double* slots[] = {&out.a, &out.b};
   for (size_t i = 0; i < rule->params.size(); ++i) {
-    const auto& [key, b] = rule->params[i];
-    const json* v = find(j, key);
+    const auto& param = rule->params[i];
+    const json* v = find(j, param.key);
     if (!v)
-      return missing(path, key, "required for " + rule->name);
-    if (auto p = read_number(*v, field(path, key), 0, b, *slots[i]); !p.empty())
+      return missing(path, param.key, "required for " + rule->name);
+    if (auto p = read_number(*v, field(path, param.key), 0, param.low, param.top, *slots[i]);
+        !p.empty())
       return p;
   }
   if (out.dist == family::uniform && out.b < out.a)
@@ -521,7 +562,9 @@ problem read_per_class(const json& j, const std::string& path, std::vector<doubl
     return fail(path, "names no class (give the cost of classes 0, 1, ...)");
   out.resize(j.size());
   for (size_t i = 0; i < j.size(); ++i)
-    if (auto p = read_number(j[i], item(path, i), 0, bound::at_least, out[i]); !p.empty())
+    if (auto p = read_number(j[i], item(path, i), 0, bound::at_least,
+                             ceiling{max_example_cost_ms, "a minute per example"}, out[i]);
+        !p.empty())
       return p;
   return {};
 }
@@ -589,7 +632,8 @@ problem read_slow(const json& event, const std::string& path, fault_event& out) 
   if (factor && delay)
     return fail(field(path, "delay"), "not allowed together with factor (give one of them)");
   if (factor)
-    return read_number(*factor, field(path, "factor"), 1, bound::at_least, out.factor);
+    return read_number(*factor, field(path, "factor"), 1, bound::at_least,
+                       ceiling{max_slow_factor, ""}, out.factor);
   if (delay) {
     delay_distribution d;
     if (auto p = read_delay(*delay, field(path, "delay"), d); !p.empty())
@@ -605,14 +649,13 @@ problem read_drop(const json& event, const std::string& path, fault_event& out) 
   const json* p = find(event, "probability");
   if (!p)
     return missing(path, "probability", "required for net_drop (the chance a gradient is lost)");
-  if (auto e = read_number(*p, field(path, "probability"), 0, bound::above, out.probability);
+  if (auto e = read_number(*p, field(path, "probability"), 0, bound::above, ceiling{1, ""},
+                           out.probability);
       !e.empty())
     return e;
-  if (out.probability > 1)
-    return fail(field(path, "probability"),
-                fmt::format("must be <= 1 (got {})", out.probability));
   if (const json* d = find(event, "detect_ms"))
-    return read_number(*d, field(path, "detect_ms"), 0, bound::at_least, out.duration_ms);
+    return read_number(*d, field(path, "detect_ms"), 0, bound::at_least, one_day_ms,
+                       out.duration_ms);
   out.duration_ms = default_detect_ms;
   return {};
 }
@@ -632,7 +675,8 @@ problem read_kind_fields(const json& event, const std::string& path, fault_event
       const json* d = find(event, "duration_ms");
       if (!d)
         return missing(path, "duration_ms", why);
-      return read_number(*d, field(path, "duration_ms"), 0, bound::above, out.duration_ms);
+      return read_number(*d, field(path, "duration_ms"), 0, bound::above, one_day_ms,
+                         out.duration_ms);
     }
     case fault_kind::join: {
       const json* c = find(event, "count");

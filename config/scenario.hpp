@@ -9,6 +9,11 @@
 //   refuses a worker the run does not have, e.g. "f.json: events[0].workers[0]: worker 7
 //   does not exist (the run has 2 workers)". The file alone cannot say how many workers a
 //   run has, so load_scenario(path) does not check worker ids.
+// - Every number that becomes a wait is bounded (max_slow_factor, max_duration_ms,
+//   max_example_cost_ms, max_lognormal_sigma), well inside the timers' int64 nanoseconds: a
+//   factor of 1e15 overflowed them, and the worker was not slowed at all. A larger value is
+//   refused, naming the field and the limit: "f.json: events[0].factor: must be <= 1000000
+//   (got 1e+20)".
 // - A scenario is a plain immutable value: share it read-only between threads.
 // - delay_distribution::draw() is deterministic in the generator's state.
 //
@@ -20,11 +25,13 @@
 //   }
 //   EVENT = { "kind": KIND, ... } with, per kind:
 //     "slow"          workers, window, and exactly one of
-//                       "factor": F          (F >= 1: each step takes F times its compute time)
+//                       "factor": F          (1 <= F <= 1e6: each step takes F times its
+//                                             compute time)
 //                       "delay": DIST        (extra time per step drawn from DIST)
-//     "example_cost"  workers, window, "per_class_ms": [c0, c1, ...] (>= 0 each): extra time per
-//                     example of class k in the batch (biases which gradients arrive late)
-//     "pause"         workers, "at": POINT, "duration_ms": D (> 0)
+//     "example_cost"  workers, window, "per_class_ms": [c0, c1, ...] (0 <= c <= 60000 each, a
+//                     minute): extra time per example of class k in the batch (biases which
+//                     gradients arrive late)
+//     "pause"         workers, "at": POINT, "duration_ms": D (0 < D <= 86400000, a day)
 //     "crash"         workers, "at": POINT              (the worker actor dies with an error)
 //     "join"          "at": POINT, "count": N (>= 1, default 1)  (N new workers join)
 //     "server_crash"  "at": POINT                       (the server dies; restarts from its
@@ -32,11 +39,12 @@
 //     "net_delay"     workers, window, "delay": DIST: each message from the worker to the
 //                     server (join, push, pull) is held for a draw from DIST on the way
 //     "net_drop"      workers, window, "probability": P (0 < P <= 1), optional "detect_ms": D
-//                     (>= 0, default 200): each gradient the worker pushes is lost on the way
-//                     with probability P; after D ms (a transport's loss timeout) the worker
-//                     carries on with the current parameters. Lost gradients are counted as
-//                     lost_in_network. Both network kinds work in one process and across
-//                     processes: the worker's messages take a link actor (actors/link.hpp).
+//                     (0 <= D <= 86400000, default 200): each gradient the worker pushes is
+//                     lost on the way with probability P; after D ms (a transport's loss
+//                     timeout) the worker carries on with the current parameters. Lost
+//                     gradients are counted as lost_in_network. Both network kinds work in
+//                     one process and across processes: the worker's messages take a link
+//                     actor (actors/link.hpp).
 //   workers = "all" | [id, ...] | {"random": K}   (K distinct workers drawn from the seed);
 //             required for per-worker kinds. Against a run of n workers (m, or m + e in
 //             backup mode): an id is < n, or names a worker that a join event listed earlier
@@ -45,13 +53,16 @@
 //             workers the run starts with)
 //   window  = optional "from": POINT and "to": POINT (default: the whole run); from < to when
 //             both use the same unit
-//   POINT   = {"seconds": S} (S >= 0, since training started) | {"updates": U} (U >= 0,
-//             server version)
-//   DIST    = {"dist": "constant",    "ms": X}
+//   POINT   = {"seconds": S} (0 <= S <= 86400, since training started) | {"updates": U}
+//             (0 <= U <= 2^53, server version)
+//   DIST    = {"dist": "constant",    "ms": X}                         (0 <= X)
 //           | {"dist": "uniform",     "min_ms": A, "max_ms": B}       (0 <= A <= B)
 //           | {"dist": "exponential", "mean_ms": X}                    (X > 0)
-//           | {"dist": "lognormal",   "median_ms": M, "sigma": S}      (M > 0, S >= 0)
+//           | {"dist": "lognormal",   "median_ms": M, "sigma": S}      (M > 0, 0 <= S <= 10)
 //           | {"dist": "pareto",      "scale_ms": X, "shape": A}       (X > 0, A > 0)
+//             and every *_ms parameter <= 86400000 (a day). A draw is at most a day too
+//             (the cap of draw()): the tails of exponential, lognormal and pareto are not
+//             bounded.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +81,17 @@ enum class fault_kind {
 
 /// net_drop's default time until a lost gradient is noticed, in milliseconds.
 inline constexpr double default_detect_ms = 200;
+
+/// The largest slow "factor": a step may take a million times its compute time, no more.
+inline constexpr double max_slow_factor = 1e6;
+/// The longest time a field may give (a day, in ms): duration_ms, detect_ms, a
+/// distribution's *_ms parameters, a POINT's seconds (86400). Also the cap on one draw.
+inline constexpr double max_duration_ms = 86'400'000;
+/// The largest per_class_ms (a minute): a step waits it once per example of its batch, and
+/// a batch can hold a whole training set (60000 Fashion-MNIST examples: 42 days at most).
+inline constexpr double max_example_cost_ms = 60'000;
+/// The largest lognormal sigma: draws then span e^(+-86) around the median already.
+inline constexpr double max_lognormal_sigma = 10;
 
 std::string to_string(fault_kind k);
 
@@ -90,9 +112,9 @@ struct delay_distribution {
                  ///< median_ms; pareto: scale_ms
   double b = 0;  ///< uniform: max_ms; lognormal: sigma; pareto: shape; unused otherwise
 
-  /// One draw, in milliseconds (>= 0).
+  /// One draw, in milliseconds (0 <= draw <= max_duration_ms).
   double draw(data::splitmix64& rng) const;
-  /// The mean in milliseconds (infinite for pareto with shape <= 1).
+  /// The mean in milliseconds (infinite for pareto with shape <= 1), before draw()'s cap.
   double mean() const;
   std::string describe() const; // e.g. "pareto(scale 0.5 ms, shape 1.5)"
 };

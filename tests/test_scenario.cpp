@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -339,6 +340,38 @@ TEST_CASE("invalid scenarios give one line naming the field", "[scenario]") {
      "events[0].at: must be {\"seconds\": S} or {\"updates\": U} (got number)"},
     {with_event(R"({"kind": "example_cost", "workers": "all", "per_class_ms": [1e999]})"),
      "events[0].per_class_ms[0]: not a finite number"},
+    // upper bounds: beyond them a wait overflows the timer and does not happen at all
+    {with_event("{" + slow_w + R"("factor": 1e20})"),
+     "events[0].factor: must be <= 1000000 (got 1e+20)"},
+    {with_event("{" + slow_w + R"("factor": 1e15})"),
+     "events[0].factor: must be <= 1000000 (got 1000000000000000)"},
+    {with_event("{" + slow_w + R"("factor": 1000000.5})"), "events[0].factor: must be <= 1000000"},
+    {with_event(R"({"kind": "pause", "workers": [0], "at": {"seconds": 1}, "duration_ms": 1e20})"),
+     "events[0].duration_ms: must be <= 86400000, a day (got 1e+20)"},
+    {with_event(R"({"kind": "net_drop", "workers": [0], "probability": 0.1,
+                    "detect_ms": 86400001})"),
+     "events[0].detect_ms: must be <= 86400000, a day (got 86400001)"},
+    {with_event(R"({"kind": "example_cost", "workers": "all", "per_class_ms": [1, 60001]})"),
+     "events[0].per_class_ms[1]: must be <= 60000, a minute per example (got 60001)"},
+    {with_event(R"({"kind": "crash", "workers": [0], "at": {"seconds": 86401}})"),
+     "events[0].at.seconds: must be <= 86400, a day (got 86401)"},
+    {with_event("{" + slow_w + R"("factor": 2, "from": {"seconds": 1}, "to": {"seconds": 1e300}})"),
+     "events[0].to.seconds: must be <= 86400, a day (got 1e+300)"},
+    {with_event("{" + slow_w + R"("delay": {"dist": "constant", "ms": 1e9}})"),
+     "events[0].delay.ms: must be <= 86400000, a day (got 1000000000)"},
+    {with_event("{" + slow_w + R"("delay": {"dist": "uniform", "min_ms": 1, "max_ms": 1e9}})"),
+     "events[0].delay.max_ms: must be <= 86400000, a day"},
+    {with_event("{" + slow_w + R"("delay": {"dist": "exponential", "mean_ms": 1e9}})"),
+     "events[0].delay.mean_ms: must be <= 86400000, a day"},
+    {with_event("{" + slow_w + R"("delay": {"dist": "lognormal", "median_ms": 1e9, "sigma": 1}})"),
+     "events[0].delay.median_ms: must be <= 86400000, a day"},
+    {with_event("{" + slow_w + R"("delay": {"dist": "lognormal", "median_ms": 1, "sigma": 11}})"),
+     "events[0].delay.sigma: must be <= 10 (got 11)"},
+    {with_event("{" + slow_w + R"("delay": {"dist": "pareto", "scale_ms": 1e9, "shape": 1}})"),
+     "events[0].delay.scale_ms: must be <= 86400000, a day"},
+    {with_event(R"({"kind": "net_delay", "workers": [0],
+                    "delay": {"dist": "constant", "ms": 1e12}})"),
+     "events[0].delay.ms: must be <= 86400000, a day"},
   };
   for (const auto& c : cases) {
     auto s = parse_scenario(c.text, "x.json");
@@ -455,6 +488,86 @@ TEST_CASE("network kinds parse, and net_drop notices a loss after 200 ms by defa
   CHECK(local.needs_local_actors()->kind == fault_kind::join);
 }
 
+TEST_CASE("every bound is inclusive: the largest values a field allows parse", "[scenario]") {
+  auto s = parse_ok(R"({"events": [
+    {"kind": "slow", "workers": [0], "factor": 1e6, "to": {"seconds": 86400}},
+    {"kind": "pause", "workers": [0], "at": {"seconds": 86400}, "duration_ms": 86400000},
+    {"kind": "net_drop", "workers": [0], "probability": 1, "detect_ms": 86400000},
+    {"kind": "example_cost", "workers": "all", "per_class_ms": [60000, 0]},
+    {"kind": "slow", "workers": [0],
+     "delay": {"dist": "uniform", "min_ms": 86400000, "max_ms": 86400000}},
+    {"kind": "slow", "workers": [0],
+     "delay": {"dist": "lognormal", "median_ms": 86400000, "sigma": 10}},
+    {"kind": "net_delay", "workers": [0],
+     "delay": {"dist": "pareto", "scale_ms": 86400000, "shape": 1e-3}}]})");
+  REQUIRE(s.events.size() == 7);
+  CHECK(s.events[0].factor == max_slow_factor);
+  CHECK(s.events[0].to->value == 86400);
+  CHECK(s.events[1].from->value == 86400);
+  CHECK(s.events[1].duration_ms == max_duration_ms);
+  CHECK(s.events[2].duration_ms == max_duration_ms);
+  CHECK(s.events[3].per_class_ms[0] == max_example_cost_ms);
+  CHECK(s.events[4].delay->b == max_duration_ms);
+  CHECK(s.events[5].delay->b == max_lognormal_sigma);
+  CHECK(s.events[6].delay->a == max_duration_ms);
+}
+
+TEST_CASE("the bounds keep every wait within a timer's int64 nanoseconds", "[scenario]") {
+  // The worker turns its extra milliseconds into int64 microseconds and CAF's timers into
+  // int64 nanoseconds (actors/worker.cpp, actors/link.cpp). What one event can add to one
+  // step at the bounds, with a generous minute of compute and a whole training set per
+  // batch, must fit a hundred times over (several events may hold at once).
+  const double ns_per_ms = 1e6;
+  const double int64_ns = static_cast<double>(std::numeric_limits<int64_t>::max());
+  const double compute_ms = 60'000;
+  const double whole_set = 60'000;  // Fashion-MNIST's training examples
+  for (double ms : {(max_slow_factor - 1) * compute_ms, max_duration_ms,
+                    max_example_cost_ms * whole_set}) {
+    INFO(ms << " ms");
+    CHECK(ms * ns_per_ms < int64_ns / 100);
+  }
+}
+
+TEST_CASE("draws are capped at a day, even where the tail is unbounded", "[scenario]") {
+  using f = delay_distribution::family;
+  // Bounded parameters, unbounded tails: pareto with a tiny shape draws infinity, lognormal
+  // at the largest sigma e^86 times its median; exponential ~37 times its mean at most.
+  const std::vector<delay_distribution> wild{{f::pareto, 1, 1e-3},
+                                             {f::lognormal, max_duration_ms, max_lognormal_sigma},
+                                             {f::exponential, max_duration_ms, 0}};
+  for (const auto& d : wild) {
+    INFO(d.describe());
+    data::splitmix64 rng{5};
+    bool capped = false;
+    for (int i = 0; i < 2000; ++i) {
+      const double x = d.draw(rng);
+      REQUIRE(std::isfinite(x));
+      CHECK((x >= 0 && x <= max_duration_ms));
+      capped = capped || x == max_duration_ms;
+    }
+    CHECK(capped);  // all three reach the cap within 2000 draws
+  }
+  // Draws below the cap are untouched.
+  delay_distribution constant{f::constant, max_duration_ms, 0};
+  data::splitmix64 rng{1};
+  CHECK(constant.draw(rng) == max_duration_ms);
+}
+
+TEST_CASE("the largest slow factor really slows the worker", "[scenario]") {
+  // The audit's factor 1e15 overflowed the timer and did not slow the worker at all. At the
+  // bound a step takes 1e6 times its compute time (a gradient of the small set: >= 1 us, so
+  // >= 1 s): worker 1 holds its first gradient while worker 0 applies all 300 updates.
+  auto cfg = testing::test_config("async");
+  cfg.max_updates = 300;
+  cfg.epochs = 0;
+  auto r = testing::must_run(cfg, testing::separable_set(), testing::scenario_of(R"({"events": [
+    {"kind": "slow", "workers": [1], "factor": 1e6}]})"));
+  const auto& w = r.final_stats.workers;
+  REQUIRE(w.size() == 2);
+  CHECK(w[0].applied == 300);
+  CHECK(w[1].applied == 0);
+}
+
 TEST_CASE("worker ids are checked against the run's workers", "[scenario]") {
   auto crash7 = parse_ok(with_event(R"({"kind": "crash", "workers": [7], "at": {"updates": 10}})"));
   CHECK(check_workers(crash7, 2)
@@ -559,11 +672,13 @@ TEST_CASE("load_scenario with a worker count names the file, and the run's count
   CHECK(load_scenario_for(cfg));
 }
 
-TEST_CASE("CLI: a scenario naming a missing worker exits 2 before training",
+TEST_CASE("CLI: a scenario naming a missing worker or a huge factor exits 2 before training",
           "[scenario][cli]") {
   testing::temp_dir dir;
   std::ofstream{dir.file("crash7.json")}
     << with_event(R"({"kind": "crash", "workers": [7], "at": {"updates": 10}})");
+  std::ofstream{dir.file("huge.json")}
+    << with_event(R"({"kind": "slow", "workers": [1], "factor": 1e20})");
   std::ofstream{dir.file("slow1.json")}
     << with_event(R"({"kind": "slow", "workers": [1], "factor": 3})");
   struct cli_case {
@@ -576,6 +691,8 @@ TEST_CASE("CLI: a scenario naming a missing worker exits 2 before training",
     {"serve --mode sync --workers 2 --dataset synthetic --port 0 --scenario "
        + dir.file("crash7.json"),
      "(the run has 2 workers)"},
+    {"train --mode sync --workers 2 --dataset synthetic --scenario " + dir.file("huge.json"),
+     "events[0].factor: must be <= 1000000 (got 1e+20)"},
     // A sweep runs one worker (--data: sweep wants a directory even for synthetic data).
     {"sweep --models softmax --staleness 0 --seeds 1 --dataset synthetic --data " + dir.path()
        + " --scenario " + dir.file("slow1.json"),
