@@ -438,8 +438,14 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
     [=](join_atom, int32_t count) {
       if (self->state.finishing || self->state.finished)
         return;
-      for (int32_t i = 0; i < count; ++i)
-        self->send(spawn_worker(self), start_atom::value);
+      auto& st = self->state;
+      for (int32_t i = 0; i < count; ++i) {
+        auto w = spawn_worker(self);
+        // The scenario may name it (a later event's ids past the starting workers').
+        if (st.injector)
+          self->send(st.injector, enlist_atom::value, st.next_worker_id - 1, w);
+        self->send(w, start_atom::value);
+      }
     },
   };
 }

@@ -107,11 +107,11 @@ std::vector<int32_t> worker_set::resolve(int n, data::splitmix64& rng) const {
     std::sort(everyone.begin(), everyone.end());
     return everyone;
   }
-  // check_workers() refuses ids the run never has; those of workers that join later are
-  // >= n and name no one here.
+  // check_workers() refuses ids the run never has; those >= n are workers that a join
+  // event adds (the injector reaches them once they are enlisted).
   std::vector<int32_t> out;
   for (auto id : ids)
-    if (id >= 0 && id < n)
+    if (id >= 0)
       out.push_back(id);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());

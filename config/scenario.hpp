@@ -125,8 +125,9 @@ struct worker_set {
   std::vector<int32_t> ids;  ///< explicit ids (when not all and random == 0)
   int random = 0;            ///< > 0: that many distinct workers drawn from the seed
 
-  /// The ids this set names among workers 0..n-1; `random` draws with `rng`. Sorted.
-  /// (Ids >= n, such as those of workers that join later, name no one here.)
+  /// The ids this set names: "all" and `random` (drawn with `rng`) among the n starting
+  /// workers 0..n-1, explicit ids as given (check_workers() bounds them; those >= n are
+  /// workers that a join event adds). Sorted.
   std::vector<int32_t> resolve(int n, data::splitmix64& rng) const;
 };
 

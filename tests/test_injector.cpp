@@ -195,6 +195,23 @@ TEST_CASE("a worker that joins mid-run gets a shard and contributes", "[injector
   }
 }
 
+TEST_CASE("a later event reaches a worker that joined", "[injector]") {
+  // Before, the injector resolved its targets among the starting workers only: this crash
+  // was announced ("injected event 1: crash") and worker 2 trained on.
+  auto events = with_base_delay(R"({"kind": "join", "at": {"updates": 50}},
+                                   {"kind": "crash", "workers": [2], "at": {"updates": 200}})");
+  auto cfg = testing::test_config("async");
+  cfg.max_updates = 400;
+  cfg.epochs = 0;
+  auto r = must_run(cfg, testing::separable_set(), events);
+  const auto& w = r.final_stats.workers;
+  REQUIRE(w.size() == 3);
+  CHECK(w[2].joined_late);
+  CHECK(w[2].lost);
+  CHECK(has_event(r, "worker 2 lost: injected_crash"));
+  check_no_loss(r, {2});
+}
+
 TEST_CASE("round timeout: a paused worker is dropped from the quorum, or the run stops",
           "[injector]") {
   auto pause = with_base_delay(
