@@ -27,8 +27,11 @@ struct dataset {
   dataset head(int64_t n) const;
 };
 
-/// A short text that differs when two datasets differ: sizes and an FNV-1a hash of the
-/// labels/targets and of every 97th feature. Two processes compare it to agree on the data.
+/// A short text that differs when two datasets differ: "rows x dim / classes : hash", the
+/// hash a 64-bit one of every byte of the labels, targets and features (XXH64's round over
+/// 32 lanes; one changed feature always changes it). Two processes compare it to agree on the
+/// data; the same on every run and on machines of the same endianness. ~22 ms for the
+/// Fashion-MNIST training set (188 MB of features).
 std::string fingerprint(const dataset& d);
 
 /// A training set and its test set.
