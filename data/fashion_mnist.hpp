@@ -5,7 +5,10 @@
 // t10k-{...}.gz from `dir`, checks each file's magic number, counts and image size (28x28),
 // that image and label counts agree and that every label is in [0, 10), and returns pixels
 // scaled to [0, 1]. Any missing, truncated or corrupt file gives a one-line error naming
-// the file and what is wrong; nothing throws. Thread-safe (no shared state).
+// the file and what is wrong (never a size read from a damaged file's gzip trailer); nothing
+// throws. fashion_mnist_footprint(dir) makes the checks that need no decompression of an
+// intact file (headers, and gzip trailers against them) and gives the memory the loaded sets
+// take. Thread-safe (no shared state).
 #pragma once
 
 #include <cstdint>
@@ -22,9 +25,24 @@ inline constexpr const char* default_fashion_mnist_dir = "/usr/share/datasets/fa
 /// Reads the training set (60,000 rows) and the test set (10,000 rows).
 outcome<split> load_fashion_mnist(const std::string& dir);
 
+/// "" if `dir` is a directory, else a one-line message naming it and saying what it is not:
+/// "does not exist", "is not a directory" (a file given for the directory) or why it
+/// cannot be examined. The first check of load_fashion_mnist(dir).
+std::string data_directory_problem(const std::string& dir);
+
 /// The bytes that load_fashion_mnist(dir) holds once loaded (float pixels and int labels of
-/// both sets), from the files' sizes alone: nothing is decompressed. What each process that
-/// loads `dir` needs for its data. A file that cannot be read counts 0.
+/// both sets), from the IDX headers, checked against each gzip file's trailer (its
+/// decompressed size, mod 4 GiB): what each process that loads `dir` needs for its data.
+/// Only the headers are decompressed, unless a trailer disagrees with its header: a
+/// truncated file ends in arbitrary bytes there, so that file is decompressed to find out,
+/// and its problem is the error (the loader's message), never a size. Missing directories
+/// and files, wrong magic numbers or image sizes and image and label counts that differ are
+/// errors too. Not seen: damage inside a stream whose trailer agrees, a label out of range
+/// (the loader finds those).
+outcome<uint64_t> fashion_mnist_footprint(const std::string& dir);
+
+/// fashion_mnist_footprint(dir), or 0 where it gives an error (the size is unknown then,
+/// and the loader will say why).
 uint64_t fashion_mnist_memory_bytes(const std::string& dir);
 
 /// Reads one pair of IDX files (images, labels) into a 10-class dataset.

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 
 #include "data/dataset.hpp"
@@ -85,6 +87,7 @@ TEST_CASE("IDX errors name the file and the problem", "[data]") {
   }
   SECTION("a gzip stream cut short") {
     testing::write_gz(images, testing::idx_images(50, 28, 7));
+    testing::write_gz(labels, testing::idx_labels(50));
     std::ifstream in{images, std::ios::binary};
     std::string gz{std::istreambuf_iterator<char>(in), {}};
     std::ofstream out{images, std::ios::binary | std::ios::trunc};
@@ -92,17 +95,142 @@ TEST_CASE("IDX errors name the file and the problem", "[data]") {
     out.close();
     auto d = data::load_idx_pair(images, labels);
     REQUIRE_FALSE(d);
-    CHECK_THAT(d.error(), Catch::Contains("im.gz"));
+    CHECK_THAT(d.error(), Catch::Contains("im.gz") && Catch::Contains("truncated or corrupt"));
+  }
+  SECTION("more pixels than the header says") {
+    auto bytes = testing::idx_images(5, 28);
+    bytes.resize(bytes.size() + 100, 1);
+    testing::write_gz(images, bytes);
+    auto d = data::load_idx_pair(images, labels);
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error(), Catch::Contains("im.gz") && Catch::Contains("oversized")
+                            && Catch::Contains("4020 bytes of pixels (expected 3920)"));
+  }
+  SECTION("a damaged byte in the middle of the compressed data") {
+    auto bytes = testing::idx_images(5, 28);
+    uint32_t state = 12345; // pixels that do not compress away, so the stream has a middle
+    for (size_t i = 16; i < bytes.size(); ++i)
+      bytes[i] = static_cast<unsigned char>((state = state * 1103515245u + 12345u) >> 24);
+    testing::write_gz(images, bytes);
+    REQUIRE(data::load_idx_pair(images, labels));
+    std::fstream f{images, std::ios::binary | std::ios::in | std::ios::out};
+    f.seekp(std::streamoff(std::filesystem::file_size(images) / 2));
+    f.put('\xff');
+    f.close();
+    auto d = data::load_idx_pair(images, labels);
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error(), Catch::Contains("im.gz") && Catch::Contains("corrupt"));
+  }
+  SECTION("counts that claim 4 billion images are not allocated") {
+    auto bytes = testing::idx_images(5, 28);
+    auto lb = testing::idx_labels(5);
+    for (int i = 4; i < 8; ++i)
+      bytes[size_t(i)] = lb[size_t(i)] = 0xff;
+    testing::write_gz(images, bytes);
+    testing::write_gz(labels, lb);
+    auto d = data::load_idx_pair(images, labels);
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error(), Catch::Contains("lb.gz") && Catch::Contains("truncated")
+                            && Catch::Contains("4294967295 labels"));
+  }
+  SECTION("an uncompressed IDX file reads as is, and is checked as strictly") {
+    auto bytes = testing::idx_images(5, 28, 255);
+    std::ofstream{images, std::ios::binary}.write(reinterpret_cast<const char*>(bytes.data()),
+                                                  std::streamsize(bytes.size()));
+    REQUIRE(data::load_idx_pair(images, labels));
+    std::filesystem::resize_file(images, bytes.size() - 10);
+    auto d = data::load_idx_pair(images, labels);
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error(), Catch::Contains("im.gz") && Catch::Contains("truncated")
+                            && Catch::Contains("3910 bytes of pixels (expected 3920)"));
+  }
+  SECTION("a directory where a file should be") {
+    std::filesystem::create_directory(images);
+    auto d = data::load_idx_pair(images, labels);
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error(), Catch::Contains("im.gz") && Catch::Contains("cannot read"));
   }
 }
 
-TEST_CASE("load_fashion_mnist names a missing directory's file", "[data]") {
-  auto d = data::load_fashion_mnist("/nonexistent-psgd-dir");
+TEST_CASE("a truncated real Fashion-MNIST file is called truncated, not its trailer's size",
+          "[data]") {
+  // The user's case: train-images cut to 100 kB. The last 4 bytes of a truncated gzip file
+  // are arbitrary compressed data, and were quoted as "4274266693 bytes of pixels", and
+  // launch's memory check took them for a 48 GiB data set.
+  temp_dir dir;
+  testing::copy_fashion_mnist(dir.path());
+  const auto victim = dir.file("train-images-idx3-ubyte.gz");
+  std::filesystem::resize_file(victim, 100000);
+  auto d = data::load_fashion_mnist(dir.path());
   REQUIRE_FALSE(d);
-  CHECK_THAT(d.error(), Catch::Contains("/nonexistent-psgd-dir/train-images-idx3-ubyte.gz"));
+  CHECK_THAT(d.error(), Catch::StartsWith(victim + ": truncated or corrupt gzip file"));
+  CHECK_THAT(d.error(), !Catch::Contains("4274266693"));
+  auto footprint = data::fashion_mnist_footprint(dir.path());
+  REQUIRE_FALSE(footprint);
+  CHECK(footprint.error() == d.error()); // launch's check says what the loader would
+  CHECK(data::fashion_mnist_memory_bytes(dir.path()) == 0); // unknown, not 48 GiB
 }
 
-TEST_CASE("fashion_mnist_memory_bytes is what the loaded sets hold, from file sizes alone",
+TEST_CASE("fashion_mnist_footprint names the file whose header it refuses", "[data]") {
+  temp_dir dir;
+  testing::copy_fashion_mnist(dir.path());
+  SECTION("labels that do not match the images") {
+    testing::write_gz(dir.file("t10k-labels-idx1-ubyte.gz"), testing::idx_labels(9999));
+    auto f = data::fashion_mnist_footprint(dir.path());
+    REQUIRE_FALSE(f);
+    CHECK_THAT(f.error(), Catch::Contains("t10k-labels-idx1-ubyte.gz")
+                            && Catch::Contains("9999 labels for 10000 images"));
+  }
+  SECTION("a missing file") {
+    std::filesystem::remove(dir.file("t10k-images-idx3-ubyte.gz"));
+    auto f = data::fashion_mnist_footprint(dir.path());
+    REQUIRE_FALSE(f);
+    CHECK_THAT(f.error(), Catch::Contains("t10k-images-idx3-ubyte.gz: cannot open"));
+  }
+  SECTION("a gzip trailer that disagrees with a complete-looking file") {
+    const auto labels = dir.file("train-labels-idx1-ubyte.gz");
+    std::fstream f{labels, std::ios::binary | std::ios::in | std::ios::out};
+    f.seekp(-1, std::ios::end);
+    f.put('\x7f');
+    f.close();
+    auto fp = data::fashion_mnist_footprint(dir.path());
+    REQUIRE_FALSE(fp);
+    CHECK_THAT(fp.error(), Catch::StartsWith(labels + ": truncated or corrupt"));
+    auto d = data::load_fashion_mnist(dir.path());
+    REQUIRE_FALSE(d);
+    CHECK_THAT(d.error(), Catch::StartsWith(labels + ": truncated or corrupt"));
+  }
+}
+
+TEST_CASE("a data directory that is a file is called not a directory", "[data]") {
+  temp_dir dir;
+  const auto file = dir.file("notadir");
+  std::ofstream{file} << "not a directory\n";
+  CHECK(data::data_directory_problem(dir.path()).empty());
+  CHECK_THAT(data::data_directory_problem(file),
+             Catch::Contains("'" + file + "'") && Catch::Contains("is not a directory"));
+  CHECK_THAT(data::data_directory_problem(dir.file("none")),
+             Catch::Contains("none") && Catch::Contains("does not exist"));
+  auto d = data::load_fashion_mnist(file);
+  REQUIRE_FALSE(d);
+  CHECK_THAT(d.error(), Catch::Contains("is not a directory"));
+  auto f = data::fashion_mnist_footprint(file);
+  REQUIRE_FALSE(f);
+  CHECK_THAT(f.error(), Catch::Contains("is not a directory"));
+}
+
+TEST_CASE("load_fashion_mnist names a missing directory, and a missing file", "[data]") {
+  auto d = data::load_fashion_mnist("/nonexistent-psgd-dir");
+  REQUIRE_FALSE(d);
+  CHECK_THAT(d.error(), Catch::Contains("'/nonexistent-psgd-dir' does not exist"));
+  temp_dir dir;
+  auto e = data::load_fashion_mnist(dir.path());
+  REQUIRE_FALSE(e);
+  CHECK_THAT(e.error(), Catch::Contains(dir.file("train-images-idx3-ubyte.gz"))
+                          && Catch::Contains("cannot open"));
+}
+
+TEST_CASE("fashion_mnist_footprint is what the loaded sets hold, from the headers alone",
           "[data]") {
   auto split = testing::fashion_mnist();
   const auto held = [](const data::dataset& d) {
@@ -110,7 +238,13 @@ TEST_CASE("fashion_mnist_memory_bytes is what the loaded sets hold, from file si
   };
   CHECK(data::fashion_mnist_memory_bytes(PSGD_DATA_DIR)
         == held(split->train) + held(split->test));
+  auto footprint = data::fashion_mnist_footprint(PSGD_DATA_DIR);
+  REQUIRE(footprint);
+  CHECK(*footprint == held(split->train) + held(split->test));
   CHECK(data::fashion_mnist_memory_bytes("/nonexistent-psgd-dir") == 0);
+  auto missing = data::fashion_mnist_footprint("/nonexistent-psgd-dir");
+  REQUIRE_FALSE(missing);
+  CHECK_THAT(missing.error(), Catch::Contains("'/nonexistent-psgd-dir' does not exist"));
 }
 
 TEST_CASE("the real training set with one pixel changed has another fingerprint", "[data]") {
