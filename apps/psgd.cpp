@@ -383,7 +383,9 @@ uint64_t available_memory_bytes() {
 /// How many workers each psgd work process of launch runs: --processes, or one process per
 /// worker up to `default_max_processes`. Every process holds its own copy of the data, so a
 /// plan whose copies do not fit in the available memory is refused (instead of an OOM kill
-/// in the middle of the run).
+/// in the middle of the run). So is a data set whose size cannot be known (a missing file,
+/// or one truncated or corrupt: its gzip trailer disagrees with its IDX header), with the
+/// loader's message naming the file, before any process is started.
 outcome<std::vector<int>> plan_work_processes(const run_config& run) {
   // Beyond the cores, more processes on one machine add copies of the data, not speed.
   constexpr int default_max_processes = 16;
@@ -391,7 +393,13 @@ outcome<std::vector<int>> plan_work_processes(const run_config& run) {
   const int workers = run.total_workers();
   const int processes = run.processes > 0 ? run.processes
                                           : std::min(workers, default_max_processes);
-  const uint64_t data_bytes = run.synthetic ? 0 : data::fashion_mnist_memory_bytes(run.data);
+  uint64_t data_bytes = 0;
+  if (!run.synthetic) {
+    auto footprint = data::fashion_mnist_footprint(run.data);
+    if (!footprint)
+      return outcome<std::vector<int>>::failure(footprint.error());
+    data_bytes = *footprint;
+  }
   const uint64_t needed = static_cast<uint64_t>(processes + 1) * (data_bytes + runtime_bytes);
   const uint64_t available = available_memory_bytes();
   if (available > 0 && needed > available)

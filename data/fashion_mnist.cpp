@@ -298,11 +298,6 @@ outcome<uint64_t> fashion_mnist_footprint(const std::string& dir) {
   return bytes;
 }
 
-uint64_t fashion_mnist_memory_bytes(const std::string& dir) {
-  const auto footprint = fashion_mnist_footprint(dir);
-  return footprint ? *footprint : 0;
-}
-
 outcome<split> load_fashion_mnist(const std::string& dir) {
   if (auto problem = data_directory_problem(dir); !problem.empty())
     return outcome<split>::failure(problem);

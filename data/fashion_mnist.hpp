@@ -41,10 +41,6 @@ std::string data_directory_problem(const std::string& dir);
 /// (the loader finds those).
 outcome<uint64_t> fashion_mnist_footprint(const std::string& dir);
 
-/// fashion_mnist_footprint(dir), or 0 where it gives an error (the size is unknown then,
-/// and the loader will say why).
-uint64_t fashion_mnist_memory_bytes(const std::string& dir);
-
 /// Reads one pair of IDX files (images, labels) into a 10-class dataset.
 outcome<dataset> load_idx_pair(const std::string& images_path, const std::string& labels_path);
 
