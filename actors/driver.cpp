@@ -146,8 +146,11 @@ bool publish_front(self_ptr self) {
                 : self->system().middleman().publish(st.front, wanted, job.serve->bind.c_str(),
                                                      true);
   if (!port) {
-    finish(self, make_error(error_code::peer_lost,
-                            fmt::format("cannot listen on {}:{}: {}", job.serve->bind, wanted,
+    // Bad input (the port is taken, the address is not this machine's): refused.
+    finish(self, make_error(error_code::refused,
+                            fmt::format("cannot listen on {}:{} (taken, or not an address of "
+                                        "this machine): {}",
+                                        job.serve->bind, wanted,
                                         self->system().render(port.error()))));
     return false;
   }

@@ -278,8 +278,10 @@ template <class Self>
 void begin_training(Self* self) {
   auto& st = self->state;
   if (st.core->restored())
+    // live_workers(), not the held joins: the join that completes the set is answered by
+    // its own handler (the message read "1 worker(s) rejoined" with both back).
     tell(self, fmt::format("{} worker(s) rejoined; training goes on from update {}",
-                           st.joins.size(), st.core->current().version));
+                           st.core->live_workers(), st.core->current().version));
   st.started = true;
   st.core->start_clock();
   arm_tick(self);

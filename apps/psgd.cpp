@@ -289,8 +289,11 @@ int train_and_report(caf::actor_system& sys, const run_config& run, const traini
     // first, which it did in about half of the runs. A moment is enough (20 ms was).
     if (job.serve)
       std::this_thread::sleep_for(std::chrono::milliseconds{100});
-    std::cerr << fmt::format("psgd: training failed: {}\n", sys.render(result.error()));
-    return exit_failure;
+    // Refused before any training (psgd serve cannot listen there): bad input.
+    const bool refused = result.error() == make_error(error_code::refused);
+    std::cerr << fmt::format("psgd: {}{}\n", refused ? "" : "training failed: ",
+                             sys.render(result.error()));
+    return refused ? exit_usage : exit_failure;
   }
   const auto rows = job.data->train.rows;
   std::cout << final_line(run, *result, rows) << std::endl;

@@ -417,11 +417,18 @@ TEST_CASE("mutual TLS: certified nodes train, strangers are refused", "[network]
   }
 }
 
-TEST_CASE("a server that no worker joins stops after the request timeout", "[network]") {
-  auto r = run_psgd("serve --mode async --port 0 --epochs 0.1 --request-timeout-ms 1500");
-  INFO(r.output);
-  CHECK(r.exit_code == 1);
-  CHECK_THAT(r.output, Catch::Contains("no worker joined within 1500 ms"));
+TEST_CASE("a server that no worker joins stops after the request timeout; one that cannot "
+          "listen is refused", "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode async --port 0 --epochs 0.1 --request-timeout-ms 1500");
+  auto taken = run_psgd("serve --mode async --epochs 0.1 --port " + port);
+  INFO(taken.output);
+  CHECK(taken.exit_code == 2);
+  CHECK_THAT(taken.output, Catch::Contains("cannot listen on 127.0.0.1:" + port));
+  wait_server(dir);
+  auto alone = read_file(dir.file("serve.err"));
+  INFO(alone);
+  CHECK_THAT(alone, Catch::Contains("no worker joined within 1500 ms"));
 }
 
 TEST_CASE("TLS options are checked before anything starts", "[network]") {

@@ -55,6 +55,10 @@ TEST_CASE("the server crashes mid-run and comes back from its checkpoint", "[rec
       // Crashed at update >= 500, resumed at the last checkpoint: a multiple of 200.
       CHECK((event.find("at update 400") != std::string::npos
              || event.find("at update 600") != std::string::npos));
+      bool both_back = false; // before, the count left out the worker that completed the set
+      for (const auto& e : r.events)
+        both_back |= e.find("2 worker(s) rejoined; training goes on") != std::string::npos;
+      CHECK(both_back);
       CHECK(r.final_stats.samples >= int64_t(cfg.epochs * 60000));
       for (const auto& w : r.final_stats.workers) {
         CHECK(w.computed
