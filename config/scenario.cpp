@@ -383,6 +383,7 @@ problem read_integer(const json& j, const std::string& path, int64_t lo, int64_t
 
 constexpr int64_t max_int32 = std::numeric_limits<int32_t>::max();
 constexpr int64_t max_exact_double = int64_t{1} << 53;
+constexpr int64_t max_join_count = 1024; // --workers' own limit
 
 // -- scenario parts --------------------------------------------------------------------------
 
@@ -682,7 +683,9 @@ problem read_kind_fields(const json& event, const std::string& path, fault_event
       const json* c = find(event, "count");
       int64_t count = 1;
       if (c)
-        if (auto p = read_integer(*c, field(path, "count"), 1, max_int32, count); !p.empty())
+        // As many as --workers may start with: each joiner is an actor and a worker state.
+        if (auto p = read_integer(*c, field(path, "count"), 1, max_join_count, count);
+            !p.empty())
           return p;
       out.count = static_cast<int>(count);
       return {};

@@ -33,7 +33,7 @@
 //                     gradients arrive late)
 //     "pause"         workers, "at": POINT, "duration_ms": D (0 < D <= 86400000, a day)
 //     "crash"         workers, "at": POINT              (the worker actor dies with an error)
-//     "join"          "at": POINT, "count": N (>= 1, default 1)  (N new workers join)
+//     "join"          "at": POINT, "count": N (1..1024, default 1)  (N new workers join)
 //     "server_crash"  "at": POINT                       (the server dies; restarts from its
 //                                                       last checkpoint)
 //     "net_delay"     workers, window, "delay": DIST: each message from the worker to the

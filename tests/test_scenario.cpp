@@ -340,6 +340,9 @@ TEST_CASE("invalid scenarios give one line naming the field", "[scenario]") {
      "events[0].at: must be {\"seconds\": S} or {\"updates\": U} (got number)"},
     {with_event(R"({"kind": "example_cost", "workers": "all", "per_class_ms": [1e999]})"),
      "events[0].per_class_ms[0]: not a finite number"},
+    // a join of more workers than a run may have (each is an actor spawned mid-run)
+    {with_event(R"({"kind": "join", "at": {"updates": 5}, "count": 2000000000})"),
+     "events[0].count: must be <= 1024 (got 2000000000)"},
     // upper bounds: beyond them a wait overflows the timer and does not happen at all
     {with_event("{" + slow_w + R"("factor": 1e20})"),
      "events[0].factor: must be <= 1000000 (got 1e+20)"},
