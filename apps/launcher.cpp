@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstring>
 #include <map>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -275,38 +274,19 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       say(r->text);
     reports.erase(due, reports.end());
   };
-  // When every work process has failed, nobody can join the server (it listens on
-  // loopback for launch's processes only): unless it ends by itself within a moment (it
-  // stopped the run and they went with it), it is stopped.
-  size_t work_running = children.size() - 1, work_finished = 0; // all but the server
-  std::optional<std::chrono::steady_clock::time_point> all_failed_at;
   while (!server_done && !interrupted) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid < 0 && errno != EINTR)
       break;
     if (pid <= 0) {
-      const auto now = std::chrono::steady_clock::now();
-      say_due(now);
-      if (all_failed_at && now - *all_failed_at > std::chrono::seconds(2)) {
-        say_due(std::chrono::steady_clock::time_point::max());
-        say("psgd launch: every work process failed; the server is stopped\n");
-        stop_all(children);
-        join_forwarders();
-        return 1;
-      }
+      say_due(std::chrono::steady_clock::now());
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       continue;
     }
     auto i = children.find(pid);
     if (i == children.end())
       continue;
-    if (pid != server) {
-      --work_running;
-      work_finished += exit_code_of(status) == 0;
-      if (work_running == 0 && work_finished == 0)
-        all_failed_at = std::chrono::steady_clock::now();
-    }
     if (pid == server) {
       server_done = true;
       server_status = status;
