@@ -11,6 +11,7 @@
 //
 // Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
 // before any training starts); 1 a run that failed (e.g. the server died).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -488,10 +489,11 @@ int cmd_eval(int argc, char** argv) {
 std::optional<std::string> take_option(std::vector<char*>& args, const std::string& name) {
   for (size_t i = 2; i < args.size(); ++i) {
     std::string a = args[i];
-    if (a == name && i + 1 < args.size()) {
-      std::string value = args[i + 1];
+    if (a == name) {
+      // Given last, without its value: an empty one, which the caller refuses by name.
+      std::string value = i + 1 < args.size() ? args[i + 1] : std::string{};
       args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
-                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+                 args.begin() + static_cast<std::ptrdiff_t>(std::min(i + 2, args.size())));
       return value;
     }
     if (a.rfind(name + "=", 0) == 0) {
@@ -526,6 +528,8 @@ int cmd_sweep(int argc, char** argv) {
         plan.models.push_back(m);
       else
         return usage_error(fmt::format("--models: expected softmax and/or mlp (got '{}')", m));
+    if (plan.models.empty())
+      return usage_error("--models: expected softmax and/or mlp (got nothing)");
   }
   psgd_config cfg;
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
@@ -577,19 +581,32 @@ int cmd_report(int argc, char** argv) {
   std::string out_dir;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "-?") {
+      std::cout << "usage: psgd report FILE... [--out DIR]\n\n"
+                   "  FILE      a results file of psgd train/serve/launch/sweep --out (JSON lines)\n"
+                   "  --out DIR write DIR/index.html with plots (gnuplot); without it, print the\n"
+                   "            comparison table of the runs' summaries\n";
+      return 0;
+    }
     if (arg == "--out" && i + 1 < argc)
       out_dir = argv[++i];
+    else if (arg == "--out")
+      return usage_error("report: --out needs a directory");
     else if (arg.rfind("--out=", 0) == 0)
       out_dir = arg.substr(6);
-    else if (arg.rfind("--", 0) == 0)
+    else if (arg.rfind("-", 0) == 0)
       return usage_error(fmt::format("report: unknown option '{}' (expected --out DIR)", arg));
     else
       files.push_back(arg);
   }
   if (files.empty())
-    return usage_error("report: name at least one --out file");
+    return usage_error("report: name at least one results file (written by psgd train --out "
+                       "FILE)");
   std::vector<nlohmann::json> summaries;
   for (const auto& file : files) {
+    struct stat st;
+    if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      return usage_error(fmt::format("report: {} is a directory (name the results files)", file));
     std::ifstream in{file};
     if (!in)
       return usage_error(fmt::format("report: cannot open {}", file));

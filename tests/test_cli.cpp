@@ -39,6 +39,25 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
   expect_usage_error("--request-timeout-ms 9223372036854775807", "--request-timeout-ms");
 }
 
+TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "[cli]") {
+  auto one_line = [](const std::string& args, const std::string& names) {
+    auto r = run_psgd(args);
+    INFO("psgd " << args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    auto lines = lines_of(r.output);
+    REQUIRE(lines.size() == 1);
+    CHECK_THAT(lines[0], Catch::Contains(names));
+  };
+  one_line("report x.jsonl --out", "--out needs a directory");
+  one_line("report " + std::string{PSGD_SOURCE_DIR}, "is a directory");
+  one_line("sweep --seeds", "--seeds");       // before: "unknown option '--seeds'"
+  one_line("sweep --models", "--models");
+  one_line("sweep --models ''", "--models");  // before: exit 0 and an empty table
+  auto help = run_psgd("report --help");
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.output, Catch::Contains("usage: psgd report"));
+}
+
 TEST_CASE("CLI: output paths are checked before training", "[cli]") {
   temp_dir dir;
   std::filesystem::create_directories(dir.file("results/sub"));
