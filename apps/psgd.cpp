@@ -661,8 +661,7 @@ int run_command(int argc, char** argv) {
     std::cout << usage_text;
     return 0;
   }
-  std::cerr << usage_text;
-  return usage_error(fmt::format("unknown command '{}'", command));
+  return usage_error(fmt::format("unknown command '{}' (psgd --help lists them)", command));
 }
 
 } // namespace

@@ -189,6 +189,19 @@ std::string validate(run_config& cfg) {
   if (cfg.request_timeout_ms < 1 || cfg.request_timeout_ms > max_timeout_ms)
     return fmt::format("--request-timeout-ms: must be 1 to {} (a week) (got {})", max_timeout_ms,
                        cfg.request_timeout_ms);
+  // The network options are checked for every command: a value out of range is wrong
+  // whether or not this command uses it.
+  if (cfg.heartbeat_ms < 1 || cfg.heartbeat_ms > max_timeout_ms)
+    return fmt::format("--heartbeat-ms: must be 1 to {} (got {})", max_timeout_ms,
+                       cfg.heartbeat_ms);
+  if (cfg.connection_timeout_ms > max_timeout_ms)
+    return fmt::format("--connection-timeout-ms: at most {} (a week) (got {})", max_timeout_ms,
+                       cfg.connection_timeout_ms);
+  if (cfg.connection_timeout_ms <= cfg.heartbeat_ms)
+    return fmt::format("--connection-timeout-ms: must be above --heartbeat-ms (got {} <= {})",
+                       cfg.connection_timeout_ms, cfg.heartbeat_ms);
+  if (cfg.port < 0 || cfg.port > 65535)
+    return fmt::format("--port: must be 0..65535 (got {})", cfg.port);
   if (auto problem = validate_staleness(cfg); !problem.empty())
     return problem;
   if (cfg.dataset == "auto")
@@ -462,18 +475,7 @@ std::string validate_network(const run_config& cfg, bool serve) {
   if (cfg.tls())
     if (auto problem = check_tls_files(cfg); !problem.empty())
       return problem;
-  if (cfg.heartbeat_ms < 1 || cfg.heartbeat_ms > max_timeout_ms)
-    return fmt::format("--heartbeat-ms: must be 1 to {} (got {})", max_timeout_ms,
-                       cfg.heartbeat_ms);
-  if (cfg.connection_timeout_ms > max_timeout_ms)
-    return fmt::format("--connection-timeout-ms: at most {} (a week) (got {})", max_timeout_ms,
-                       cfg.connection_timeout_ms);
-  if (cfg.connection_timeout_ms <= cfg.heartbeat_ms)
-    return fmt::format("--connection-timeout-ms: must be above --heartbeat-ms (got {} <= {})",
-                       cfg.connection_timeout_ms, cfg.heartbeat_ms);
   if (serve) {
-    if (cfg.port < 0 || cfg.port > 65535)
-      return fmt::format("--port: must be 0..65535 (got {})", cfg.port);
     const bool loopback = cfg.bind == "localhost" || cfg.bind == "::1"
                           || cfg.bind.rfind("127.", 0) == 0;
     if (!loopback && !cfg.insecure && !cfg.tls())

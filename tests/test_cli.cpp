@@ -37,6 +37,9 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
   expect_usage_error("--model mlp --hidden 100000000", "--hidden");
   expect_usage_error("--scheduler.max-threads=0", "--scheduler.max-threads");
   expect_usage_error("--request-timeout-ms 9223372036854775807", "--request-timeout-ms");
+  // Network options out of range are refused by every command, used there or not.
+  expect_usage_error("--port 70000", "--port");
+  expect_usage_error("--heartbeat-ms -1", "--heartbeat-ms");
 }
 
 TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "[cli]") {
@@ -122,7 +125,9 @@ TEST_CASE("CLI: config-file keys are checked", "[cli]") {
 }
 
 TEST_CASE("CLI: unknown command and no command exit 2", "[cli]") {
-  CHECK(run_psgd("fly").exit_code == 2);
+  auto fly = run_psgd("fly");
+  CHECK(fly.exit_code == 2);
+  CHECK(lines_of(fly.output).size() == 1); // the error, not the usage text before it
   CHECK(run_psgd("").exit_code == 2);
   CHECK(run_psgd("help").exit_code == 0);
 }
