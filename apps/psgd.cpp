@@ -320,10 +320,35 @@ std::chrono::milliseconds shutdown_grace(const run_config& run) {
   return std::chrono::milliseconds{2000 + run.connection_timeout_ms};
 }
 
+/// The first of `names` given in argv[2..argc) (as --name VALUE, --name=VALUE or a flag), or
+/// empty: an option that would do nothing in this command, which a user expects to act.
+std::string given_option(int argc, char** argv, std::initializer_list<const char*> names) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    for (const char* name : names)
+      if (arg == name || arg.rfind(std::string{name} + "=", 0) == 0)
+        return name;
+  }
+  return {};
+}
+
 int cmd_train(int argc, char** argv, bool serve = false) {
   psgd_config cfg;
   if (int rc = parse_options(cfg, argc, argv, serve ? "serve" : "train"); rc >= 0)
     return rc;
+  const auto unused =
+    serve ? given_option(argc, argv, {"--connect", "--load"}) // launch passes it --processes
+          : given_option(argc, argv, {"--connect", "--port", "--bind", "--insecure", "--tls-cert",
+                                      "--tls-key", "--tls-ca", "--heartbeat-ms",
+                                      "--connection-timeout-ms", "--processes", "--load"});
+  if (!unused.empty())
+    return usage_error(fmt::format("{} does nothing in psgd {} (it is an option of {})", unused,
+                                   serve ? "serve" : "train",
+                                   unused == "--load"      ? "psgd eval"
+                                   : unused == "--connect" ? "psgd work"
+                                   : unused == "--processes"
+                                     ? "psgd launch"
+                                     : "the networked commands: serve, work, launch"));
   auto& run = cfg.run;
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
@@ -534,6 +559,12 @@ int cmd_sweep(int argc, char** argv) {
   psgd_config cfg;
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
     return rc;
+  if (auto unused = given_option(static_cast<int>(args.size()), args.data(),
+                                 {"--mode", "--workers", "--backup", "--simulate-staleness"});
+      !unused.empty())
+    return usage_error(fmt::format("{} does nothing in psgd sweep (a sweep runs async with one "
+                                   "worker and sets the staleness K itself: --staleness)",
+                                   unused));
   auto& run = cfg.run;
   run.mode = "async";
   run.workers = 1;

@@ -37,9 +37,12 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
   expect_usage_error("--model mlp --hidden 100000000", "--hidden");
   expect_usage_error("--scheduler.max-threads=0", "--scheduler.max-threads");
   expect_usage_error("--request-timeout-ms 9223372036854775807", "--request-timeout-ms");
-  // Network options out of range are refused by every command, used there or not.
-  expect_usage_error("--port 70000", "--port");
-  expect_usage_error("--heartbeat-ms -1", "--heartbeat-ms");
+  // Options of other commands do nothing here: refused, as a user who gives one expects it
+  // to act (before, train ran without a word).
+  expect_usage_error("--connect 127.0.0.1:7000", "--connect does nothing in psgd train");
+  expect_usage_error("--port 7000", "--port does nothing in psgd train");
+  expect_usage_error("--connection-timeout-ms 500", "--connection-timeout-ms");
+  expect_usage_error("--load x.params", "psgd eval");
 }
 
 TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "[cli]") {
@@ -56,6 +59,10 @@ TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "
   one_line("sweep --seeds", "--seeds");       // before: "unknown option '--seeds'"
   one_line("sweep --models", "--models");
   one_line("sweep --models ''", "--models");  // before: exit 0 and an empty table
+  one_line("sweep --mode sync --workers 4", "--mode does nothing in psgd sweep");
+  // Range checks still hold where the options act.
+  one_line("serve --port 70000", "--port: must be 0..65535");
+  one_line("work --connect 127.0.0.1:1 --heartbeat-ms -1", "--heartbeat-ms");
   auto help = run_psgd("report --help");
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("usage: psgd report"));
