@@ -25,12 +25,7 @@ eval_point evaluate_at(const model::model& m, const float* params, const data::d
 namespace {
 
 double mean_staleness(const server_stats& s) {
-  double n = 0, sum = 0;
-  for (size_t i = 0; i < s.staleness_histogram.size(); ++i) {
-    n += s.staleness_histogram[i];
-    sum += double(i) * s.staleness_histogram[i];
-  }
-  return n > 0 ? sum / n : 0.0;
+  return mean_of_histogram(s.staleness_histogram);
 }
 
 size_t max_staleness(const server_stats& s) {

@@ -470,12 +470,7 @@ void server_core::commit(std::shared_ptr<std::vector<float>> next, int64_t sampl
 std::string server_core::divergence_reason() const {
   auto reason = fmt::format("minibatch loss {} at update {} (--divergence-loss {})", last_loss_,
                             current_.version, settings_.divergence_loss);
-  int64_t applied = 0, staleness_sum = 0;
-  for (size_t s = 0; s < staleness_histogram_.size(); ++s) {
-    applied += staleness_histogram_[s];
-    staleness_sum += static_cast<int64_t>(s) * staleness_histogram_[s];
-  }
-  const double mean = applied > 0 ? double(staleness_sum) / double(applied) : 0.0;
+  const double mean = mean_of_histogram(staleness_histogram_);
   const bool full_step = settings_.mode == train_mode::async
                          || settings_.mode == train_mode::ssp;
   if (full_step && !settings_.stale_lr && mean >= 2)

@@ -11,12 +11,12 @@
 //
 // Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
 // before any training starts); 1 a run that failed (e.g. the server died).
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -210,13 +210,6 @@ int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) 
   return -1;
 }
 
-bool has_option(int argc, char** argv, const std::string& name) {
-  for (int i = 2; i < argc; ++i)
-    if (std::string{argv[i]}.rfind(name, 0) == 0)
-      return true;
-  return false;
-}
-
 std::string final_line(const run_config& cfg, const run_summary& r, int64_t train_rows) {
   auto s = summary_json(cfg, r, train_rows);
   // Least squares has no accuracy: its test loss says how far it is from the optimum.
@@ -365,7 +358,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     return usage_error(job.error());
   if (serve)
     job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
-  if (!serve && !has_option(argc, argv, "--scheduler.policy"))
+  if (!serve && given_option(argc, argv, {"--scheduler.policy"}).empty())
     cfg.fit_scheduler_to(run);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
@@ -635,8 +628,8 @@ int cmd_report(int argc, char** argv) {
                        "FILE)");
   std::vector<nlohmann::json> summaries;
   for (const auto& file : files) {
-    struct stat st;
-    if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec))
       return usage_error(fmt::format("report: {} is a directory (name the results files)", file));
     std::ifstream in{file};
     if (!in)

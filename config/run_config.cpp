@@ -21,6 +21,7 @@
 #include <caf/openssl/manager.hpp>
 
 #include "config/thread_placement.hpp"
+#include "data/fashion_mnist.hpp"
 #include "data/sampler.hpp"
 #include "model/float_env.hpp"
 #include "messages/vocabulary.hpp"
@@ -221,11 +222,6 @@ std::string validate(run_config& cfg) {
 
 namespace {
 
-bool exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
-
 bool is_directory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -247,10 +243,9 @@ std::string unwritable_file(const std::string& option, const std::string& path) 
 } // namespace
 
 std::string validate_files(const run_config& cfg) {
-  if (!cfg.synthetic && !is_directory(cfg.data))
-    return exists(cfg.data)
-             ? fmt::format("--data: '{}' is not a directory", cfg.data)
-             : fmt::format("--data: data directory '{}' does not exist", cfg.data);
+  if (!cfg.synthetic)
+    if (auto problem = data::data_directory_problem(cfg.data); !problem.empty())
+      return "--data: " + problem;
   for (const auto& [option, path] : {std::pair{"--out", cfg.out}, std::pair{"--save", cfg.save},
                                      std::pair{"--checkpoint", cfg.checkpoint}})
     if (!path.empty())

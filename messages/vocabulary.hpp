@@ -210,6 +210,16 @@ struct server_stats {
   std::vector<int32_t> example_applied;   ///< per training example: applied ones
 };
 
+/// The mean of a staleness histogram ([s] = gradients of staleness s); 0 if it is empty.
+inline double mean_of_histogram(const std::vector<int64_t>& histogram) {
+  double n = 0, sum = 0;
+  for (size_t i = 0; i < histogram.size(); ++i) {
+    n += double(histogram[i]);
+    sum += double(i) * double(histogram[i]);
+  }
+  return n > 0 ? sum / n : 0.0;
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, server_stats& x) {
   return f(caf::meta::type_name("server_stats"), x.version, x.samples, x.gradients_applied,
