@@ -444,10 +444,18 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       auto& st = self->state;
       for (int32_t i = 0; i < count; ++i) {
         auto w = spawn_worker(self);
-        // The scenario may name it (a later event's ids past the starting workers').
-        if (st.injector)
-          self->send(st.injector, enlist_atom::value, st.next_worker_id - 1, w);
-        self->send(w, start_atom::value);
+        if (!st.injector) {
+          self->send(w, start_atom::value);
+          continue;
+        }
+        // The scenario may name it (a later event's ids past the starting workers'). Its
+        // effects in force reach it before its first step: started once the injector has
+        // enlisted it (a start sent alongside could overtake them, and a fast joiner then
+        // ran its whole share unslowed). Started anyway if the injector does not answer.
+        auto start = [self, w] { self->send(w, start_atom::value); };
+        self->request(st.injector, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},
+                      enlist_atom::value, st.next_worker_id - 1, w)
+          .then(start, [start](caf::error&) { start(); });
       }
     },
   };

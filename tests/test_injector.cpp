@@ -198,14 +198,19 @@ TEST_CASE("a worker that joins mid-run gets a shard and contributes", "[injector
 TEST_CASE("a later event reaches a worker that joined", "[injector]") {
   // Before, the injector resolved its targets among the starting workers only: this crash
   // was announced ("injected event 1: crash") and worker 2 trained on.
+  // "all" in the base delay means the starting workers: the joiner gets its own delay, or it
+  // could reach the last update (in a few ms, alone and unslowed) before its crash arrives.
   auto events = with_base_delay(R"({"kind": "join", "at": {"updates": 50}},
-                                   {"kind": "crash", "workers": [2], "at": {"updates": 200}})");
+                                   {"kind": "slow", "workers": [2],
+                                    "delay": {"dist": "constant", "ms": 0.5}},
+                                   {"kind": "crash", "workers": [2], "at": {"updates": 150}})");
   auto cfg = testing::test_config("async");
-  cfg.max_updates = 400;
+  cfg.max_updates = 600;
   cfg.epochs = 0;
   auto r = must_run(cfg, testing::separable_set(), events);
   const auto& w = r.final_stats.workers;
   REQUIRE(w.size() == 3);
+  INFO("version " << r.final_stats.version << ", worker 2 applied " << w[2].applied);
   CHECK(w[2].joined_late);
   CHECK(w[2].lost);
   CHECK(has_event(r, "worker 2 lost: injected_crash"));
