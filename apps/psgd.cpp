@@ -38,6 +38,7 @@
 #include "actors/results.hpp"
 #include "actors/sweep.hpp"
 #include "actors/trainer.hpp"
+#include "config/commands.hpp"
 #include "config/run_config.hpp"
 #include "data/fashion_mnist.hpp"
 #include "data/outcome.hpp"
@@ -189,19 +190,49 @@ std::string config_file_of(const psgd_config& cfg, const std::vector<std::string
   return std::ifstream{fallback}.good() ? fallback : std::string{};
 }
 
+/// The first line of `psgd COMMAND --help`.
+std::string usage_of(const std::string& command) {
+  if (command == "work")
+    return "usage: psgd work --connect HOST:PORT [--workers k] [options]\n"
+           "  runs k workers for the psgd serve at HOST:PORT; the run (mode, model, lr, ...) is "
+           "the server's\n";
+  if (command == "eval")
+    return "usage: psgd eval --load FILE [--data DIR]\n"
+           "  test accuracy and loss of saved parameters on the Fashion-MNIST test set\n";
+  if (command == "sweep")
+    return "usage: psgd sweep [--models softmax,mlp] [--staleness 0,1,2,4,8,16,32] [--seeds 3] "
+           "[options]\n"
+           "  async SGD with one worker whose gradients are exactly K updates stale, for each\n"
+           "  model, K and seed; a table of the final test accuracies\n"
+           "  --models=<list>    : models to train (default softmax,mlp)\n"
+           "  --staleness=<list> : the values of K (default 0,1,2,4,8,16,32)\n"
+           "  --seeds=<int>      : seeds per point, from --seed on (default 3)\n";
+  if (command == "serve")
+    return "usage: psgd serve --port P [options]\n"
+           "  the parameter server of a run whose workers connect over TCP (psgd work)\n";
+  if (command == "launch")
+    return "usage: psgd launch [options]\n"
+           "  psgd serve and its psgd work processes on this machine, over loopback\n";
+  return "usage: psgd train [options]\n  trains a model in this process\n";
+}
+
 /// Parses the options after the subcommand. Returns -1 to go on, else the exit code.
 int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) {
   std::vector<std::string> args(argv + 2, argv + argc);
   args = join_option_values(cfg.options(), std::move(args));
   for (const auto& a : args)
-    if (a == "--help" || a == "-h" || a == "-?")
-      std::cerr << "usage: psgd " << command << " [options]\n\n";
+    if (a == "--help" || a == "-h" || a == "-?") {
+      std::cout << command_help(command, usage_of(command), cfg.options());
+      return 0;
+    }
+  if (auto problem = foreign_option(command, cfg.options(), args); !problem.empty())
+    return usage_error(problem);
   if (auto path = config_file_of(cfg, args); !path.empty())
     if (auto problem = check_config_file(cfg, path); !problem.empty())
       return usage_error(problem);
   if (auto err = cfg.parse(std::move(args)))
     return usage_error(explain_parse_error(cfg, err));
-  if (cfg.cli_helptext_printed)
+  if (cfg.cli_helptext_printed) // --long-help, --dump-config
     return 0;
   if (auto problem = cfg.check_caf_options(); !problem.empty())
     return usage_error(problem);
@@ -313,37 +344,33 @@ std::chrono::milliseconds shutdown_grace(const run_config& run) {
   return std::chrono::milliseconds{2000 + run.connection_timeout_ms};
 }
 
-/// The first of `names` given in argv[2..argc) (as --name VALUE, --name=VALUE or a flag), or
-/// empty: an option that would do nothing in this command, which a user expects to act.
-std::string given_option(int argc, char** argv, std::initializer_list<const char*> names) {
+/// Whether `option` ("--name") is given in argv[2..argc), as --name VALUE, --name=VALUE or
+/// a flag.
+bool given(int argc, char** argv, std::string_view option) {
   for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    for (const char* name : names)
-      if (arg == name || arg.rfind(std::string{name} + "=", 0) == 0)
-        return name;
+    const std::string_view arg = argv[i];
+    if (arg == option || (arg.size() > option.size() && arg.substr(0, option.size()) == option
+                          && arg[option.size()] == '='))
+      return true;
   }
-  return {};
+  return false;
+}
+
+/// validate(), then the options given that the run's mode ignores.
+std::string validate_given(run_config& run, int argc, char** argv) {
+  if (auto problem = validate(run); !problem.empty())
+    return problem;
+  return unused_by_mode(run, [&](std::string_view name) {
+    return given(argc, argv, "--" + std::string{name});
+  });
 }
 
 int cmd_train(int argc, char** argv, bool serve = false) {
   psgd_config cfg;
   if (int rc = parse_options(cfg, argc, argv, serve ? "serve" : "train"); rc >= 0)
     return rc;
-  const auto unused =
-    serve ? given_option(argc, argv, {"--connect", "--load"}) // launch passes it --processes
-          : given_option(argc, argv, {"--connect", "--port", "--bind", "--insecure", "--tls-cert",
-                                      "--tls-key", "--tls-ca", "--heartbeat-ms",
-                                      "--connection-timeout-ms", "--processes", "--load"});
-  if (!unused.empty())
-    return usage_error(fmt::format("{} does nothing in psgd {} (it is an option of {})", unused,
-                                   serve ? "serve" : "train",
-                                   unused == "--load"      ? "psgd eval"
-                                   : unused == "--connect" ? "psgd work"
-                                   : unused == "--processes"
-                                     ? "psgd launch"
-                                     : "the networked commands: serve, work, launch"));
   auto& run = cfg.run;
-  if (auto problem = validate(run); !problem.empty())
+  if (auto problem = validate_given(run, argc, argv); !problem.empty())
     return usage_error(problem);
   if (serve) {
     if (auto problem = validate_network(run, true); !problem.empty())
@@ -358,7 +385,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     return usage_error(job.error());
   if (serve)
     job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
-  if (!serve && given_option(argc, argv, {"--scheduler.policy"}).empty())
+  if (!serve && !given(argc, argv, "--scheduler.policy"))
     cfg.fit_scheduler_to(run);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
@@ -438,7 +465,7 @@ int cmd_launch(int argc, char** argv) {
   if (int rc = parse_options(cfg, argc, argv, "launch"); rc >= 0)
     return rc;
   auto& run = cfg.run;
-  if (auto problem = validate(run); !problem.empty())
+  if (auto problem = validate_given(run, argc, argv); !problem.empty())
     return usage_error(problem);
   if (auto problem = validate_network(run, true); !problem.empty())
     return usage_error(problem);
@@ -453,7 +480,12 @@ int cmd_launch(int argc, char** argv) {
   if (n <= 0)
     return usage_error("launch: cannot find the psgd executable (/proc/self/exe)");
   exe[n] = '\0';
-  std::vector<std::string> options(argv + 2, argv + argc);
+  // The server gets launch's options but --processes, which is launch's own (serve refuses
+  // it: it has no work processes).
+  auto options = join_option_values(cfg.options(), {argv + 2, argv + argc});
+  options.erase(std::remove_if(options.begin(), options.end(),
+                               [](const std::string& a) { return a.rfind("--processes=", 0) == 0; }),
+                options.end());
   std::vector<std::string> worker_options{
     "--data=" + run.data, "--request-timeout-ms=" + std::to_string(run.request_timeout_ms),
     "--heartbeat-ms=" + std::to_string(run.heartbeat_ms),
@@ -552,17 +584,12 @@ int cmd_sweep(int argc, char** argv) {
   psgd_config cfg;
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
     return rc;
-  if (auto unused = given_option(static_cast<int>(args.size()), args.data(),
-                                 {"--mode", "--workers", "--backup", "--simulate-staleness"});
-      !unused.empty())
-    return usage_error(fmt::format("{} does nothing in psgd sweep (a sweep runs async with one "
-                                   "worker and sets the staleness K itself: --staleness)",
-                                   unused));
   auto& run = cfg.run;
   run.mode = "async";
   run.workers = 1;
   run.simulate_staleness = "0";
   run.eval_every = std::max<int64_t>(run.eval_every, 100000000); // only the final evaluation
+  const bool progress = !run.quiet; // the runs themselves are quiet: one line per point
   run.quiet = true;
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
@@ -584,7 +611,8 @@ int cmd_sweep(int argc, char** argv) {
   size_t done = 0;
   auto points = run_sweep(run, plan, *data, [&](const sweep_point& p) {
     ++done;
-    std::cerr << fmt::format("[sweep {}/{}] {} K={} seed {}: {}", done, total, p.model,
+    if (progress)
+      std::cerr << fmt::format("[sweep {}/{}] {} K={} seed {}: {}", done, total, p.model,
                              p.staleness, p.seed,
                              p.diverged ? std::string{"diverged"}
                                         : fmt::format("test accuracy {:.4f}", p.test_accuracy))

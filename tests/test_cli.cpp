@@ -43,6 +43,32 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
   expect_usage_error("--port 7000", "--port does nothing in psgd train");
   expect_usage_error("--connection-timeout-ms 500", "--connection-timeout-ms");
   expect_usage_error("--load x.params", "psgd eval");
+  // Options the run's mode ignores: before, sequential ran one worker without a word.
+  expect_usage_error("--mode sequential --workers 4", "--workers: sequential SGD is one worker");
+  expect_usage_error("--mode async --backup 2", "--backup does nothing in --mode async");
+  expect_usage_error("--checkpoint-every 10", "without --checkpoint");
+  expect_usage_error("--model softmax --hidden 64", "--hidden does nothing");
+}
+
+TEST_CASE("CLI: each command refuses the options it ignores and lists only its own",
+          "[cli]") {
+  auto refused = [](const std::string& args, const std::string& names) {
+    auto r = run_psgd(args);
+    INFO("psgd " << args << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    auto lines = lines_of(r.output);
+    REQUIRE(lines.size() == 1);
+    CHECK_THAT(lines[0], Catch::Contains(names));
+  };
+  // work took mode, lr, ... from the server without a word; launch picked its own port.
+  refused("work --connect 127.0.0.1:1 --lr 0.5", "--lr does nothing in psgd work");
+  refused("launch --port 7000", "--port does nothing in psgd launch");
+  refused("eval --load x.params --epochs 2", "--epochs does nothing in psgd eval");
+  refused("sweep --model mlp", "--models");
+  auto help = run_psgd("work --help");
+  CHECK(help.exit_code == 0);
+  CHECK_THAT(help.output, Catch::Contains("usage: psgd work") && Catch::Contains("--connect=")
+                            && !Catch::Contains("--lr=") && !Catch::Contains("--mode="));
 }
 
 TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "[cli]") {

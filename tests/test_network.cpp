@@ -103,7 +103,8 @@ TEST_CASE("network options are checked", "[network]") {
   auto on_worker = run_psgd("work --connect 127.0.0.1:1 --scenario " + scenarios
                             + "lossy-link.json");
   CHECK(on_worker.exit_code == 2);
-  CHECK_THAT(on_worker.output, Catch::Contains("--scenario: give it to psgd serve"));
+  CHECK_THAT(on_worker.output, Catch::Contains("--scenario does nothing in psgd work")
+                                 && Catch::Contains("give it to psgd serve"));
   auto bad = run_psgd("work --connect nowhere");
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("HOST:PORT"));
