@@ -218,6 +218,41 @@ uint64_t eval_interval(const run_config& cfg, int64_t train_rows) {
   return std::max<uint64_t>(1, uint64_t(train_rows / samples_per_update / 4));
 }
 
+std::string summary_problem(const nlohmann::json& summary) {
+  enum class kind { text, integer, number };
+  struct field {
+    const char* name;
+    kind type;
+    bool required;
+  };
+  static const field fields[] = {
+    {"mode", kind::text, true},          {"model", kind::text, true},
+    {"m", kind::integer, true},          {"b", kind::integer, true},
+    {"samples_per_s", kind::number, true}, {"updates", kind::integer, true},
+    {"e", kind::integer, false},         {"staleness_mean", kind::number, false},
+    {"staleness_max", kind::integer, false}, {"gradients_dropped", kind::integer, false},
+    {"final_test_accuracy", kind::number, false}, {"final_test_loss", kind::number, false},
+    {"scenario", kind::text, false},     {"transport", kind::text, false}};
+  for (const auto& f : fields) {
+    auto it = summary.find(f.name);
+    if (it == summary.end() || it->is_null()) {
+      if (f.required)
+        return fmt::format("the summary has no '{}'", f.name);
+      continue;
+    }
+    const bool fits = f.type == kind::text      ? it->is_string()
+                      : f.type == kind::integer ? it->is_number_integer()
+                                                : it->is_number();
+    if (!fits)
+      return fmt::format("the summary's '{}' should be {} (got {})", f.name,
+                         f.type == kind::text      ? "text"
+                         : f.type == kind::integer ? "an integer"
+                                                   : "a number",
+                         it->dump());
+  }
+  return {};
+}
+
 std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
   // "test acc/L": accuracy, or for least squares (no accuracy) "L" and the test loss.
   std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>10} {:>22}  {}\n",
@@ -235,9 +270,15 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
     if (s.value("transport", "") == "network")
       mode += " net";
     // Least squares has no accuracy: its row shows the test loss instead.
-    const auto quality = s.value("model", "") == "lsq"
-                           ? fmt::format("L {:.4g}", s.value("final_test_loss", 0.0))
-                           : fmt::format("{:.4f}", s.value("final_test_accuracy", 0.0));
+    // NaN (a diverged evaluation) is written as null: shown as "-".
+    auto shown = [&](const char* key, const char* format) {
+      auto it = s.find(key);
+      return it == s.end() || !it->is_number()
+               ? std::string{"-"}
+               : fmt::format(fmt::runtime(format), it->get<double>());
+    };
+    const auto quality = s.value("model", "") == "lsq" ? "L " + shown("final_test_loss", "{:.4g}")
+                                                       : shown("final_test_accuracy", "{:.4f}");
     out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}  {}\n",
                        mode, s.value("model", "?"), s.value("m", 0), s.value("e", 0),
                        s.value("b", 0), s.value("samples_per_s", 0.0), s.value("updates", 0),

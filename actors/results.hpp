@@ -63,7 +63,14 @@ std::string write_results(const std::string& path, const run_config& cfg, const 
 /// The updates between evaluations: cfg.eval_every, or four per epoch when it is 0.
 uint64_t eval_interval(const run_config& cfg, int64_t train_rows);
 
-/// A fixed-width comparison table of summary records (as written by write_results).
+/// Why a summary record read back from a file cannot be tabulated: a field the comparison
+/// table shows is missing or of the wrong type (named, with what it should be); empty if
+/// fine. Before, a field of the wrong type aborted psgd report, and an empty record made a
+/// row of placeholders.
+std::string summary_problem(const nlohmann::json& summary);
+
+/// A fixed-width comparison table of summary records (as written by write_results; each
+/// one without a summary_problem()).
 std::string comparison_table(const std::vector<nlohmann::json>& summaries);
 
 } // namespace psgd

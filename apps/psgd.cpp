@@ -669,8 +669,11 @@ int cmd_report(int argc, char** argv) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded())
         return usage_error(fmt::format("report: {}:{}: not JSON", file, lineno));
-      if (j.is_object() && j.value("type", "") == "summary")
-        summaries.push_back(std::move(j));
+      if (!j.is_object() || !j.contains("type") || j["type"] != "summary")
+        continue;
+      if (auto problem = summary_problem(j); !problem.empty())
+        return usage_error(fmt::format("report: {}:{}: {}", file, lineno, problem));
+      summaries.push_back(std::move(j));
     }
   }
   if (summaries.empty() && out_dir.empty())

@@ -82,6 +82,9 @@ TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "
   };
   one_line("report x.jsonl --out", "--out needs a directory");
   one_line("report " + std::string{PSGD_SOURCE_DIR}, "is a directory");
+  temp_dir dir;
+  std::ofstream{dir.file("typed.jsonl")} << R"({"type": "summary", "mode": "sync", "m": "two"})";
+  one_line("report " + dir.file("typed.jsonl"), "typed.jsonl:1: the summary has no 'model'");
   one_line("sweep --seeds", "--seeds");       // before: "unknown option '--seeds'"
   one_line("sweep --models", "--models");
   one_line("sweep --models ''", "--models");  // before: exit 0 and an empty table

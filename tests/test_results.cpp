@@ -105,6 +105,19 @@ TEST_CASE("the comparison table shows staleness for async and drops for backup",
                          && Catch::Contains("test acc 0.8100"));
 }
 
+TEST_CASE("a summary read back is checked before it is tabulated", "[results]") {
+  auto good = summary_json(backup_config(), backup_summary(), 60000);
+  CHECK(summary_problem(good).empty());
+  auto bad = good;
+  bad["m"] = "two"; // before: an uncaught type_error aborted psgd report
+  CHECK(summary_problem(bad) == "the summary's 'm' should be an integer (got \"two\")");
+  CHECK(summary_problem(nlohmann::json{{"type", "summary"}}) == "the summary has no 'mode'");
+  auto diverged = good; // a NaN accuracy is written as null: shown as "-"
+  diverged["final_test_accuracy"] = nullptr;
+  CHECK(summary_problem(diverged).empty());
+  CHECK_THAT(comparison_table({diverged}), Catch::Contains(" - "));
+}
+
 TEST_CASE("least squares shows its test loss where classifiers show accuracy", "[results]") {
   auto cfg = backup_config();
   cfg.model = "lsq";
