@@ -431,9 +431,10 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       // process the injector started before the workers.)
       auto& st = self->state;
       // The wait for the work processes (each loads its data first) was silent, seconds
-      // long with many of them; say when it ends. (A partial join or a resume says so itself.)
+      // long with many of them; say when it ends, also with --quiet (psgd launch watches for
+      // it). (A partial join or a resume says so itself.)
       if (st.job->serve && !st.job->resume)
-        say(self, "psgd serve: workers joined; training starts");
+        std::cerr << "psgd serve: workers joined; training starts\n";
       if (st.job->serve && st.injector && !st.finished)
         start_injector(self, [] {});
     },

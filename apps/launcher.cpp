@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -73,11 +75,20 @@ class line_forwarder {
 public:
   explicit line_forwarder(bool collapse = false) : collapse_(collapse) {}
 
+  /// Sets `*seen` once a forwarded line contains one of `texts`.
+  void watch_for(std::vector<std::string> texts, std::atomic<bool>* seen) {
+    watched_ = std::move(texts);
+    seen_watched_ = seen;
+  }
+
   void feed(const char* data, size_t n) {
     carry_.append(data, n);
     auto end = carry_.rfind('\n');
     if (end == std::string::npos)
       return;
+    for (const auto& text : watched_)
+      if (auto at = carry_.find(text); at != std::string::npos && at < end)
+        seen_watched_->store(true);
     if (collapse_)
       forward_new_lines(end + 1);
     else
@@ -111,6 +122,8 @@ private:
   }
 
   bool collapse_;
+  std::vector<std::string> watched_;
+  std::atomic<bool>* seen_watched_ = nullptr;
   std::string carry_;
   std::set<std::string> seen_;
   int repeated_ = 0;
@@ -208,7 +221,11 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     return 1;
   }
   children[server] = "server";
+  // The server says "training starts" once its workers joined, or (resumed) "training goes
+  // on"; also with --quiet.
+  std::atomic<bool> training_started{false};
   line_forwarder echo;
+  echo.watch_for({"training starts", "training goes on"}, &training_started);
   int port = read_port(pipe_fds[0], server, echo);
   if (port == 0) {
     stop_all(children);
@@ -274,13 +291,31 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       say(r->text);
     reports.erase(due, reports.end());
   };
+  // Every work process failed before training started (each said why): nobody will join,
+  // and the server would wait out --request-timeout-ms (a minute by default) for them. Once
+  // training has started the server decides: a run it stopped (diverged, say) takes its work
+  // processes with it, and its own line must come last.
+  size_t work_alive = children.size() - 1, work_succeeded = 0;
+  std::optional<std::chrono::steady_clock::time_point> all_failed_at;
   while (!server_done && !interrupted) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid < 0 && errno != EINTR)
       break;
     if (pid <= 0) {
-      say_due(std::chrono::steady_clock::now());
+      const auto now = std::chrono::steady_clock::now();
+      say_due(now);
+      if (work_alive == 0 && work_succeeded == 0 && !training_started && !all_failed_at)
+        all_failed_at = now;
+      // A second for a "training starts" line already on its way.
+      if (all_failed_at && !training_started && now - *all_failed_at > std::chrono::seconds(1)) {
+        say_due(std::chrono::steady_clock::time_point::max());
+        stop_all(children);
+        join_forwarders();
+        say("psgd launch: every work process exited before training started (their lines "
+            "above say why); the server is stopped\n");
+        return 1;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       continue;
     }
@@ -290,7 +325,11 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     if (pid == server) {
       server_done = true;
       server_status = status;
-    } else if (exit_code_of(status) != 0) {
+    } else {
+      --work_alive;
+      work_succeeded += exit_code_of(status) == 0;
+    }
+    if (pid != server && exit_code_of(status) != 0) {
       // No claim about the training here: the server's own lines say whether its workers
       // left the quorum (and training goes on) or the run ended.
       auto text = fmt::format("psgd launch: {} (pid {}) exited with {}\n", i->second, pid,

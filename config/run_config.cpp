@@ -486,9 +486,6 @@ std::string validate_network(const run_config& cfg, bool serve) {
       return "--mode sequential has no workers to serve";
     return {};
   }
-  if (!cfg.scenario.empty())
-    return "--scenario: give it to psgd serve (or launch); the server sends each worker its "
-           "faults";
   auto colon = cfg.connect.rfind(':');
   if (cfg.connect.empty() || colon == std::string::npos || colon == 0
       || colon + 1 == cfg.connect.size()

@@ -238,6 +238,22 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
   }
 }
 
+TEST_CASE("launch whose work processes all die before training started stops at once",
+          "[network]") {
+  temp_dir dir;
+  // Before, the server waited --request-timeout-ms for workers that could no longer come.
+  start_launch(dir, "--mode async --workers 2 --epochs 1 --request-timeout-ms 60000");
+  const int first = worker_pid(dir, 0), second = worker_pid(dir, 1);
+  // Each loads its data before it joins: killed now, neither has.
+  REQUIRE(::kill(first, SIGKILL) == 0);
+  REQUIRE(::kill(second, SIGKILL) == 0);
+  REQUIRE(wait_for(dir, "launch.rc", "1", 60));
+  auto out = read_file(dir.file("launch.out"));
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("every work process exited before training started"));
+  CHECK_THAT(out, !Catch::Contains("no worker joined"));
+}
+
 TEST_CASE("a run the server stops (divergence) stops its work processes with the reason, "
           "not a wait for a restart", "[network]") {
   auto r = run_psgd("launch --mode async --workers 3 --processes 2 --model mlp --lr 50 "
