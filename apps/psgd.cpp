@@ -613,10 +613,10 @@ int cmd_sweep(int argc, char** argv) {
     ++done;
     if (progress)
       std::cerr << fmt::format("[sweep {}/{}] {} K={} seed {}: {}", done, total, p.model,
-                             p.staleness, p.seed,
-                             p.diverged ? std::string{"diverged"}
-                                        : fmt::format("test accuracy {:.4f}", p.test_accuracy))
-              << std::endl;
+                               p.staleness, p.seed,
+                               p.diverged ? std::string{"diverged"}
+                                          : fmt::format("test accuracy {:.4f}", p.test_accuracy))
+                << std::endl;
     if (out)
       out << sweep_json(run, p).dump() << '\n' << std::flush;
   });
