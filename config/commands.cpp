@@ -13,14 +13,11 @@ using option_names = std::vector<std::string_view>;
 
 /// What a training run reads: train, serve and launch (the server's side) act on all of it.
 const option_names training_options = {
-  "mode",           "workers",         "backup",        "batch",
-  "lr",             "epochs",          "max-updates",   "model",
-  "hidden",         "aggregate",       "seed",          "staleness-bound",
-  "stale-lr",       "simulate-staleness", "track-inclusion", "data",
-  "dataset",        "loss-subsample",  "eval-every",    "out",
-  "save",           "quiet",           "scenario",      "round-timeout",
-  "round-timeout-policy", "quarantine-after", "divergence-loss", "checkpoint",
-  "checkpoint-every", "checkpoint-seconds", "resume",  "request-timeout-ms"};
+  "mode", "workers", "backup", "batch", "lr", "epochs", "max-updates", "model", "hidden",
+  "aggregate", "seed", "staleness-bound", "stale-lr", "simulate-staleness", "track-inclusion",
+  "data", "dataset", "loss-subsample", "eval-every", "out", "save", "quiet", "scenario",
+  "round-timeout", "round-timeout-policy", "quarantine-after", "divergence-loss", "checkpoint",
+  "checkpoint-every", "checkpoint-seconds", "resume", "request-timeout-ms"};
 
 /// How a node of a networked run talks to its peers.
 const option_names link_options = {"tls-cert", "tls-key", "tls-ca", "heartbeat-ms",
@@ -72,7 +69,7 @@ bool contains(const option_names& names, std::string_view name) {
 
 /// Where an option that `command` ignores belongs, in words.
 std::string instead(std::string_view command, std::string_view name) {
-  if (command == "work")
+  if (command == "work" && contains(training_options, name))
     return "the server's run decides it: give it to psgd serve or launch";
   if (command == "sweep" && contains({"mode", "workers", "backup", "simulate-staleness"}, name))
     return "a sweep runs async with one worker and sets the staleness K itself: --staleness";

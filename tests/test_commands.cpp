@@ -43,6 +43,8 @@ TEST_CASE("an option a command ignores is named with where it belongs", "[comman
   CHECK(first_foreign("work", {"--connect=h:1", "--lr=0.5"})
         == "--lr does nothing in psgd work (the server's run decides it: give it to psgd serve "
            "or launch)");
+  CHECK(first_foreign("work", {"--port=7000"})
+        == "--port does nothing in psgd work (it is an option of psgd serve)");
   CHECK(first_foreign("train", {"--load", "x.params"})
         == "--load does nothing in psgd train (it is an option of psgd eval)");
   CHECK(first_foreign("train", {"--insecure"})
