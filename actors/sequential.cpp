@@ -1,7 +1,10 @@
 #include "actors/sequential.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <iostream>
+
+#include <fmt/format.h>
 
 #include "actors/results.hpp"
 #include "actors/update_policy.hpp"
@@ -10,7 +13,7 @@
 
 namespace psgd {
 
-run_summary run_sequential(const training_job& job) {
+caf::expected<run_summary> run_sequential(const training_job& job) {
   using clock = std::chrono::steady_clock;
   // The caller's thread computes as the actor system's threads do.
   model::scoped_flush_denormals flushed;
@@ -45,6 +48,12 @@ run_summary run_sequential(const training_job& job) {
   auto start = clock::now();
   while (!finished()) {
     float loss = m.gradient(params.data(), train, sampler.next(), cfg.batch, grad.data(), *ws);
+    // The servers' rule (server_core::commit): a loss above the threshold, or NaN, stops the
+    // run. Before, sequential SGD went on and reported NaN results with exit 0.
+    if (!std::isfinite(loss) || loss > cfg.divergence_loss)
+      return make_error(error_code::diverged,
+                        fmt::format("minibatch loss {} at update {} (--divergence-loss {})", loss,
+                                    s.version + 1, cfg.divergence_loss));
     for (size_t i = 0, n = params.size(); i < n; ++i)
       params[i] -= lr * grad[i];
     ++s.version;

@@ -3,13 +3,15 @@
 // summary as the actor modes, so results compare one to one.
 //
 // Contract: deterministic in the config; training seconds exclude evaluation pauses; no
-// heap allocation per step. Not thread-safe (runs on the caller's thread).
+// heap allocation per step; a minibatch loss above --divergence-loss (or NaN) stops the run
+// with error_code::diverged, as the parameter server does. Not thread-safe (runs on the
+// caller's thread).
 #pragma once
 
 #include "actors/trainer.hpp"
 
 namespace psgd {
 
-run_summary run_sequential(const training_job& job);
+caf::expected<run_summary> run_sequential(const training_job& job);
 
 } // namespace psgd

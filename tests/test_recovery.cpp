@@ -205,3 +205,12 @@ TEST_CASE("divergence stops the run with a clear message and keeps the last good
   for (float x : saved->data.params)
     REQUIRE(std::isfinite(x));
 }
+
+TEST_CASE("sequential SGD stops on divergence as the servers do", "[recovery]") {
+  // Before, it trained on and reported NaN results with exit 0.
+  auto r = testing::run_psgd("train --mode sequential --model lsq --lr 10 --epochs 1 --quiet");
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Catch::Contains("psgd: training failed: diverged: minibatch loss")
+                         && Catch::Contains("(--divergence-loss 10000)"));
+}
