@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -344,24 +345,36 @@ std::chrono::milliseconds shutdown_grace(const run_config& run) {
   return std::chrono::milliseconds{2000 + run.connection_timeout_ms};
 }
 
-/// Whether `option` ("--name") is given in argv[2..argc), as --name VALUE, --name=VALUE or
-/// a flag.
-bool given(int argc, char** argv, std::string_view option) {
-  for (int i = 2; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == option || (arg.size() > option.size() && arg.substr(0, option.size()) == option
-                          && arg[option.size()] == '='))
-      return true;
-  }
-  return false;
+/// The options this command was given, by name ("lr", "scheduler.policy"): on the command
+/// line (--name, --name=V, --global.name=V) and as keys of its config file.
+std::set<std::string> given_options(const psgd_config& cfg, int argc, char** argv) {
+  std::set<std::string> names;
+  const auto args = join_option_values(cfg.options(), {argv + 2, argv + argc});
+  for (const auto& a : args)
+    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      auto name = a.substr(2, a.find('=') - 2);
+      names.insert(name.rfind("global.", 0) == 0 ? name.substr(7) : name);
+    }
+  if (auto path = config_file_of(cfg, args); !path.empty())
+    if (auto file = caf::actor_system_config::parse_config_file(path.c_str()))
+      for (const auto& [key, value] : *file) {
+        if (const auto* section = caf::get_if<caf::settings>(&value))
+          for (const auto& entry : *section)
+            names.insert(key == "global" ? entry.first : key + "." + entry.first);
+        else
+          names.insert(key);
+      }
+  return names;
 }
 
-/// validate(), then the options given that the run's mode ignores.
-std::string validate_given(run_config& run, int argc, char** argv) {
+/// validate(), then the options given (on the command line or in the config file) that the
+/// run's mode ignores.
+std::string validate_given(const psgd_config& cfg, run_config& run, int argc, char** argv) {
   if (auto problem = validate(run); !problem.empty())
     return problem;
+  const auto given = given_options(cfg, argc, argv);
   return unused_by_mode(run, [&](std::string_view name) {
-    return given(argc, argv, "--" + std::string{name});
+    return given.count(std::string{name}) > 0;
   });
 }
 
@@ -370,7 +383,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
   if (int rc = parse_options(cfg, argc, argv, serve ? "serve" : "train"); rc >= 0)
     return rc;
   auto& run = cfg.run;
-  if (auto problem = validate_given(run, argc, argv); !problem.empty())
+  if (auto problem = validate_given(cfg, run, argc, argv); !problem.empty())
     return usage_error(problem);
   if (serve) {
     if (auto problem = validate_network(run, true); !problem.empty())
@@ -385,7 +398,7 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     return usage_error(job.error());
   if (serve)
     job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
-  if (!serve && !given(argc, argv, "--scheduler.policy"))
+  if (!serve && given_options(cfg, argc, argv).count("scheduler.policy") == 0)
     cfg.fit_scheduler_to(run);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
@@ -401,8 +414,9 @@ int cmd_work(int argc, char** argv) {
     return usage_error(problem);
   if (auto problem = validate_network(run, false); !problem.empty())
     return usage_error(problem);
-  if (auto problem = validate_files(run); !problem.empty())
-    return usage_error(problem);
+  // No validate_files: the server's run says whether there are data files to read (a
+  // synthetic run has none), and work writes no files; a missing data set is refused once
+  // the run is known.
   cfg.enable_network(run.workers);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
@@ -465,7 +479,7 @@ int cmd_launch(int argc, char** argv) {
   if (int rc = parse_options(cfg, argc, argv, "launch"); rc >= 0)
     return rc;
   auto& run = cfg.run;
-  if (auto problem = validate_given(run, argc, argv); !problem.empty())
+  if (auto problem = validate_given(cfg, run, argc, argv); !problem.empty())
     return usage_error(problem);
   if (auto problem = validate_network(run, true); !problem.empty())
     return usage_error(problem);

@@ -104,7 +104,9 @@ std::string foreign_option(std::string_view command, const caf::config_option_se
   for (const auto& arg : args) {
     if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
       continue;
-    const auto name = std::string_view{arg}.substr(2, arg.find('=') - 2);
+    auto name = std::string_view{arg}.substr(2, arg.find('=') - 2);
+    if (name.substr(0, 7) == "global.") // CAF's long form of a global option
+      name.remove_prefix(7);
     const bool psgd_option = std::any_of(options.begin(), options.end(), [&](const auto& o) {
       return is_psgd_option(o) && view(o.long_name()) == name;
     });
@@ -132,6 +134,8 @@ std::string unused_by_mode(const run_config& run,
   for (std::string_view name : {"aggregate", "round-timeout", "round-timeout-policy"})
     if (!rounds && given(name))
       return ignored(name, "only sync and backup have rounds");
+  if (run.synthetic && given("data"))
+    return "--data does nothing with synthetic data (--model lsq, --dataset synthetic)";
   if (run.parsed_model != model::kind::mlp && given("hidden"))
     return fmt::format("--hidden does nothing with --model {} (only the MLP has hidden units)",
                        run.model);

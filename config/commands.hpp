@@ -39,7 +39,8 @@ std::string foreign_option(std::string_view command, const caf::config_option_se
 /// The first option the run's mode ignores that `given(name)` says was given, as one line;
 /// empty if none. --workers other than 1 in sequential mode; --backup outside backup mode;
 /// --staleness-bound outside ssp; --aggregate and --round-timeout(-policy) outside the modes
-/// with rounds (sync, backup); --hidden with a model other than the MLP; --checkpoint-every/-seconds without --checkpoint. After
+/// with rounds (sync, backup); --hidden with a model other than the MLP; --data with
+/// synthetic data; --checkpoint-every/-seconds without --checkpoint. After
 /// validate().
 std::string unused_by_mode(const run_config& run,
                            const std::function<bool(std::string_view)>& given);

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include <caf/io/middleman.hpp>
@@ -140,6 +141,10 @@ std::string validate(run_config& cfg) {
     return fmt::format("--workers: at most 1024 (got {})", cfg.workers);
   if (cfg.backup < 0)
     return fmt::format("--backup: must be 0 or more (got {})", cfg.backup);
+  // m + e is the team: the same bound (a larger e hung the run or overflowed the sum).
+  if (cfg.backup > 1024 - cfg.workers)
+    return fmt::format("--backup: m + e at most 1024 workers (got {} + {})", cfg.workers,
+                       cfg.backup);
   if (cfg.parsed_mode == train_mode::backup && cfg.backup < 1)
     return fmt::format("--backup: backup mode needs at least 1 backup worker (got {})",
                        cfg.backup);
@@ -227,14 +232,31 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/// Whether two paths name one file: the same path once made absolute and normal (symbolic
+/// links resolved where they exist), or the same inode.
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(a, b, ec) && !ec)
+    return true;
+  std::error_code ex, ey;
+  const auto x = std::filesystem::weakly_canonical(a, ex);
+  const auto y = std::filesystem::weakly_canonical(b, ey);
+  return ex || ey ? a == b : x == y;
+}
+
 /// Why `path` (given to `option`) cannot be written as a file, or empty.
 std::string unwritable_file(const std::string& option, const std::string& path) {
   if (is_directory(path))
     return fmt::format("{}: '{}' is a directory (give a file name)", option, path);
+  // An existing file that cannot be written was found only after training.
+  if (::access(path.c_str(), F_OK) == 0 && ::access(path.c_str(), W_OK) != 0)
+    return fmt::format("{}: cannot write '{}': {}", option, path, std::strerror(errno));
   auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   if (!is_directory(dir))
-    return fmt::format("{}: directory '{}' does not exist", option, dir);
+    return fmt::format(std::filesystem::exists(dir) ? "{}: '{}' is not a directory"
+                                                    : "{}: directory '{}' does not exist",
+                       option, dir);
   if (::access(dir.c_str(), W_OK) != 0)
     return fmt::format("{}: cannot write in '{}': {}", option, dir, std::strerror(errno));
   return {};
@@ -246,11 +268,18 @@ std::string validate_files(const run_config& cfg) {
   if (!cfg.synthetic)
     if (auto problem = data::data_directory_problem(cfg.data); !problem.empty())
       return "--data: " + problem;
-  for (const auto& [option, path] : {std::pair{"--out", cfg.out}, std::pair{"--save", cfg.save},
-                                     std::pair{"--checkpoint", cfg.checkpoint}})
+  const std::pair<const char*, std::string> outputs[] = {
+    {"--out", cfg.out}, {"--save", cfg.save}, {"--checkpoint", cfg.checkpoint}};
+  for (const auto& [option, path] : outputs)
     if (!path.empty())
       if (auto problem = unwritable_file(option, path); !problem.empty())
         return problem;
+  // Two outputs in one file: the last writer won, and the other's records were lost.
+  for (size_t i = 0; i < std::size(outputs); ++i)
+    for (size_t j = i + 1; j < std::size(outputs); ++j)
+      if (!outputs[i].second.empty() && same_file(outputs[i].second, outputs[j].second))
+        return fmt::format("{} and {} name the same file '{}': give each its own",
+                           outputs[i].first, outputs[j].first, outputs[i].second);
   if (!cfg.checkpoint.empty() && is_directory(cfg.checkpoint + ".prev"))
     return fmt::format("--checkpoint: '{}.prev' is a directory (a checkpoint keeps the previous "
                        "one there)",

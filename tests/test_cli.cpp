@@ -107,6 +107,15 @@ TEST_CASE("CLI: output paths are checked before training", "[cli]") {
   std::filesystem::create_directories(dir.file("ck.prev"));
   expect_usage_error("--mode async --checkpoint " + dir.file("ck"), "ck.prev");
   expect_usage_error("--out " + dir.file("none/o.jsonl"), "none");
+  // Two outputs in one file: the last writer won (the results, or the checkpoint, lost).
+  expect_usage_error("--out " + dir.file("x") + " --save " + dir.path() + "/./x",
+                     "--out and --save name the same file");
+  std::ofstream{dir.file("plain")} << "x";
+  expect_usage_error("--out " + dir.file("plain/o.jsonl"), "is not a directory");
+  // Before: exit 0, the data directory never read.
+  expect_usage_error("--model lsq --data /nonexistent", "--data does nothing with synthetic");
+  // m + e bounded as m is: --backup 30000 hung, 2147483000 overflowed the sum.
+  expect_usage_error("--mode backup --backup 30000", "--backup: m + e at most 1024");
   expect_usage_error("--save " + results, "is a directory");
   expect_usage_error("--data " + dir.file("results/sub/../../ck.prev/x"), "does not exist");
   std::ofstream{dir.file("plain")} << "x";
@@ -148,6 +157,8 @@ TEST_CASE("CLI: config-file keys are checked", "[cli]") {
   refused("[psgd]\nmode=\"async\"", "unknown section [psgd]");
   refused("[scheduler]\nbogus=2", "scheduler.bogus");
   refused("mode=async", "line 1, column 6");
+  // An option the run's mode ignores is refused from a file as from the command line.
+  refused("mode=\"sequential\"\nworkers=4", "--workers: sequential SGD is one worker");
   // What is right runs with the file's values (the command line still wins).
   std::ofstream{dir.file("good.ini")} << "lr=0.5\nepochs=0.02\n[scheduler]\nmax-threads=1\n";
   auto good = run_psgd("train --quiet --config-file=" + dir.file("good.ini"));

@@ -55,6 +55,8 @@ TEST_CASE("an option a command ignores is named with where it belongs", "[comman
   CHECK_THAT(first_foreign("sweep", {"--model=mlp"}), Catch::Contains("--models"));
   CHECK_THAT(first_foreign("eval", {"--load=x", "--epochs=2"}),
              Catch::Contains("--epochs does nothing in psgd eval"));
+  CHECK_THAT(first_foreign("train", {"--global.connect=h:1"}),
+             Catch::Contains("--connect does nothing in psgd train"));
   // A value that looks like an option is the option's value, not an option.
   CHECK(first_foreign("train", {"--out", "--load"}).empty());
 }
