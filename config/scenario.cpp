@@ -552,6 +552,13 @@ problem read_delay(const json& j, const std::string& path, delay_distribution& o
   if (out.dist == family::uniform && out.b < out.a)
     return fail(field(path, "max_ms"),
                 fmt::format("must be >= min_ms (got {} < {})", out.b, out.a));
+  // Half of a pareto's draws lie beyond scale * 2^(1/shape): with a small shape that is
+  // beyond the day each draw is capped at, and the run waited a day per step (it hung).
+  if (out.dist == family::pareto && out.a * std::exp2(1 / out.b) > max_duration_ms)
+    return fail(field(path, "shape"),
+                fmt::format("with scale_ms {} a shape of {} makes the median delay more than a "
+                            "day (give at least {:.3g})",
+                            out.a, out.b, 1 / std::log2(max_duration_ms / out.a)));
   return {};
 }
 

@@ -59,7 +59,8 @@
 //           | {"dist": "uniform",     "min_ms": A, "max_ms": B}       (0 <= A <= B)
 //           | {"dist": "exponential", "mean_ms": X}                    (X > 0)
 //           | {"dist": "lognormal",   "median_ms": M, "sigma": S}      (M > 0, 0 <= S <= 10)
-//           | {"dist": "pareto",      "scale_ms": X, "shape": A}       (X > 0, A > 0)
+//           | {"dist": "pareto",      "scale_ms": X, "shape": A}       (X > 0, A > 0,
+//                                                      median X * 2^(1/A) at most a day)
 //             and every *_ms parameter <= 86400000 (a day). A draw is at most a day too
 //             (the cap of draw()): the tails of exponential, lognormal and pareto are not
 //             bounded.
