@@ -222,6 +222,31 @@ void spawn_team(self_ptr self) {
 }
 
 /// Ends the run: every actor we spawned exits, the caller gets `outcome`.
+/// The scenario's events whose point the run never reached (an update past its last, a
+/// time past its length), each said: a result labelled with the scenario must not pass for
+/// one that had them. (The injector's clock starts with training, after `started_at`: a
+/// time beyond the run's age since then was not reached either.)
+void note_unreached_events(self_ptr self, uint64_t version) {
+  auto& st = self->state;
+  if (!st.job->faults)
+    return;
+  const double age =
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started_at).count();
+  const auto& events = st.job->faults->events;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& from = events[i].from;
+    if (!from)
+      continue;
+    const bool unreached = from->in == fault_point::unit::updates
+                             ? from->value > static_cast<double>(version)
+                             : from->value > age;
+    if (unreached)
+      record_event(self, fmt::format("scenario event {} ({} at {}) did not happen: the run "
+                                     "ended at update {}",
+                                     i, to_string(events[i].kind), to_string(*from), version));
+  }
+}
+
 void finish(self_ptr self, caf::expected<run_summary> outcome) {
   auto& st = self->state;
   st.finished = true;
@@ -397,6 +422,7 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       if (st.started)
         return make_error(error_code::not_a_member, "the driver runs one job");
       st.started = true;
+      st.started_at = std::chrono::steady_clock::now();
       st.result = self->make_response_promise<run_summary>();
       spawn_team(self);
       return st.result;
@@ -415,6 +441,7 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       if (st.finished || st.finishing)
         return;
       st.finishing = true;
+      note_unreached_events(self, stats.version);
       st.summary.evaluations.push_back(evaluate(self, snap, stats));
       st.summary.final_stats = stats;
       st.summary.final_params = snap;

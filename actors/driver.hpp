@@ -61,6 +61,7 @@ struct driver_state {
   int32_t next_worker_id = 0;
   int restarts = 0;  ///< server restarts from its checkpoint so far
   bool started = false;
+  std::chrono::steady_clock::time_point started_at;  ///< the run message (before training)
   bool finishing = false;  ///< the budget is spent: collecting reports
   bool finished = false;
 };

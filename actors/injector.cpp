@@ -124,8 +124,19 @@ void begin(self_ptr self, int32_t index) {
     default:
       break;
   }
+  std::vector<int32_t> absent;
   for (auto id : st.targets[index])
-    deliver(self, index, id);
+    if (st.workers.count(id) == 0)
+      absent.push_back(id);
+    else
+      deliver(self, index, id);
+  // A worker the scenario names that has not joined (yet): before, the event was announced
+  // for it and nothing happened.
+  if (!absent.empty())
+    tell(self, fmt::format("injected event {}: worker(s) {} not running yet: {}", index,
+                           fmt::join(absent, ", "),
+                           windowed(e.kind) ? "they get it if they join while it holds"
+                                            : "no effect on them"));
 }
 
 void end(self_ptr self, int32_t index) {

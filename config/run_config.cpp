@@ -142,7 +142,7 @@ std::string validate(run_config& cfg) {
   if (cfg.backup < 0)
     return fmt::format("--backup: must be 0 or more (got {})", cfg.backup);
   // m + e is the team: the same bound (a larger e hung the run or overflowed the sum).
-  if (cfg.backup > 1024 - cfg.workers)
+  if (cfg.parsed_mode == train_mode::backup && cfg.backup > 1024 - cfg.workers)
     return fmt::format("--backup: m + e at most 1024 workers (got {} + {})", cfg.workers,
                        cfg.backup);
   if (cfg.parsed_mode == train_mode::backup && cfg.backup < 1)

@@ -321,3 +321,19 @@ TEST_CASE("net_delay: the delayed worker's gradients arrive stale in async and l
     check_no_loss(r);
   }
 }
+
+TEST_CASE("an event the run never reaches, or whose worker is not running, is said",
+          "[injector]") {
+  // Before, both passed without a word, and the result was labelled with the scenario.
+  auto events = with_base_delay(R"({"kind": "crash", "workers": [2], "at": {"updates": 20}},
+                                   {"kind": "crash", "workers": [0], "at": {"updates": 5000}})");
+  auto cfg = testing::test_config("async");
+  cfg.max_updates = 100;
+  cfg.epochs = 0;
+  auto r = must_run(cfg, testing::separable_set(), events);
+  CHECK(has_event(r, "injected event 1: worker(s) 2 not running yet: no effect on them"));
+  CHECK(has_event(r, "scenario event 2 (crash at update 5000) did not happen: the run ended "
+                     "at update 100"));
+  CHECK_FALSE(has_event(r, "scenario event 1 "));
+  check_no_loss(r);
+}
