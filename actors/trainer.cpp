@@ -69,6 +69,29 @@ outcome<scenario> load_scenario_for(const run_config& cfg) {
   return loaded;
 }
 
+namespace {
+
+/// The scenario's example_cost events against the data: a cost is per class, so the data
+/// must have classes, and no more costs than it has. (Before, a regression set charged
+/// class 0's cost for every example, and an eleventh cost was never charged.)
+std::string example_cost_problem(const scenario& s, const data::dataset& train) {
+  for (size_t i = 0; i < s.events.size(); ++i) {
+    const auto& e = s.events[i];
+    if (e.kind != fault_kind::example_cost)
+      continue;
+    if (!train.is_classification())
+      return fmt::format("events[{}]: example_cost charges per class, and the data have none "
+                         "(a regression set)",
+                         i);
+    if (e.per_class_ms.size() > static_cast<size_t>(train.classes))
+      return fmt::format("events[{}].per_class_ms: {} costs for the {} classes of the data", i,
+                         e.per_class_ms.size(), train.classes);
+  }
+  return {};
+}
+
+} // namespace
+
 outcome<training_job> prepare_job(const run_config& cfg,
                                   std::shared_ptr<const data::split> data) {
   using result = outcome<training_job>;
@@ -86,6 +109,8 @@ outcome<training_job> prepare_job(const run_config& cfg,
     auto loaded = load_scenario_for(cfg);
     if (!loaded)
       return result::failure(loaded.error());
+    if (auto problem = example_cost_problem(*loaded, data->train); !problem.empty())
+      return result::failure("--scenario " + cfg.scenario + ": " + problem);
     faults = std::move(*loaded);
   }
   auto made = model::make_model(spec);

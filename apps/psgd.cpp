@@ -599,6 +599,10 @@ int cmd_sweep(int argc, char** argv) {
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
     return rc;
   auto& run = cfg.run;
+  if (std::find(plan.models.begin(), plan.models.end(), "mlp") == plan.models.end()
+      && given_options(cfg, static_cast<int>(args.size()), args.data()).count("hidden") > 0)
+    return usage_error("--hidden does nothing in this sweep (only the MLP has hidden units, and "
+                       "--models has no mlp)");
   run.mode = "async";
   run.workers = 1;
   run.simulate_staleness = "0";

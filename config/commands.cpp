@@ -127,6 +127,9 @@ std::string unused_by_mode(const run_config& run,
   auto ignored = [&](std::string_view name, std::string_view why) {
     return fmt::format("--{} does nothing in --mode {} ({})", name, run.mode, why);
   };
+  for (std::string_view name : {"placement", "quarantine-after", "request-timeout-ms"})
+    if (mode == train_mode::sequential && given(name))
+      return ignored(name, "one loop on one thread: no actors, no server");
   if (mode != train_mode::backup && given("backup"))
     return ignored("backup", "backup workers are backup mode's");
   if (mode != train_mode::ssp && given("staleness-bound"))

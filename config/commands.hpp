@@ -37,7 +37,8 @@ std::string foreign_option(std::string_view command, const caf::config_option_se
                            const std::vector<std::string>& args);
 
 /// The first option the run's mode ignores that `given(name)` says was given, as one line;
-/// empty if none. --workers other than 1 in sequential mode; --backup outside backup mode;
+/// empty if none. --workers other than 1, --placement, --quarantine-after and
+/// --request-timeout-ms in sequential mode; --backup outside backup mode;
 /// --staleness-bound outside ssp; --aggregate and --round-timeout(-policy) outside the modes
 /// with rounds (sync, backup); --hidden with a model other than the MLP; --data with
 /// synthetic data; --checkpoint-every/-seconds without --checkpoint. After

@@ -65,6 +65,7 @@ TEST_CASE("CLI: each command refuses the options it ignores and lists only its o
   refused("launch --port 7000", "--port does nothing in psgd launch");
   refused("eval --load x.params --epochs 2", "--epochs does nothing in psgd eval");
   refused("sweep --model mlp", "--models");
+  refused("sweep --models softmax --hidden 64", "--hidden does nothing in this sweep");
   auto help = run_psgd("work --help");
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("usage: psgd work") && Catch::Contains("--connect=")
@@ -232,6 +233,15 @@ TEST_CASE("CLI: scenario and checkpoint problems exit 2 with one line", "[cli]")
                        + "/config/scenarios/long-tail.json",
                      "sequential");
   expect_usage_error("--round-timeout-policy maybe", "--round-timeout-policy");
+  // Costs per class against the data's classes: an eleventh was never charged, and a
+  // regression set charged class 0's cost for every example.
+  std::ofstream{dir.file("cost.json")}
+    << R"({"events": [{"kind": "example_cost", "workers": "all", "per_class_ms": )"
+    << R"([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]}]})";
+  expect_usage_error("--mode backup --scenario " + dir.file("cost.json"),
+                     "events[0].per_class_ms: 11 costs for the 10 classes");
+  expect_usage_error("--mode backup --model lsq --scenario " + dir.file("cost.json"),
+                     "the data have none");
 }
 
 TEST_CASE("CLI: a scenario run names its faults in the log and the results", "[cli]") {

@@ -86,6 +86,9 @@ TEST_CASE("an option the run's mode ignores is refused", "[commands]") {
   };
   CHECK_THAT(problem("sequential", {"workers"}), Catch::Contains("--workers: sequential SGD"));
   CHECK(problem("sequential", {}).empty()); // the default m=2 is not the user's
+  CHECK_THAT(problem("sequential", {"placement"}),
+             Catch::Contains("--placement does nothing in --mode sequential"));
+  CHECK(problem("async", {"placement", "quarantine-after", "request-timeout-ms"}).empty());
   CHECK(problem("async", {"workers"}).empty());
   CHECK(problem("async", {"backup"}) == "--backup does nothing in --mode async (backup workers "
                                         "are backup mode's)");
