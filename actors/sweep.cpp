@@ -23,7 +23,12 @@ outcome<std::vector<int>> parse_staleness_list(const std::string& text) {
       return result::failure(fmt::format("--staleness: expected a list like 0,1,2,4 of values "
                                          "0..{} (got '{}')",
                                          max_simulated_staleness, text));
-    ks.push_back(std::stoi(item));
+    const int k = std::stoi(item);
+    // A value twice made one row of twice the runs, as if it were seeds.
+    if (std::find(ks.begin(), ks.end(), k) != ks.end())
+      return result::failure(fmt::format("--staleness: {} is in the list twice (got '{}')", k,
+                                         text));
+    ks.push_back(k);
   }
   if (ks.empty())
     return result::failure("--staleness: the list is empty");

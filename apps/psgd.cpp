@@ -122,10 +122,17 @@ std::string type_in_words(caf::string_view type) {
   const std::string t(type.begin(), type.end());
   if (t.rfind("real", 0) == 0)
     return "a real number (write 1.0, not 1)";
-  if (t.rfind("int", 0) == 0 || t.rfind("uint", 0) == 0)
+  if (t == "int32")
+    return "an integer from -2147483648 to 2147483647";
+  if (t.rfind("uint", 0) == 0)
+    return "an integer of 0 or more";
+  if (t.rfind("int", 0) == 0)
     return "an integer";
-  if (t == "string" || t == "atom")
-    return "a text in quotes";
+  // CAF's INI syntax: "text" is a string, 'name' an atom (CAF's own settings).
+  if (t == "string")
+    return "a text in double quotes";
+  if (t == "atom")
+    return "a name in single quotes, e.g. 'sharing'";
   if (t == "boolean")
     return "true or false";
   return t;
@@ -217,6 +224,23 @@ std::string usage_of(const std::string& command) {
   return "usage: psgd train [options]\n  trains a model in this process\n";
 }
 
+/// CAF 0.17 reads an unsigned value beyond INT64_MAX as 0 without a word: --seed
+/// 18446744073709551615 ran with seed 0. Refused instead.
+std::string seed_beyond_int64(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a.rfind("--seed=", 0) != 0)
+      continue;
+    const auto given = a.substr(7);
+    if (given.empty() || given.find_first_not_of("0123456789") != std::string::npos)
+      continue; // CAF names it
+    const auto text = given.substr(std::min(given.find_first_not_of('0'), given.size() - 1));
+    const auto limit = std::to_string(std::numeric_limits<int64_t>::max());
+    if (text.size() > limit.size() || (text.size() == limit.size() && text > limit))
+      return fmt::format("--seed: at most {} (got {})", limit, given);
+  }
+  return {};
+}
+
 /// Parses the options after the subcommand. Returns -1 to go on, else the exit code.
 int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) {
   std::vector<std::string> args(argv + 2, argv + argc);
@@ -227,6 +251,8 @@ int parse_options(psgd_config& cfg, int argc, char** argv, const char* command) 
       return 0;
     }
   if (auto problem = foreign_option(command, cfg.options(), args); !problem.empty())
+    return usage_error(problem);
+  if (auto problem = seed_beyond_int64(args); !problem.empty())
     return usage_error(problem);
   if (auto path = config_file_of(cfg, args); !path.empty())
     if (auto problem = check_config_file(cfg, path); !problem.empty())
@@ -599,6 +625,10 @@ int cmd_sweep(int argc, char** argv) {
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
     return rc;
   auto& run = cfg.run;
+  // The points' seeds are --seed, --seed + 1, ...: past the largest they wrapped to 0.
+  if (run.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(plan.seeds - 1))
+    return usage_error(fmt::format("--seed: {} + {} seeds passes the largest seed", run.seed,
+                                   plan.seeds));
   if (std::find(plan.models.begin(), plan.models.end(), "mlp") == plan.models.end()
       && given_options(cfg, static_cast<int>(args.size()), args.data()).count("hidden") > 0)
     return usage_error("--hidden does nothing in this sweep (only the MLP has hidden units, and "
@@ -612,8 +642,19 @@ int cmd_sweep(int argc, char** argv) {
   if (auto problem = validate(run); !problem.empty())
     return usage_error(problem);
   if (!run.scenario.empty()) // each point reads it again, but a failed point exits 1
-    if (auto faults = load_scenario_for(run); !faults)
-      return usage_error(faults.error());
+    if (auto faults = load_scenario_for(run); !faults) {
+      // A server crash needs a checkpoint to come back from, and a sweep keeps none.
+      auto plain = load_scenario(run.scenario, run.total_workers());
+      const bool crashes_server =
+        plain && std::any_of(plain->events.begin(), plain->events.end(), [](const auto& e) {
+          return e.kind == fault_kind::server_crash;
+        });
+      return usage_error(crashes_server
+                           ? "--scenario " + run.scenario
+                               + ": it crashes the server, and a sweep keeps no checkpoint to "
+                                 "restart it from (use it with psgd train --checkpoint FILE)"
+                           : faults.error());
+    }
   if (auto problem = validate_files(run); !problem.empty())
     return usage_error(problem);
   auto data = load_data(run);
@@ -673,6 +714,7 @@ int cmd_report(int argc, char** argv) {
     return usage_error("report: name at least one results file (written by psgd train --out "
                        "FILE)");
   std::vector<nlohmann::json> summaries;
+  size_t sweep_points = 0;
   for (const auto& file : files) {
     std::error_code ec;
     if (std::filesystem::is_directory(file, ec))
@@ -687,6 +729,8 @@ int cmd_report(int argc, char** argv) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded())
         return usage_error(fmt::format("report: {}:{}: not JSON", file, lineno));
+      if (j.is_object() && j.contains("type") && j["type"] == "sweep_point")
+        ++sweep_points;
       if (!j.is_object() || !j.contains("type") || j["type"] != "summary")
         continue;
       if (auto problem = summary_problem(j); !problem.empty())
@@ -695,7 +739,9 @@ int cmd_report(int argc, char** argv) {
     }
   }
   if (summaries.empty() && out_dir.empty())
-    return usage_error("report: no summary records in the files given");
+    return usage_error(sweep_points > 0 ? "report: a sweep's points have no table here: draw "
+                                          "them with --out DIR"
+                                        : "report: no summary records in the files given");
   if (!summaries.empty())
     std::cout << comparison_table(summaries);
   if (out_dir.empty())
@@ -709,7 +755,9 @@ int cmd_report(int argc, char** argv) {
   }
   for (const auto& why : made->omitted)
     std::cerr << "psgd report: left out " << why << '\n';
-  std::cout << fmt::format("report: {}/index.html ({} plots)", out_dir, made->plots.size())
+  std::cout << fmt::format("report: {} ({} plots)",
+                           (std::filesystem::path{out_dir} / "index.html").lexically_normal().string(),
+                           made->plots.size())
             << std::endl;
   return 0;
 }

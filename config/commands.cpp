@@ -84,6 +84,19 @@ std::string instead(std::string_view command, std::string_view name) {
   return fmt::format("it is an option of {}", fmt::join(owners, ", "));
 }
 
+/// An option's help line in `command`, where it means less than in train.
+std::string description_in(std::string_view command, std::string_view name, std::string text) {
+  // In work, --workers is how many this process runs, not the run's m (the server's).
+  if (command == "work" && name == "workers")
+    return "k: workers this process runs (default 2)";
+  if (command == "sweep" && name == "dataset")
+    return "fashion-mnist|synthetic|auto (default auto: Fashion-MNIST)";
+  // A server serves workers: sequential SGD has none.
+  if ((command == "serve" || command == "launch") && name == "mode")
+    return "sync|async|backup|ssp (default sync)";
+  return text;
+}
+
 bool is_psgd_option(const caf::config_option& o) {
   return o.category() == "global";
 }
@@ -159,10 +172,8 @@ std::string command_help(std::string_view command, std::string_view usage,
     auto name = "--" + std::string{long_name};
     if (!o.is_flag())
       name += "=<" + std::string{view(o.type_name())} + ">";
-    // In work, --workers is how many this process runs, not the run's m (the server's).
-    rows.emplace_back(std::move(name), command == "work" && long_name == "workers"
-                                         ? "k: workers this process runs (default 2)"
-                                         : std::string{view(o.description())});
+    rows.emplace_back(std::move(name), description_in(command, long_name,
+                                                      std::string{view(o.description())}));
   }
   size_t width = 0;
   for (const auto& [name, what] : rows)

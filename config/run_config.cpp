@@ -291,8 +291,9 @@ std::string validate_against_data(const run_config& cfg, int64_t train_rows) {
   const int workers = cfg.parsed_mode == train_mode::sequential ? 1 : cfg.total_workers();
   if (data::shard_sampler::steps_per_epoch(train_rows, workers, cfg.batch) == 0)
     return fmt::format("--batch: {} is larger than a worker's shard ({} training examples / "
-                       "{} workers = {})",
-                       cfg.batch, train_rows, workers, train_rows / workers);
+                       "{} worker{} = {})",
+                       cfg.batch, train_rows, workers, workers == 1 ? "" : "s",
+                       train_rows / workers);
   return {};
 }
 

@@ -37,6 +37,8 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
   expect_usage_error("--model mlp --hidden 100000000", "--hidden");
   expect_usage_error("--scheduler.max-threads=0", "--scheduler.max-threads");
   expect_usage_error("--request-timeout-ms 9223372036854775807", "--request-timeout-ms");
+  // CAF 0.17 read an unsigned value beyond INT64_MAX as 0: the run took seed 0.
+  expect_usage_error("--seed 18446744073709551615", "--seed: at most 9223372036854775807");
   // Options of other commands do nothing here: refused, as a user who gives one expects it
   // to act (before, train ran without a word).
   expect_usage_error("--connect 127.0.0.1:7000", "--connect does nothing in psgd train");
@@ -90,6 +92,9 @@ TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "
   one_line("sweep --models", "--models");
   one_line("sweep --models ''", "--models");  // before: exit 0 and an empty table
   one_line("sweep --mode sync --workers 4", "--mode does nothing in psgd sweep");
+  one_line("sweep --staleness 0,2,0", "0 is in the list twice"); // merged into one row
+  one_line("sweep --scenario " + std::string{PSGD_SOURCE_DIR} + "/config/scenarios/server-crash.json",
+           "a sweep keeps no checkpoint");
   // Range checks still hold where the options act.
   one_line("serve --port 70000", "--port: must be 0..65535");
   one_line("work --connect 127.0.0.1:1 --heartbeat-ms -1", "--heartbeat-ms");
