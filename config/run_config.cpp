@@ -294,6 +294,13 @@ std::string validate_against_data(const run_config& cfg, int64_t train_rows) {
                        "{} worker{} = {})",
                        cfg.batch, train_rows, workers, workers == 1 ? "" : "s",
                        train_rows / workers);
+  // The budget is checked after whole updates: one larger than it ran a whole update anyway
+  // (--epochs 0.1 with m=2 and b=30000 trained a full epoch).
+  const double update_samples = double(cfg.quorum()) * cfg.batch;
+  if (cfg.epochs > 0 && cfg.max_updates == 0 && cfg.epochs * double(train_rows) < update_samples)
+    return fmt::format("--epochs {} is {:.0f} samples, less than one update ({} x {} = {:.0f})",
+                       cfg.epochs, std::ceil(cfg.epochs * double(train_rows)), cfg.quorum(),
+                       cfg.batch, update_samples);
   return {};
 }
 

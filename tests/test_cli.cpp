@@ -122,6 +122,8 @@ TEST_CASE("CLI: output paths are checked before training", "[cli]") {
   expect_usage_error("--model lsq --data /nonexistent", "--data does nothing with synthetic");
   // m + e bounded as m is: --backup 30000 hung, 2147483000 overflowed the sum.
   expect_usage_error("--mode backup --backup 30000", "--backup: m + e at most 1024");
+  // The budget is checked after whole updates: this one trained a whole epoch.
+  expect_usage_error("--epochs 0.1 --batch 30000", "less than one update (2 x 30000 = 60000)");
   expect_usage_error("--save " + results, "is a directory");
   expect_usage_error("--data " + dir.file("results/sub/../../ck.prev/x"), "does not exist");
   std::ofstream{dir.file("plain")} << "x";
