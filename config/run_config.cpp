@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -257,8 +258,14 @@ std::string unwritable_file(const std::string& option, const std::string& path) 
     return fmt::format(std::filesystem::exists(dir) ? "{}: '{}' is not a directory"
                                                     : "{}: directory '{}' does not exist",
                        option, dir);
-  if (::access(dir.c_str(), W_OK) != 0)
+  // Permission bits do not tell (root passes them, /proc and read-only mounts refuse
+  // anyway): create and remove a file there, as the writer will.
+  const auto probe = fmt::format("{}/.psgd-write-test-{}", dir, ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0)
     return fmt::format("{}: cannot write in '{}': {}", option, dir, std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
   return {};
 }
 

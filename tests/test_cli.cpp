@@ -118,6 +118,8 @@ TEST_CASE("CLI: output paths are checked before training", "[cli]") {
                      "--out and --save name the same file");
   std::ofstream{dir.file("plain")} << "x";
   expect_usage_error("--out " + dir.file("plain/o.jsonl"), "is not a directory");
+  // Permission bits pass for root; /proc refuses every file (a checkpoint failed each time).
+  expect_usage_error("--mode async --checkpoint /proc/c.ckpt", "cannot write in '/proc'");
   // Before: exit 0, the data directory never read.
   expect_usage_error("--model lsq --data /nonexistent", "--data does nothing with synthetic");
   // m + e bounded as m is: --backup 30000 hung, 2147483000 overflowed the sum.
