@@ -248,7 +248,7 @@ void check_round(Self* self) {
       || st.core->round_age() < settings.round_timeout)
     return;
   auto late = st.core->waiting_for();
-  auto text = fmt::format("round {} waited {:.1f} s for worker(s) {}",
+  auto text = fmt::format("round {} waited {:.3g} s for worker(s) {}", // 0.012, not 0.0
                           st.core->current().version, st.core->round_age().count(),
                           fmt::join(late, ", "));
   if (settings.stop_on_round_timeout) {
