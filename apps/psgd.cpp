@@ -371,37 +371,33 @@ std::chrono::milliseconds shutdown_grace(const run_config& run) {
   return std::chrono::milliseconds{2000 + run.connection_timeout_ms};
 }
 
-/// The options this command was given, by name ("lr", "scheduler.policy"): on the command
-/// line (--name, --name=V, --global.name=V) and as keys of its config file.
-std::set<std::string> given_options(const psgd_config& cfg, int argc, char** argv) {
-  std::set<std::string> names;
+/// The options this command was given, on its command line and in its config file.
+given_options given_options_of(const psgd_config& cfg, int argc, char** argv) {
+  given_options given;
   const auto args = join_option_values(cfg.options(), {argv + 2, argv + argc});
   for (const auto& a : args)
     if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
       auto name = a.substr(2, a.find('=') - 2);
-      names.insert(name.rfind("global.", 0) == 0 ? name.substr(7) : name);
+      given.command_line.insert(name.rfind("global.", 0) == 0 ? name.substr(7) : name);
     }
   if (auto path = config_file_of(cfg, args); !path.empty())
     if (auto file = caf::actor_system_config::parse_config_file(path.c_str()))
       for (const auto& [key, value] : *file) {
         if (const auto* section = caf::get_if<caf::settings>(&value))
           for (const auto& entry : *section)
-            names.insert(key == "global" ? entry.first : key + "." + entry.first);
+            given.config_file.insert(key == "global" ? entry.first : key + "." + entry.first);
         else
-          names.insert(key);
+          given.config_file.insert(key);
       }
-  return names;
+  return given;
 }
 
 /// validate(), then the options given (on the command line or in the config file) that the
 /// run's mode ignores.
-std::string validate_given(const psgd_config& cfg, run_config& run, int argc, char** argv) {
+std::string validate_given(run_config& run, const given_options& given) {
   if (auto problem = validate(run); !problem.empty())
     return problem;
-  const auto given = given_options(cfg, argc, argv);
-  return unused_by_mode(run, [&](std::string_view name) {
-    return given.count(std::string{name}) > 0;
-  });
+  return unused_by_mode(run, given);
 }
 
 int cmd_train(int argc, char** argv, bool serve = false) {
@@ -409,7 +405,8 @@ int cmd_train(int argc, char** argv, bool serve = false) {
   if (int rc = parse_options(cfg, argc, argv, serve ? "serve" : "train"); rc >= 0)
     return rc;
   auto& run = cfg.run;
-  if (auto problem = validate_given(cfg, run, argc, argv); !problem.empty())
+  const auto given = given_options_of(cfg, argc, argv);
+  if (auto problem = validate_given(run, given); !problem.empty())
     return usage_error(problem);
   if (serve) {
     if (auto problem = validate_network(run, true); !problem.empty())
@@ -424,7 +421,8 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     return usage_error(job.error());
   if (serve)
     job->serve = serve_options{run.bind, static_cast<uint16_t>(run.port)};
-  if (!serve && given_options(cfg, argc, argv).count("scheduler.policy") == 0)
+  if (!serve && given.command_line.count("scheduler.policy") == 0
+      && given.config_file.count("scheduler.policy") == 0)
     cfg.fit_scheduler_to(run);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
@@ -505,7 +503,7 @@ int cmd_launch(int argc, char** argv) {
   if (int rc = parse_options(cfg, argc, argv, "launch"); rc >= 0)
     return rc;
   auto& run = cfg.run;
-  if (auto problem = validate_given(cfg, run, argc, argv); !problem.empty())
+  if (auto problem = validate_given(run, given_options_of(cfg, argc, argv)); !problem.empty())
     return usage_error(problem);
   if (auto problem = validate_network(run, true); !problem.empty())
     return usage_error(problem);
@@ -630,7 +628,8 @@ int cmd_sweep(int argc, char** argv) {
     return usage_error(fmt::format("--seed: {} + {} seeds passes the largest seed", run.seed,
                                    plan.seeds));
   if (std::find(plan.models.begin(), plan.models.end(), "mlp") == plan.models.end()
-      && given_options(cfg, static_cast<int>(args.size()), args.data()).count("hidden") > 0)
+      && given_options_of(cfg, static_cast<int>(args.size()), args.data())
+             .command_line.count("hidden") > 0)
     return usage_error("--hidden does nothing in this sweep (only the MLP has hidden units, and "
                        "--models has no mlp)");
   run.mode = "async";

@@ -69,7 +69,8 @@ bool contains(const option_names& names, std::string_view name) {
 
 /// Where an option that `command` ignores belongs, in words.
 std::string instead(std::string_view command, std::string_view name) {
-  if (command == "work" && contains(training_options, name))
+  if (command == "work" && contains(training_options, name)
+      && !contains({"out", "save", "quiet"}, name))
     return "the server's run decides it: give it to psgd serve or launch";
   if (command == "sweep" && contains({"mode", "workers", "backup", "simulate-staleness"}, name))
     return "a sweep runs async with one worker and sets the staleness K itself: --staleness";
@@ -130,34 +131,50 @@ std::string foreign_option(std::string_view command, const caf::config_option_se
   return {};
 }
 
-std::string unused_by_mode(const run_config& run,
-                           const std::function<bool(std::string_view)>& given) {
+std::string unused_by_mode(const run_config& run, const given_options& given) {
+  // Given, and not a config-file default that the command line's choice of `deciders` left
+  // unused.
+  auto set = [&](std::string_view name, std::initializer_list<std::string_view> deciders) {
+    const std::string key{name};
+    if (given.command_line.count(key) > 0)
+      return true;
+    return given.config_file.count(key) > 0
+           && std::none_of(deciders.begin(), deciders.end(), [&](std::string_view d) {
+                return given.command_line.count(std::string{d}) > 0;
+              });
+  };
+  // Where the value came from, when the user may not have typed it.
+  auto from = [&](std::string_view name) {
+    return given.command_line.count(std::string{name}) > 0 ? "" : " (set in the config file)";
+  };
   const auto mode = run.parsed_mode;
   const bool rounds = mode == train_mode::sync || mode == train_mode::backup;
-  if (mode == train_mode::sequential && run.workers != 1 && given("workers"))
-    return fmt::format("--workers: sequential SGD is one worker (got {}); use a parallel mode",
-                       run.workers);
+  if (mode == train_mode::sequential && run.workers != 1 && set("workers", {"mode"}))
+    return fmt::format("--workers{}: sequential SGD is one worker (got {}); use a parallel mode",
+                       from("workers"), run.workers);
   auto ignored = [&](std::string_view name, std::string_view why) {
-    return fmt::format("--{} does nothing in --mode {} ({})", name, run.mode, why);
+    return fmt::format("--{}{} does nothing in --mode {} ({})", name, from(name), run.mode, why);
   };
   for (std::string_view name : {"placement", "quarantine-after", "request-timeout-ms"})
-    if (mode == train_mode::sequential && given(name))
+    if (mode == train_mode::sequential && set(name, {"mode"}))
       return ignored(name, "one loop on one thread: no actors, no server");
-  if (mode != train_mode::backup && given("backup"))
+  if (mode != train_mode::backup && set("backup", {"mode"}))
     return ignored("backup", "backup workers are backup mode's");
-  if (mode != train_mode::ssp && given("staleness-bound"))
+  if (mode != train_mode::ssp && set("staleness-bound", {"mode"}))
     return ignored("staleness-bound", "the bound is ssp's");
   for (std::string_view name : {"aggregate", "round-timeout", "round-timeout-policy"})
-    if (!rounds && given(name))
+    if (!rounds && set(name, {"mode"}))
       return ignored(name, "only sync and backup have rounds");
-  if (run.synthetic && given("data"))
-    return "--data does nothing with synthetic data (--model lsq, --dataset synthetic)";
-  if (run.parsed_model != model::kind::mlp && given("hidden"))
-    return fmt::format("--hidden does nothing with --model {} (only the MLP has hidden units)",
-                       run.model);
+  if (run.synthetic && set("data", {"model", "dataset"}))
+    return fmt::format("--data{} does nothing with synthetic data (--model lsq, --dataset "
+                       "synthetic)",
+                       from("data"));
+  if (run.parsed_model != model::kind::mlp && set("hidden", {"model"}))
+    return fmt::format("--hidden{} does nothing with --model {} (only the MLP has hidden units)",
+                       from("hidden"), run.model);
   for (std::string_view name : {"checkpoint-every", "checkpoint-seconds"})
-    if (run.checkpoint.empty() && given(name))
-      return fmt::format("--{} does nothing without --checkpoint FILE", name);
+    if (run.checkpoint.empty() && set(name, {"checkpoint"}))
+      return fmt::format("--{}{} does nothing without --checkpoint FILE", name, from(name));
   return {};
 }
 

@@ -15,7 +15,7 @@
 // Stateless; thread-safe.
 #pragma once
 
-#include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,15 +36,22 @@ bool acts_on(std::string_view command, std::string_view name);
 std::string foreign_option(std::string_view command, const caf::config_option_set& options,
                            const std::vector<std::string>& args);
 
-/// The first option the run's mode ignores that `given(name)` says was given, as one line;
-/// empty if none. --workers other than 1, --placement, --quarantine-after and
+/// The options a command was given, by name ("lr", "scheduler.policy"), and where.
+struct given_options {
+  std::set<std::string> command_line;  ///< --name, --name=V, --global.name=V
+  std::set<std::string> config_file;   ///< its keys ("section.key" outside the global one)
+};
+
+/// The first option given that the run's mode ignores, as one line; empty if none. A
+/// config-file key counts unless the command line set what decides it (the mode, the
+/// model, the dataset, --checkpoint): a file's backup=1 is a default that a --mode sync
+/// on the command line leaves unused, not a mistake. --workers other than 1, --placement, --quarantine-after and
 /// --request-timeout-ms in sequential mode; --backup outside backup mode;
 /// --staleness-bound outside ssp; --aggregate and --round-timeout(-policy) outside the modes
 /// with rounds (sync, backup); --hidden with a model other than the MLP; --data with
 /// synthetic data; --checkpoint-every/-seconds without --checkpoint. After
 /// validate().
-std::string unused_by_mode(const run_config& run,
-                           const std::function<bool(std::string_view)>& given);
+std::string unused_by_mode(const run_config& run, const given_options& given);
 
 /// `usage` and then the options `command` acts on, one per line with its type and its
 /// description (which states its default), and where CAF's own options are listed.

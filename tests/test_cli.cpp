@@ -168,7 +168,13 @@ TEST_CASE("CLI: config-file keys are checked", "[cli]") {
   refused("[scheduler]\nbogus=2", "scheduler.bogus");
   refused("mode=async", "line 1, column 6");
   // An option the run's mode ignores is refused from a file as from the command line.
-  refused("mode=\"sequential\"\nworkers=4", "--workers: sequential SGD is one worker");
+  refused("mode=\"sequential\"\nworkers=4",
+          "--workers (set in the config file): sequential SGD is one worker");
+  // ... unless the command line chose the mode: the file's backup=1 is then a default.
+  std::ofstream{dir.file("backup.ini")} << "mode=\"backup\"\nbackup=1\nepochs=0.02\n";
+  auto overridden = run_psgd("train --quiet --mode sync --config-file=" + dir.file("backup.ini"));
+  INFO(overridden.output);
+  CHECK(overridden.exit_code == 0);
   // What is right runs with the file's values (the command line still wins).
   std::ofstream{dir.file("good.ini")} << "lr=0.5\nepochs=0.02\n[scheduler]\nmax-threads=1\n";
   auto good = run_psgd("train --quiet --config-file=" + dir.file("good.ini"));
