@@ -141,8 +141,9 @@ void forward_all(int fd, line_forwarder& echo) {
 }
 
 /// Reads the server's stderr until its "listening on HOST:PORT" line (at most 60 s, and
-/// only while it runs), echoing what it reads. Returns the port, or 0.
-int read_port(int fd, pid_t server, line_forwarder& echo) {
+/// only while it runs), echoing what it reads. Returns the port, or 0; `*exited` is the
+/// server's exit status if it ended first.
+int read_port(int fd, pid_t server, line_forwarder& echo, std::optional<int>* exited) {
   std::string buffer;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline && !interrupted) {
@@ -150,8 +151,12 @@ int read_port(int fd, pid_t server, line_forwarder& echo) {
     if (poll(&p, 1, 100) > 0) {
       char chunk[4096];
       auto n = read(fd, chunk, sizeof chunk);
-      if (n <= 0)
+      if (n <= 0) {
+        int status = 0;
+        if (waitpid(server, &status, 0) == server)
+          *exited = status;
         return 0;
+      }
       echo.feed(chunk, static_cast<size_t>(n));
       buffer.append(chunk, static_cast<size_t>(n));
       auto at = buffer.find("listening on ");
@@ -160,8 +165,13 @@ int read_port(int fd, pid_t server, line_forwarder& echo) {
       if (end != std::string::npos)
         return std::atoi(buffer.substr(colon + 1, end - colon - 1).c_str());
     }
-    if (waitpid(server, nullptr, WNOHANG) == server)
+    if (int status = 0; waitpid(server, &status, WNOHANG) == server) {
+      *exited = status;
+      char chunk[4096]; // what it wrote before it ended: its reason
+      for (ssize_t n; (n = read(fd, chunk, sizeof chunk)) > 0;)
+        echo.feed(chunk, static_cast<size_t>(n));
       return 0;
+    }
   }
   return 0;
 }
@@ -226,11 +236,22 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   std::atomic<bool> training_started{false};
   line_forwarder echo;
   echo.watch_for({"training starts", "training goes on"}, &training_started);
-  int port = read_port(pipe_fds[0], server, echo);
+  std::optional<int> server_exit;
+  int port = read_port(pipe_fds[0], server, echo, &server_exit);
   if (port == 0) {
+    if (server_exit)
+      children.erase(server);
     stop_all(children);
-    say("psgd launch: the server did not start listening\n");
-    return interrupted ? 130 : 1;
+    echo.finish();
+    if (interrupted)
+      return 130;
+    // The server refused its options or data (exit 2) and said why: that is launch's answer.
+    if (server_exit && exit_code_of(*server_exit) == 2)
+      return 2;
+    say(server_exit ? fmt::format("psgd launch: the server exited with {} before it listened\n",
+                                  exit_code_of(*server_exit))
+                    : std::string{"psgd launch: the server did not start listening\n"});
+    return server_exit ? exit_code_of(*server_exit) : 1;
   }
   // The rest of the server's stderr (progress, events) goes on to ours.
   std::thread forward([fd = pipe_fds[0], echo = std::move(echo)]() mutable {

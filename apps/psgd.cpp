@@ -522,7 +522,10 @@ int cmd_launch(int argc, char** argv) {
   // it: it has no work processes).
   auto options = join_option_values(cfg.options(), {argv + 2, argv + argc});
   options.erase(std::remove_if(options.begin(), options.end(),
-                               [](const std::string& a) { return a.rfind("--processes=", 0) == 0; }),
+                               [](const std::string& a) {
+                                 return a.rfind("--processes=", 0) == 0
+                                        || a.rfind("--global.processes=", 0) == 0;
+                               }),
                 options.end());
   std::vector<std::string> worker_options{
     "--data=" + run.data, "--request-timeout-ms=" + std::to_string(run.request_timeout_ms),
@@ -659,6 +662,9 @@ int cmd_sweep(int argc, char** argv) {
   auto data = load_data(run);
   if (!data)
     return usage_error(data.error());
+  // Every point has one worker and the same batch and budget: checked once, as bad input.
+  if (auto problem = validate_against_data(run, (*data)->train.rows); !problem.empty())
+    return usage_error(problem);
   std::ofstream out;
   if (!run.out.empty()) {
     out.open(run.out);

@@ -68,6 +68,11 @@ TEST_CASE("CLI: each command refuses the options it ignores and lists only its o
   refused("eval --load x.params --epochs 2", "--epochs does nothing in psgd eval");
   refused("sweep --model mlp", "--models");
   refused("sweep --models softmax --hidden 64", "--hidden does nothing in this sweep");
+  // The server's refusal is launch's answer: before, exit 1 and "did not start listening".
+  refused("launch --mode sync --batch 70000", "--batch: 70000 is larger than a worker's shard");
+  // Bad input a sweep finds once the data are loaded: before, "sweep failed" and exit 1.
+  refused("sweep --models softmax --staleness 0 --seeds 1 --batch 70000",
+          "--batch: 70000 is larger than a worker's shard");
   auto help = run_psgd("work --help");
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("usage: psgd work") && Catch::Contains("--connect=")
