@@ -200,6 +200,8 @@ void spawn_team(self_ptr self) {
   const auto& cfg = job.cfg;
   std::vector<int32_t> everyone(cfg.total_workers());
   std::iota(everyone.begin(), everyone.end(), 0);
+  for (const auto& note : job.resume_notes)
+    record_event(self, note);
   spawn_server(self, job.resume, everyone);
   if (job.serve) {
     if (job.faults)

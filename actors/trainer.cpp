@@ -135,6 +135,20 @@ outcome<training_job> prepare_job(const run_config& cfg,
                                          loaded->file, found.dump(), expected.dump()));
     if (loaded->data.params.size() != job.initial.size())
       return result::failure("--resume " + loaded->file + ": wrong parameter count");
+    if (!loaded->note.empty())
+      job.resume_notes.push_back(loaded->note);
+    // A run already past this budget ends at once (a serve restarted after its last
+    // checkpoint finishes): said, so the stored figures do not pass for new training.
+    const auto budget = server_settings::from(cfg, job.data->train.rows);
+    const auto version = loaded->data.version;
+    const auto samples = loaded->data.state.value("samples", int64_t{0});
+    if ((budget.max_updates > 0 && version >= budget.max_updates)
+        || (budget.sample_budget > 0 && samples >= budget.sample_budget))
+      job.resume_notes.push_back(fmt::format(
+        "--resume {}: the run there is at update {} ({:.2f} epochs), which spends this run's "
+        "budget (--epochs {}, --max-updates {}): nothing to train (a larger budget goes on)",
+        loaded->file, version, double(samples) / double(job.data->train.rows), cfg.epochs,
+        cfg.max_updates));
     job.resume = std::make_shared<const checkpoint>(std::move(loaded->data));
   }
   return job;

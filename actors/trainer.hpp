@@ -47,6 +47,9 @@ struct training_job {
   std::optional<scenario> faults;
   /// The checkpoint to continue from (--resume), fingerprint-checked; null for a fresh run.
   std::shared_ptr<const checkpoint> resume;
+  /// What the run says of its --resume before training: its own file skipped for FILE.prev
+  /// (a torn or corrupt write), a budget the checkpoint has already spent.
+  std::vector<std::string> resume_notes;
   /// Set: publish the server's facade and wait for remote workers instead of spawning them.
   std::optional<serve_options> serve;
 };

@@ -174,6 +174,10 @@ TEST_CASE("resuming from the final checkpoint finishes at once", "[recovery]") {
   again.resume = cfg.checkpoint;
   auto r = must_run(again, data);
   CHECK(r.final_stats.version == 100);
+  // Said: the stored figures must not pass for new training.
+  CHECK(std::any_of(r.events.begin(), r.events.end(), [](const std::string& e) {
+    return e.find("which spends this run's budget") != std::string::npos;
+  }));
 }
 
 TEST_CASE("a server crash without a checkpoint is refused before training", "[recovery]") {
@@ -213,4 +217,29 @@ TEST_CASE("sequential SGD stops on divergence as the servers do", "[recovery]") 
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.output, Catch::Contains("psgd: training failed: diverged: minibatch loss")
                          && Catch::Contains("(--divergence-loss 10000)"));
+}
+
+TEST_CASE("resume says when it took FILE.prev, and when the budget is already spent",
+          "[recovery]") {
+  testing::temp_dir dir;
+  const auto ckpt = dir.file("run.ckpt");
+  auto first = testing::run_psgd("train --mode sync --epochs 1 --quiet --checkpoint " + ckpt
+                                 + " --checkpoint-every 300");
+  REQUIRE(first.exit_code == 0);
+  // Before: nothing trained, the stored figures reported as this run's, without a word.
+  auto spent = testing::run_psgd("train --mode sync --epochs 0.5 --resume " + ckpt);
+  CHECK(spent.exit_code == 0);
+  CHECK_THAT(spent.output, Catch::Contains("which spends this run's budget")
+                             && Catch::Contains("nothing to train"));
+  {
+    std::fstream f{ckpt, std::ios::in | std::ios::out | std::ios::binary};
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(ckpt) / 2));
+    f.put('\x5a'); // one byte changed: its CRC no longer matches
+  }
+  // Before: only "training goes on from update 600" hinted that the older file was used.
+  auto torn = testing::run_psgd("train --mode sync --epochs 1.5 --quiet --resume " + ckpt);
+  INFO(torn.output);
+  CHECK(torn.exit_code == 0);
+  CHECK_THAT(torn.output, Catch::Contains("CRC mismatch") && Catch::Contains("resumed from "
+                                                                             + ckpt + ".prev"));
 }
