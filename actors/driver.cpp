@@ -244,8 +244,11 @@ void note_unreached_events(self_ptr self, uint64_t version) {
                              : from->value > age;
     if (unreached)
       record_event(self, fmt::format("scenario event {} ({} at {}) did not happen: the run "
-                                     "ended at update {}",
-                                     i, to_string(events[i].kind), to_string(*from), version));
+                                     "ended {}",
+                                     i, to_string(events[i].kind), to_string(*from),
+                                     from->in == fault_point::unit::updates
+                                       ? fmt::format("at update {}", version)
+                                       : fmt::format("after {:.1f} s", age)));
   }
 }
 

@@ -272,10 +272,13 @@ std::string final_line(const run_config& cfg, const run_summary& r, int64_t trai
   auto s = summary_json(cfg, r, train_rows);
   // Least squares has no accuracy: its test loss says how far it is from the optimum.
   const bool regression = cfg.parsed_model == model::kind::least_squares;
-  auto line = fmt::format("{} {} m={} e={} b={} lr={} aggregate={}: {} updates, {:.2f} epochs "
+  // The aggregate of a round's gradients: sync and backup have rounds.
+  const bool rounds = cfg.parsed_mode == train_mode::sync || cfg.parsed_mode == train_mode::backup;
+  auto line = fmt::format("{} {} m={} e={} b={} lr={}{}: {} updates, {:.2f} epochs "
                           "in {:.2f} s, {:.0f} samples/s, {} {:.4f}, train loss {:.4f}",
                           cfg.mode, cfg.model, s["m"].get<int>(), s["e"].get<int>(), cfg.batch,
-                          cfg.lr, cfg.aggregate, s["updates"].get<uint64_t>(),
+                          cfg.lr, rounds ? " aggregate=" + cfg.aggregate : std::string{},
+                          s["updates"].get<uint64_t>(),
                           s["epochs_done"].get<double>(), s["train_seconds"].get<double>(),
                           s["samples_per_s"].get<double>(),
                           regression ? "test loss" : "test accuracy",
@@ -626,6 +629,10 @@ int cmd_sweep(int argc, char** argv) {
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
     return rc;
   auto& run = cfg.run;
+  if (run.dataset == "synthetic"
+      && given_options_of(cfg, static_cast<int>(args.size()), args.data())
+             .command_line.count("data") > 0)
+    return usage_error("--data does nothing with synthetic data (--dataset synthetic)");
   // The points' seeds are --seed, --seed + 1, ...: past the largest they wrapped to 0.
   if (run.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(plan.seeds - 1))
     return usage_error(fmt::format("--seed: {} + {} seeds passes the largest seed", run.seed,

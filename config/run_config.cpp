@@ -276,9 +276,12 @@ std::string validate_files(const run_config& cfg) {
     if (auto problem = data::data_directory_problem(cfg.data); !problem.empty())
       return "--data: " + problem;
   const std::pair<const char*, std::string> outputs[] = {
-    {"--out", cfg.out}, {"--save", cfg.save}, {"--checkpoint", cfg.checkpoint}};
-  for (const auto& [option, path] : outputs)
-    if (!path.empty())
+    {"--out", cfg.out},
+    {"--save", cfg.save},
+    {"--checkpoint", cfg.checkpoint},
+    {"--checkpoint (its FILE.prev)", cfg.checkpoint.empty() ? "" : cfg.checkpoint + ".prev"}};
+  for (size_t i = 0; i < 3; ++i) // the files themselves (FILE.prev is the checkpoint's)
+    if (const auto& [option, path] = outputs[i]; !path.empty())
       if (auto problem = unwritable_file(option, path); !problem.empty())
         return problem;
   // Two outputs in one file: the last writer won, and the other's records were lost.
@@ -304,7 +307,7 @@ std::string validate_against_data(const run_config& cfg, int64_t train_rows) {
   // The budget is checked after whole updates: one larger than it ran a whole update anyway
   // (--epochs 0.1 with m=2 and b=30000 trained a full epoch).
   const double update_samples = double(cfg.quorum()) * cfg.batch;
-  if (cfg.epochs > 0 && cfg.max_updates == 0 && cfg.epochs * double(train_rows) < update_samples)
+  if (cfg.epochs > 0 && cfg.epochs * double(train_rows) < update_samples)
     return fmt::format("--epochs {} is {:.0f} samples, less than one update ({} x {} = {:.0f})",
                        cfg.epochs, std::ceil(cfg.epochs * double(train_rows)), cfg.quorum(),
                        cfg.batch, update_samples);

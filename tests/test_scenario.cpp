@@ -702,9 +702,9 @@ TEST_CASE("CLI: a scenario naming a missing worker or a huge factor exits 2 befo
      "(the run has 2 workers)"},
     {"train --mode sync --workers 2 --dataset synthetic --scenario " + dir.file("huge.json"),
      "events[0].factor: must be <= 1000000 (got 1e+20)"},
-    // A sweep runs one worker (--data: sweep wants a directory even for synthetic data).
-    {"sweep --models softmax --staleness 0 --seeds 1 --dataset synthetic --data " + dir.path()
-       + " --scenario " + dir.file("slow1.json"),
+    // A sweep runs one worker.
+    {"sweep --models softmax --staleness 0 --seeds 1 --dataset synthetic --scenario "
+       + dir.file("slow1.json"),
      "events[0].workers[0]: worker 1 does not exist (the run has 1 worker)"},
   };
   for (const auto& c : cases) {
