@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -161,6 +162,10 @@ struct sweep_point {
   int64_t k = 0;
   double accuracy = not_a_number;  ///< NaN when a diverged run wrote null
   bool diverged = false;
+  /// What else the sweep ran with ("lr 0.1, b 32, 3 epochs"; --stale-lr, --hidden): points of
+  /// different settings are different curves, not seeds of one.
+  std::string settings;
+  std::string seed;  ///< with model, K and settings: the point's identity
 };
 
 struct inputs {
@@ -182,6 +187,13 @@ std::optional<sweep_point> sweep_point_of(const json& j) {
   const double k = number_at(j, "K");
   p.accuracy = number_at(j, "final_test_accuracy");
   p.diverged = flag_at(j, "diverged");
+  p.settings = fmt::format("lr {}, b {}, {} epochs", cell(number_at(j, "lr"), "{:g}"),
+                           cell(number_at(j, "b"), "{:g}"), cell(number_at(j, "epochs"), "{:g}"));
+  if (p.model == "mlp" && std::isfinite(number_at(j, "hidden")))
+    p.settings += fmt::format(", H={:g}", number_at(j, "hidden"));
+  if (flag_at(j, "stale_lr"))
+    p.settings += ", stale-lr";
+  p.seed = cell(number_at(j, "seed"), "{:.0f}");
   // A diverged run may have no accuracy (NaN is written as null): it still counts as diverged.
   if (p.model.empty() || !(k >= 0) || (!std::isfinite(p.accuracy) && !p.diverged))
     return std::nullopt;
@@ -710,12 +722,22 @@ struct sweep_cell {
   double mean() const { return runs > 0 ? sum / runs : not_a_number; }
 };
 
-/// Sweep points pooled by (model, K), in model order then K order.
+/// Sweep points pooled by (model and settings, K), in that order; a point read twice (the
+/// same file given twice) counts once. The curves are named by model, and by their settings
+/// too when the inputs hold more than one (before, sweeps at lr 0.1 and 0.02 were averaged
+/// as if they were seeds of one).
 std::vector<sweep_cell> sweep_cells(const std::vector<sweep_point>& points) {
+  std::set<std::string> settings;
+  for (const auto& p : points)
+    settings.insert(p.settings);
+  std::set<std::tuple<std::string, std::string, int64_t, std::string>> seen;
   std::map<std::pair<std::string, int64_t>, sweep_cell> cells;
   for (const auto& p : points) {
-    auto& c = cells[{p.model, p.k}];
-    c.model = p.model;
+    if (!seen.insert({p.model, p.settings, p.k, p.seed}).second)
+      continue;
+    const auto series = settings.size() > 1 ? p.model + " (" + p.settings + ")" : p.model;
+    auto& c = cells[{series, p.k}];
+    c.model = series;
     c.k = p.k;
     c.diverged += p.diverged ? 1 : 0;
     if (!std::isfinite(p.accuracy))
@@ -765,7 +787,8 @@ void add_sweep_plot(const std::vector<sweep_cell>& cells, report_builder& b) {
   };
   b.add({"staleness_sweep.svg", title,
          "Final test accuracy against the simulated staleness K (axis at K+1, log scale), one "
-         "line per model: the mean over seeds, error bars from the worst to the best seed.",
+         "line per model (and per setting, where the sweeps given differ: lr, b, epochs, H, "
+         "stale-lr): the mean over seeds, error bars from the worst to the best seed.",
          {}, "staleness K", "final test accuracy"},
         std::move(setup), std::move(series));
 }

@@ -115,7 +115,9 @@ nlohmann::json sweep_json(const run_config& base, const sweep_point& p) {
           {"train_seconds", p.train_seconds},
           {"lr", base.lr},
           {"b", base.batch},
-          {"epochs", base.epochs}};
+          {"epochs", base.epochs},
+          {"stale_lr", base.stale_lr},
+          {"hidden", p.model == "mlp" ? nlohmann::json(base.hidden) : nlohmann::json()}};
 }
 
 std::string sweep_table(const std::vector<sweep_point>& points) {

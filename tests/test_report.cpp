@@ -255,6 +255,31 @@ TEST_CASE("the sweep table pools seeds by model and K and counts diverged runs",
   CHECK(data.find("33 0.6 0.6 0.6 32\n") != std::string::npos);
 }
 
+TEST_CASE("sweeps of other settings are other curves, and a point read twice counts once",
+          "[report]") {
+  REQUIRE_GNUPLOT_OR_SKIP();
+  testing::temp_dir dir;
+  auto at_lr = [](double lr) {
+    auto lines = sweep_lines();
+    for (auto& l : lines)
+      l["lr"] = lr;
+    return lines;
+  };
+  write_lines(dir.file("lr01.jsonl"), at_lr(0.1));
+  write_lines(dir.file("lr002.jsonl"), at_lr(0.02));
+  // Before: pooled by (model, K) alone, two runs of softmax K=0 became four "seeds", and the
+  // same file twice doubled every count.
+  auto r = write_report_plots({dir.file("lr01.jsonl"), dir.file("lr002.jsonl"),
+                               dir.file("lr01.jsonl")},
+                              dir.file("out"));
+  REQUIRE(r);
+  const auto html = slurp(dir.file("out/index.html"));
+  CHECK(html.find("<tr><td>softmax (lr 0.1, b -, - epochs)</td><td>0</td><td>2</td>")
+        != std::string::npos);
+  CHECK(html.find("<tr><td>softmax (lr 0.02, b -, - epochs)</td><td>0</td><td>2</td>")
+        != std::string::npos);
+}
+
 TEST_CASE("runs are labelled by mode, transport, m and e, scenario, then file", "[report]") {
   REQUIRE_GNUPLOT_OR_SKIP();
   testing::temp_dir dir;
