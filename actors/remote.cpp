@@ -40,8 +40,12 @@ caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& s
           result = caf::actor_cast<facade_actor>(ptr);
       },
       [&](caf::error& err) { // unreachable: a failure, not a mismatch
-        result = make_error(error_code::peer_lost, fmt::format("cannot connect to {}:{}: {}",
-                                                               host, port, sys.render(err)));
+        auto text = sys.render(err);
+        // A plain node's handshake with a TLS server ends in a disconnect, nothing more.
+        if (!sys.has_openssl_manager() && text.find("disconnect_during_handshake") != std::string::npos)
+          text += " (if the server uses TLS, give --tls-cert, --tls-key and --tls-ca)";
+        result = make_error(error_code::peer_lost,
+                            fmt::format("cannot connect to {}:{}: {}", host, port, text));
       });
   return result;
 }

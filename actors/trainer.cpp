@@ -129,10 +129,17 @@ outcome<training_job> prepare_job(const run_config& cfg,
       return result::failure("--resume: " + loaded.error());
     auto expected = run_fingerprint(cfg, job.model->num_params());
     auto found = loaded->data.state.value("fingerprint", nlohmann::json::object());
-    if (found != expected)
-      return result::failure(fmt::format("--resume {}: the checkpoint is of another run ({}); "
-                                         "this run is {}",
-                                         loaded->file, found.dump(), expected.dump()));
+    if (found != expected) {
+      // Name what differs, not two objects to compare by eye.
+      std::vector<std::string> differences;
+      for (const auto& [key, here] : expected.items())
+        if (!found.contains(key) || found[key] != here)
+          differences.push_back(fmt::format(
+            "{} {} there, {} here", key, found.contains(key) ? found[key].dump() : "none",
+            here.dump()));
+      return result::failure(fmt::format("--resume {}: the checkpoint is of another run ({})",
+                                         loaded->file, fmt::join(differences, "; ")));
+    }
     if (loaded->data.params.size() != job.initial.size())
       return result::failure("--resume " + loaded->file + ": wrong parameter count");
     if (!loaded->note.empty())
