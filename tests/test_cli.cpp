@@ -10,13 +10,18 @@ using namespace psgd::testing;
 
 namespace {
 
-void expect_usage_error(const std::string& args, const std::string& names) {
-  auto r = run_psgd("train " + args);
-  INFO("psgd train " << args << "\n" << r.output);
+/// `psgd ARGS` exits 2 with one line that names the problem.
+void expect_refused(const std::string& args, const std::string& names) {
+  auto r = run_psgd(args);
+  INFO("psgd " << args << "\n" << r.output);
   CHECK(r.exit_code == 2);
   auto lines = lines_of(r.output);
   REQUIRE(lines.size() == 1);
   CHECK_THAT(lines[0], Catch::StartsWith("psgd: ") && Catch::Contains(names));
+}
+
+void expect_usage_error(const std::string& args, const std::string& names) {
+  expect_refused("train " + args, names);
 }
 
 } // namespace
@@ -54,25 +59,18 @@ TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]
 
 TEST_CASE("CLI: each command refuses the options it ignores and lists only its own",
           "[cli]") {
-  auto refused = [](const std::string& args, const std::string& names) {
-    auto r = run_psgd(args);
-    INFO("psgd " << args << "\n" << r.output);
-    CHECK(r.exit_code == 2);
-    auto lines = lines_of(r.output);
-    REQUIRE(lines.size() == 1);
-    CHECK_THAT(lines[0], Catch::Contains(names));
-  };
   // work took mode, lr, ... from the server without a word; launch picked its own port.
-  refused("work --connect 127.0.0.1:1 --lr 0.5", "--lr does nothing in psgd work");
-  refused("launch --port 7000", "--port does nothing in psgd launch");
-  refused("eval --load x.params --epochs 2", "--epochs does nothing in psgd eval");
-  refused("sweep --model mlp", "--models");
-  refused("sweep --models softmax --hidden 64", "--hidden does nothing in this sweep");
+  expect_refused("work --connect 127.0.0.1:1 --lr 0.5", "--lr does nothing in psgd work");
+  expect_refused("launch --port 7000", "--port does nothing in psgd launch");
+  expect_refused("eval --load x.params --epochs 2", "--epochs does nothing in psgd eval");
+  expect_refused("sweep --model mlp", "--models");
+  expect_refused("sweep --models softmax --hidden 64", "--hidden does nothing in this sweep");
   // The server's refusal is launch's answer: before, exit 1 and "did not start listening".
-  refused("launch --mode sync --batch 70000", "--batch: 70000 is larger than a worker's shard");
+  expect_refused("launch --mode sync --batch 70000",
+                 "--batch: 70000 is larger than a worker's shard");
   // Bad input a sweep finds once the data are loaded: before, "sweep failed" and exit 1.
-  refused("sweep --models softmax --staleness 0 --seeds 1 --batch 70000",
-          "--batch: 70000 is larger than a worker's shard");
+  expect_refused("sweep --models softmax --staleness 0 --seeds 1 --batch 70000",
+                 "--batch: 70000 is larger than a worker's shard");
   auto help = run_psgd("work --help");
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("usage: psgd work") && Catch::Contains("--connect=")
@@ -80,29 +78,22 @@ TEST_CASE("CLI: each command refuses the options it ignores and lists only its o
 }
 
 TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "[cli]") {
-  auto one_line = [](const std::string& args, const std::string& names) {
-    auto r = run_psgd(args);
-    INFO("psgd " << args << "\n" << r.output);
-    CHECK(r.exit_code == 2);
-    auto lines = lines_of(r.output);
-    REQUIRE(lines.size() == 1);
-    CHECK_THAT(lines[0], Catch::Contains(names));
-  };
-  one_line("report x.jsonl --out", "--out needs a directory");
-  one_line("report " + std::string{PSGD_SOURCE_DIR}, "is a directory");
+  expect_refused("report x.jsonl --out", "--out needs a directory");
+  expect_refused("report " + std::string{PSGD_SOURCE_DIR}, "is a directory");
   temp_dir dir;
   std::ofstream{dir.file("typed.jsonl")} << R"({"type": "summary", "mode": "sync", "m": "two"})";
-  one_line("report " + dir.file("typed.jsonl"), "typed.jsonl:1: the summary has no 'model'");
-  one_line("sweep --seeds", "--seeds");       // before: "unknown option '--seeds'"
-  one_line("sweep --models", "--models");
-  one_line("sweep --models ''", "--models");  // before: exit 0 and an empty table
-  one_line("sweep --mode sync --workers 4", "--mode does nothing in psgd sweep");
-  one_line("sweep --staleness 0,2,0", "0 is in the list twice"); // merged into one row
-  one_line("sweep --scenario " + std::string{PSGD_SOURCE_DIR} + "/config/scenarios/server-crash.json",
-           "a sweep keeps no checkpoint");
+  expect_refused("report " + dir.file("typed.jsonl"), "typed.jsonl:1: the summary has no 'model'");
+  expect_refused("sweep --seeds", "--seeds");       // before: "unknown option '--seeds'"
+  expect_refused("sweep --models", "--models");
+  expect_refused("sweep --models ''", "--models");  // before: exit 0 and an empty table
+  expect_refused("sweep --mode sync --workers 4", "--mode does nothing in psgd sweep");
+  expect_refused("sweep --staleness 0,2,0", "0 is in the list twice"); // merged into one row
+  expect_refused("sweep --scenario " + std::string{PSGD_SOURCE_DIR}
+                   + "/config/scenarios/server-crash.json",
+                 "a sweep keeps no checkpoint");
   // Range checks still hold where the options act.
-  one_line("serve --port 70000", "--port: must be 0..65535");
-  one_line("work --connect 127.0.0.1:1 --heartbeat-ms -1", "--heartbeat-ms");
+  expect_refused("serve --port 70000", "--port: must be 0..65535");
+  expect_refused("work --connect 127.0.0.1:1 --heartbeat-ms -1", "--heartbeat-ms");
   auto help = run_psgd("report --help");
   CHECK(help.exit_code == 0);
   CHECK_THAT(help.output, Catch::Contains("usage: psgd report"));
@@ -162,19 +153,19 @@ TEST_CASE("CLI: config-file keys are checked", "[cli]") {
   expect_usage_error("--config-file=" + dir.file("missing.ini"), "missing.ini");
   // CAF skips a value it cannot use and the run went on with the default (lr=1 is an
   // integer, so --lr stayed 0.1): each is refused, naming the key.
-  auto refused = [&](const std::string& text, const std::string& names) {
+  auto refused_in_file = [&](const std::string& text, const std::string& names) {
     std::ofstream{dir.file("c.ini")} << text << "\n";
     expect_usage_error("--config-file=" + dir.file("c.ini"), names);
   };
-  refused("lr=1", "lr: expected a real number");
-  refused("workers=1.5", "workers: expected an integer");
-  refused("batch=\"32\"", "batch");
-  refused("[psgd]\nmode=\"async\"", "unknown section [psgd]");
-  refused("[scheduler]\nbogus=2", "scheduler.bogus");
-  refused("mode=async", "line 1, column 6");
+  refused_in_file("lr=1", "lr: expected a real number");
+  refused_in_file("workers=1.5", "workers: expected an integer");
+  refused_in_file("batch=\"32\"", "batch");
+  refused_in_file("[psgd]\nmode=\"async\"", "unknown section [psgd]");
+  refused_in_file("[scheduler]\nbogus=2", "scheduler.bogus");
+  refused_in_file("mode=async", "line 1, column 6");
   // An option the run's mode ignores is refused from a file as from the command line.
-  refused("mode=\"sequential\"\nworkers=4",
-          "--workers (set in the config file): sequential SGD is one worker");
+  refused_in_file("mode=\"sequential\"\nworkers=4",
+                  "--workers (set in the config file): sequential SGD is one worker");
   // ... unless the command line chose the mode: the file's backup=1 is then a default.
   std::ofstream{dir.file("backup.ini")} << "mode=\"backup\"\nbackup=1\nepochs=0.02\n";
   auto overridden = run_psgd("train --quiet --mode sync --config-file=" + dir.file("backup.ini"));
