@@ -10,6 +10,7 @@
 #include <openssl/x509_vfy.h>
 
 #include <fcntl.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -518,6 +519,14 @@ std::string validate_network(const run_config& cfg, bool serve) {
     if (auto problem = check_tls_files(cfg); !problem.empty())
       return problem;
   if (serve) {
+    // Not an address at all (999.1.1.1): said before the warning about leaving loopback.
+    addrinfo hints{};
+    hints.ai_flags = AI_PASSIVE;
+    addrinfo* found = nullptr;
+    if (int rc = ::getaddrinfo(cfg.bind.c_str(), nullptr, &hints, &found); rc != 0)
+      return fmt::format("--bind: '{}' is not an address or a host name here ({})", cfg.bind,
+                         ::gai_strerror(rc));
+    ::freeaddrinfo(found);
     const bool loopback = cfg.bind == "localhost" || cfg.bind == "::1"
                           || cfg.bind.rfind("127.", 0) == 0;
     if (!loopback && !cfg.insecure && !cfg.tls())

@@ -93,6 +93,8 @@ TEST_CASE("CLI: report and sweep name a missing value, and report has --help", "
                  "a sweep keeps no checkpoint");
   // Range checks still hold where the options act.
   expect_refused("serve --port 70000", "--port: must be 0..65535");
+  // Before: the warning about leaving loopback, then the refusal (two lines).
+  expect_refused("serve --bind 999.1.1.1 --insecure", "--bind: '999.1.1.1' is not an address");
   expect_refused("work --connect 127.0.0.1:1 --heartbeat-ms -1", "--heartbeat-ms");
   auto help = run_psgd("report --help");
   CHECK(help.exit_code == 0);
