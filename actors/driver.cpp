@@ -338,10 +338,22 @@ void restart_server(self_ptr self, const caf::error& reason) {
   std::vector<int32_t> alive;
   for (const auto& [addr, id] : st.worker_ids)
     alive.push_back(id);
-  spawn_server(self, std::make_shared<const checkpoint>(std::move(saved->data)),
-               std::move(alive));
-  for (auto& w : st.workers)
-    self->send(w, rejoin_atom::value, upstream_actor{st.server});
+  auto restored = std::make_shared<const checkpoint>(std::move(saved->data));
+  spawn_server(self, restored, std::move(alive));
+  // Each worker goes back to its sample position at the checkpoint: the rolled-back updates
+  // are trained again on the same minibatches (a sync run then ends as it would have without
+  // the crash). Before, the workers went on with their next minibatches.
+  for (const auto& [addr, id] : st.worker_ids) {
+    auto w = caf::actor_cast<worker_actor>(addr);
+    worker_settings at;
+    at.id = id;
+    at.start_epoch = -1;
+    resume_position(*restored, at);
+    if (at.start_epoch >= 0)
+      self->send(w, rejoin_atom::value, upstream_actor{st.server}, at.start_epoch, at.start_step);
+    else // it joined after the checkpoint: from where it is
+      self->send(w, rejoin_atom::value, upstream_actor{st.server});
+  }
   if (st.injector)
     self->send(st.injector, rejoin_atom::value, st.server);
 }

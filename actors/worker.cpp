@@ -85,6 +85,19 @@ void join(Self* self, upstream_actor server) {
       });
 }
 
+/// Continues with a restarted server: what it held was computed for the old server's
+/// timeline (lost in flight), and an answer to an older request must not start a second step
+/// loop.
+template <class Self>
+void rejoin(Self* self, upstream_actor server) {
+  auto& st = self->state;
+  st.orphaned = false;
+  st.awaiting = false;
+  ++st.generation;
+  st.held.reset();
+  join(self, std::move(server));
+}
+
 /// Stops the worker: first its report to the observer, then quit (normally if no error).
 template <class Self>
 void stop(Self* self, caf::error reason) {
@@ -292,13 +305,10 @@ worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
       if (st.link)
         self->send(st.link, heal_atom::value, event);
     },
-    [=](rejoin_atom, upstream_actor server) {
-      auto& st = self->state;
-      st.orphaned = false;
-      st.awaiting = false;
-      ++st.generation; // an answer to an older request must not start a second step loop
-      st.held.reset(); // computed for the old server's timeline: lost in flight
-      join(self, std::move(server));
+    [=](rejoin_atom, upstream_actor server) { rejoin(self, std::move(server)); },
+    [=](rejoin_atom, upstream_actor server, int64_t epoch, int64_t step) {
+      self->state.sampler->seek(epoch, step);
+      rejoin(self, std::move(server));
     },
     [=](tick_atom) {
       auto& st = self->state;

@@ -419,13 +419,17 @@ using observer_actor = caf::typed_actor<
 /// you hold" after an injected delay, and "check that the server answered in time".
 /// fault() and heal() come from the injector: an effect begins, an effect window ends.
 /// rejoin(server) comes from the driver: the server was restarted; continue with this one.
+/// rejoin(server, epoch, step): the same, from that sample position (the checkpoint's, so
+/// the rolled-back updates are trained again on the same minibatches).
 /// warm() comes from the server: your gradient waits for its round (prefetch the next batch).
 using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
                                       caf::reacts_to<warm_atom>,
                                       caf::reacts_to<tick_atom>,
                                       caf::reacts_to<fault_atom, fault_effect>,
                                       caf::reacts_to<heal_atom, int32_t>,
-                                      caf::reacts_to<rejoin_atom, upstream_actor>>;
+                                      caf::reacts_to<rejoin_atom, upstream_actor>,
+                                      caf::reacts_to<rejoin_atom, upstream_actor, int64_t,
+                                                     int64_t>>;
 
 /// The driver: runs one training job and answers with its summary. tick() is its own timer
 /// (the bound on waiting for the workers' reports at the end).
