@@ -134,6 +134,15 @@ bool publish_front(self_ptr self) {
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
   spec.network_faults = job.faults && job.faults->has_network_faults();
   spec.track_inclusion = cfg.track_inclusion;
+  if (job.resume) // the work processes start (and after a restart go back) where it left them
+    for (int32_t id = 0; id < spec.shards; ++id) {
+      worker_settings at;
+      at.id = id;
+      at.start_epoch = -1;
+      resume_position(*job.resume, at);
+      if (at.start_epoch >= 0)
+        spec.positions.insert(spec.positions.end(), {id, at.start_epoch, at.start_step});
+    }
   // Beside the server on the multiplexer thread: a push it delegates stays on that thread.
   st.front = caf::actor_cast<facade_actor>(self->system().middleman().spawn_broker(
     facade_on_multiplexer, st.server, spec, data::fingerprint(job.data->train), st.owners,

@@ -1,5 +1,8 @@
 #include "actors/remote.hpp"
 
+#include <optional>
+#include <utility>
+
 #include <algorithm>
 #include <thread>
 
@@ -62,10 +65,9 @@ caf::expected<run_spec> hello(caf::scoped_actor& self, const facade_actor& front
 
 /// The server process is gone: connect again (with back-off, until `deadline`) and get the
 /// same worker ids back from its restarted successor.
-caf::expected<facade_actor> reconnect(caf::actor_system& sys, caf::scoped_actor& self,
-                                      const std::string& host, uint16_t port,
-                                      const hello_request& again,
-                                      std::chrono::milliseconds timeout) {
+caf::expected<std::pair<facade_actor, run_spec>>
+reconnect(caf::actor_system& sys, caf::scoped_actor& self, const std::string& host,
+          uint16_t port, const hello_request& again, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto pause = std::chrono::milliseconds{100};
   caf::error last;
@@ -76,7 +78,7 @@ caf::expected<facade_actor> reconnect(caf::actor_system& sys, caf::scoped_actor&
     if (front) {
       auto spec = hello(self, *front, again, attempt);
       if (spec)
-        return front;
+        return std::make_pair(*front, std::move(*spec));
       last = spec.error();
     } else {
       last = front.error();
@@ -88,6 +90,14 @@ caf::expected<facade_actor> reconnect(caf::actor_system& sys, caf::scoped_actor&
                     fmt::format("the server at {}:{} is gone and did not come back within {} ms "
                                 "(last: {})",
                                 host, port, timeout.count(), sys.render(last)));
+}
+
+/// Worker `id`'s sample position in a resumed run's spec, if it has one.
+std::optional<std::pair<int64_t, int64_t>> position_of(const run_spec& spec, int32_t id) {
+  for (size_t i = 0; i + 2 < spec.positions.size(); i += 3)
+    if (spec.positions[i] == id)
+      return std::make_pair(spec.positions[i + 1], spec.positions[i + 2]);
+  return std::nullopt;
 }
 
 /// The run_config a run_spec describes, with this process's data directory.
@@ -157,6 +167,10 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.network_faults = spec->network_faults;
     ws.track_inclusion = spec->track_inclusion;
     ws.gradient_pool = gradient_pool;
+    if (auto at = position_of(*spec, id)) { // a resumed run: where the checkpoint left it
+      ws.start_epoch = at->first;
+      ws.start_step = at->second;
+    }
     // One worker computes on the multiplexer thread (no hand-off per step); several
     // share the scheduler, which spreads them over the cores.
     auto w = spec->ids.size() == 1
@@ -194,10 +208,16 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
         fatal = next.error();
         return;
       }
-      self->monitor(*next);
-      front_addr = next->address();
+      auto& [next_front, next_spec] = *next;
+      self->monitor(next_front);
+      front_addr = next_front.address();
+      // Back to each worker's position at the checkpoint the server restarted from: the
+      // rolled-back updates are trained again on the same minibatches.
       for (auto& [id, w] : by_id)
-        self->send(w, rejoin_atom::value, upstream_actor{*next});
+        if (auto at = position_of(next_spec, id))
+          self->send(w, rejoin_atom::value, upstream_actor{next_front}, at->first, at->second);
+        else
+          self->send(w, rejoin_atom::value, upstream_actor{next_front});
       return;
     }
     auto i = running.find(msg.source);

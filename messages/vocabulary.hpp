@@ -61,7 +61,7 @@
 namespace psgd {
 
 /// The protocol's version: processes of different versions refuse each other.
-inline constexpr const char* protocol_version = "psgd-1";
+inline constexpr const char* protocol_version = "psgd-2"; // 2: run_spec.positions
 
 // -- float_buffer -------------------------------------------------------------------------
 
@@ -298,6 +298,9 @@ struct run_spec {
   bool network_faults = false;   ///< the scenario delays or drops messages: workers route
                                  ///< theirs through a link actor (actors/link.hpp)
   std::vector<int32_t> ids;      ///< the worker ids assigned to the asking process
+  /// A resumed run's sample positions: (id, epoch, step) per worker of its checkpoint, flat.
+  /// A worker with an entry starts there (or goes back there after a server restart).
+  std::vector<int64_t> positions;
 };
 
 template <class Inspector>
@@ -305,7 +308,7 @@ typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
   return f(caf::meta::type_name("run_spec"), x.mode, x.model, x.hidden, x.input_dim,
            x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset,
            x.track_inclusion, x.network_faults,
-           x.ids);
+           x.ids, x.positions);
 }
 
 /// A worker process asking a serving process for work: its protocol version, its training

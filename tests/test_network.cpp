@@ -325,38 +325,54 @@ TEST_CASE("a frozen worker process (SIGSTOP) is detected within twice the connec
 TEST_CASE("kill -9 of the server process and a restart with resume: the workers reconnect "
           "and training completes",
           "[network]") {
-  temp_dir dir;
-  const std::string run = "--mode async --workers 2 --model mlp --epochs 6 --eval-every 300 "
-                          "--checkpoint " + dir.file("run.ckpt") + " --checkpoint-every 200";
-  auto port = start_server(dir, run + " --port 0");
-  auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
-                  + " work --connect 127.0.0.1:" + port
-                  + " --workers 2 > work.out 2>&1; echo $? > work.rc) & true";
-  REQUIRE(std::system(work_cmd.c_str()) == 0);
-  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  auto pid = std::stoi(read_file(dir.file("serve.pid")));
-  // `timeout` runs psgd as its child: kill them both, as a crash of the machine would.
-  std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid))
-                .c_str());
-  INFO(read_file(dir.file("serve.err")));
-  REQUIRE(std::filesystem::exists(dir.file("run.ckpt")));
-  auto restart = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
-                 + " serve " + run + " --port " + port + " --resume " + dir.file("run.ckpt")
-                 + " > serve2.out 2> serve2.err; echo $? > serve2.rc) & true";
-  REQUIRE(std::system(restart.c_str()) == 0);
-  bool work_done = wait_for(dir, "work.rc", "\n", 90);
-  bool serve_done = work_done && wait_for(dir, "serve2.rc", "\n", 90);
-  INFO("work: " << read_file(dir.file("work.out")) << "\nserve2: "
-                << read_file(dir.file("serve2.err")));
-  REQUIRE(work_done);
-  REQUIRE(serve_done);
-  CHECK(read_file(dir.file("work.rc")) == "0\n");
-  CHECK(read_file(dir.file("serve2.rc")) == "0\n");
-  CHECK_THAT(read_file(dir.file("serve2.err")), Catch::Contains("rejoined"));
-  auto out = read_file(dir.file("serve2.out"));
-  CHECK_THAT(out, Catch::Contains("11250 updates"));
-  CHECK(accuracy_in(out) >= 0.80);
+  struct kill_case {
+    std::string run;
+    std::string updates;
+    bool exact;  ///< sync: the result of the run without the kill
+  };
+  for (const auto& c : {kill_case{"--mode async --workers 2 --model mlp --epochs 6", "11250", false},
+                        kill_case{"--mode sync --workers 2 --epochs 8", "7500", true}}) {
+    INFO(c.run);
+    temp_dir dir;
+    const std::string run = c.run + " --eval-every 300 --checkpoint " + dir.file("run.ckpt")
+                            + " --checkpoint-every 200";
+    auto port = start_server(dir, run + " --port 0");
+    auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                    + " work --connect 127.0.0.1:" + port
+                    + " --workers 2 > work.out 2>&1; echo $? > work.rc) & true";
+    REQUIRE(std::system(work_cmd.c_str()) == 0);
+    REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto pid = std::stoi(read_file(dir.file("serve.pid")));
+    // `timeout` runs psgd as its child: kill them both, as a crash of the machine would.
+    std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid))
+                  .c_str());
+    INFO(read_file(dir.file("serve.err")));
+    REQUIRE(std::filesystem::exists(dir.file("run.ckpt")));
+    auto restart = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                   + " serve " + run + " --port " + port + " --resume " + dir.file("run.ckpt")
+                   + " > serve2.out 2> serve2.err; echo $? > serve2.rc) & true";
+    REQUIRE(std::system(restart.c_str()) == 0);
+    bool work_done = wait_for(dir, "work.rc", "\n", 90);
+    bool serve_done = work_done && wait_for(dir, "serve2.rc", "\n", 90);
+    INFO("work: " << read_file(dir.file("work.out")) << "\nserve2: "
+                  << read_file(dir.file("serve2.err")));
+    REQUIRE(work_done);
+    REQUIRE(serve_done);
+    CHECK(read_file(dir.file("work.rc")) == "0\n");
+    CHECK(read_file(dir.file("serve2.rc")) == "0\n");
+    CHECK_THAT(read_file(dir.file("serve2.err")), Catch::Contains("rejoined"));
+    auto out = read_file(dir.file("serve2.out"));
+    CHECK_THAT(out, Catch::Contains(c.updates + " updates"));
+    CHECK(accuracy_in(out) >= 0.80);
+    if (c.exact) {
+      // The work processes went back to the checkpoint's sample positions: the rolled-back
+      // updates were trained again on the same minibatches (before, on their next ones).
+      auto clean = run_psgd("train " + c.run + " --quiet");
+      auto tail = [](const std::string& line) { return line.substr(line.find("test accuracy")); };
+      CHECK(tail(lines_of(out).back()) == tail(lines_of(clean.output).back()));
+    }
+  }
 }
 
 TEST_CASE("a sync server whose every worker died stops with an error, it does not wait for "
