@@ -141,7 +141,8 @@ bool publish_front(self_ptr self) {
       at.start_epoch = -1;
       resume_position(*job.resume, at);
       if (at.start_epoch >= 0)
-        spec.positions.insert(spec.positions.end(), {id, at.start_epoch, at.start_step});
+        spec.positions.insert(spec.positions.end(),
+                              {id, at.start_epoch, at.start_step, at.start_computed});
     }
   // Beside the server on the multiplexer thread: a push it delegates stays on that thread.
   st.front = caf::actor_cast<facade_actor>(self->system().middleman().spawn_broker(

@@ -92,11 +92,14 @@ reconnect(caf::actor_system& sys, caf::scoped_actor& self, const std::string& ho
                                 host, port, timeout.count(), sys.render(last)));
 }
 
-/// Worker `id`'s sample position in a resumed run's spec, if it has one.
-std::optional<std::pair<int64_t, int64_t>> position_of(const run_spec& spec, int32_t id) {
-  for (size_t i = 0; i + 2 < spec.positions.size(); i += 3)
+/// Worker `id`'s place in a resumed run's spec, if it has one.
+struct resume_place {
+  int64_t epoch = 0, step = 0, computed = 0;
+};
+std::optional<resume_place> position_of(const run_spec& spec, int32_t id) {
+  for (size_t i = 0; i + 3 < spec.positions.size(); i += 4)
     if (spec.positions[i] == id)
-      return std::make_pair(spec.positions[i + 1], spec.positions[i + 2]);
+      return resume_place{spec.positions[i + 1], spec.positions[i + 2], spec.positions[i + 3]};
   return std::nullopt;
 }
 
@@ -168,8 +171,9 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.track_inclusion = spec->track_inclusion;
     ws.gradient_pool = gradient_pool;
     if (auto at = position_of(*spec, id)) { // a resumed run: where the checkpoint left it
-      ws.start_epoch = at->first;
-      ws.start_step = at->second;
+      ws.start_epoch = at->epoch;
+      ws.start_step = at->step;
+      ws.start_computed = at->computed;
     }
     // One worker computes on the multiplexer thread (no hand-off per step); several
     // share the scheduler, which spreads them over the cores.
@@ -215,7 +219,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
       // rolled-back updates are trained again on the same minibatches.
       for (auto& [id, w] : by_id)
         if (auto at = position_of(next_spec, id))
-          self->send(w, rejoin_atom::value, upstream_actor{next_front}, at->first, at->second);
+          self->send(w, rejoin_atom::value, upstream_actor{next_front}, at->epoch, at->step);
         else
           self->send(w, rejoin_atom::value, upstream_actor{next_front});
       return;

@@ -298,8 +298,9 @@ struct run_spec {
   bool network_faults = false;   ///< the scenario delays or drops messages: workers route
                                  ///< theirs through a link actor (actors/link.hpp)
   std::vector<int32_t> ids;      ///< the worker ids assigned to the asking process
-  /// A resumed run's sample positions: (id, epoch, step) per worker of its checkpoint, flat.
-  /// A worker with an entry starts there (or goes back there after a server restart).
+  /// A resumed run's sample positions: (id, epoch, step, computed) per worker of its
+  /// checkpoint, flat. A worker with an entry starts there with that count (or goes back
+  /// there after a server restart, keeping its own count).
   std::vector<int64_t> positions;
 };
 
