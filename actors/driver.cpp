@@ -39,13 +39,16 @@ void record_event(self_ptr self, std::string text) {
 }
 
 /// A resumed worker continues its sample stream and its count where the checkpoint left it.
-void resume_position(const checkpoint& c, worker_settings& ws) {
+/// False (and `ws` as it was) if the checkpoint has no such worker (it joined later).
+bool resume_position(const checkpoint& c, worker_settings& ws) {
   for (const auto& m : c.state.value("members", nlohmann::json::array()))
     if (m.value("worker", -1) == ws.id) {
       ws.start_epoch = m.value("epoch", int64_t{0});
       ws.start_step = m.value("step", int64_t{0});
       ws.start_computed = m.value("computed", int64_t{0});
+      return true;
     }
+  return false;
 }
 
 /// Spawns the server, fresh or from `restore` (expecting the workers `rejoining` back), and
@@ -138,9 +141,7 @@ bool publish_front(self_ptr self) {
     for (int32_t id = 0; id < spec.shards; ++id) {
       worker_settings at;
       at.id = id;
-      at.start_epoch = -1;
-      resume_position(*job.resume, at);
-      if (at.start_epoch >= 0)
+      if (resume_position(*job.resume, at))
         spec.positions.insert(spec.positions.end(),
                               {id, at.start_epoch, at.start_step, at.start_computed});
     }
@@ -357,9 +358,7 @@ void restart_server(self_ptr self, const caf::error& reason) {
     auto w = caf::actor_cast<worker_actor>(addr);
     worker_settings at;
     at.id = id;
-    at.start_epoch = -1;
-    resume_position(*restored, at);
-    if (at.start_epoch >= 0)
+    if (resume_position(*restored, at))
       self->send(w, rejoin_atom::value, upstream_actor{st.server}, at.start_epoch, at.start_step);
     else // it joined after the checkpoint: from where it is
       self->send(w, rejoin_atom::value, upstream_actor{st.server});
