@@ -379,10 +379,8 @@ given_options given_options_of(const psgd_config& cfg, int argc, char** argv) {
   given_options given;
   const auto args = join_option_values(cfg.options(), {argv + 2, argv + argc});
   for (const auto& a : args)
-    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
-      auto name = a.substr(2, a.find('=') - 2);
-      given.command_line.insert(name.rfind("global.", 0) == 0 ? name.substr(7) : name);
-    }
+    if (auto name = option_name(a); !name.empty())
+      given.command_line.insert(std::move(name));
   if (auto path = config_file_of(cfg, args); !path.empty())
     if (auto file = caf::actor_system_config::parse_config_file(path.c_str()))
       for (const auto& [key, value] : *file) {
@@ -629,17 +627,12 @@ int cmd_sweep(int argc, char** argv) {
   if (int rc = parse_options(cfg, static_cast<int>(args.size()), args.data(), "sweep"); rc >= 0)
     return rc;
   auto& run = cfg.run;
-  if (run.dataset == "synthetic"
-      && given_options_of(cfg, static_cast<int>(args.size()), args.data())
-             .command_line.count("data") > 0)
+  // (The points' seeds --seed, --seed + 1, ... cannot wrap: --seed is at most INT64_MAX.)
+  const auto given = given_options_of(cfg, static_cast<int>(args.size()), args.data());
+  if (run.dataset == "synthetic" && given.command_line.count("data") > 0)
     return usage_error("--data does nothing with synthetic data (--dataset synthetic)");
-  // The points' seeds are --seed, --seed + 1, ...: past the largest they wrapped to 0.
-  if (run.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(plan.seeds - 1))
-    return usage_error(fmt::format("--seed: {} + {} seeds passes the largest seed", run.seed,
-                                   plan.seeds));
   if (std::find(plan.models.begin(), plan.models.end(), "mlp") == plan.models.end()
-      && given_options_of(cfg, static_cast<int>(args.size()), args.data())
-             .command_line.count("hidden") > 0)
+      && given.command_line.count("hidden") > 0)
     return usage_error("--hidden does nothing in this sweep (only the MLP has hidden units, and "
                        "--models has no mlp)");
   run.mode = "async";

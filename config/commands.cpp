@@ -108,6 +108,13 @@ std::string_view view(caf::string_view s) {
 
 } // namespace
 
+std::string option_name(const std::string& arg) {
+  if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
+    return {};
+  auto name = arg.substr(2, arg.find('=') - 2);
+  return name.rfind("global.", 0) == 0 ? name.substr(7) : name; // CAF's long form
+}
+
 bool acts_on(std::string_view command, std::string_view name) {
   const auto* scope = find_scope(command);
   return scope != nullptr && (contains(universal_options, name) || contains(scope->options, name));
@@ -116,11 +123,9 @@ bool acts_on(std::string_view command, std::string_view name) {
 std::string foreign_option(std::string_view command, const caf::config_option_set& options,
                            const std::vector<std::string>& args) {
   for (const auto& arg : args) {
-    if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
+    const auto name = option_name(arg);
+    if (name.empty())
       continue;
-    auto name = std::string_view{arg}.substr(2, arg.find('=') - 2);
-    if (name.substr(0, 7) == "global.") // CAF's long form of a global option
-      name.remove_prefix(7);
     const bool psgd_option = std::any_of(options.begin(), options.end(), [&](const auto& o) {
       return is_psgd_option(o) && view(o.long_name()) == name;
     });

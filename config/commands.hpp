@@ -26,6 +26,10 @@
 
 namespace psgd {
 
+/// The option an argument names ("lr" for --lr=0.5, --lr or --global.lr=0.5), or empty for
+/// an argument that is no option.
+std::string option_name(const std::string& arg);
+
 /// Whether `command` acts on the option `name` (its long name, without dashes). False for
 /// a command psgd does not have.
 bool acts_on(std::string_view command, std::string_view name);
