@@ -1,15 +1,19 @@
 #include "actors/remote.hpp"
 
+#include <unistd.h>
+
 #include <optional>
 #include <utility>
 
 #include <algorithm>
+#include <iostream>
 #include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "actors/trainer.hpp"
 #include "actors/worker.hpp"
@@ -155,6 +159,10 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   auto spec = hello(self, *front, ask, timeout);
   if (!spec)
     return spec.error();
+  // With its pid: psgd launch names its work processes by pid, the server its workers by id.
+  std::cerr << fmt::format("psgd work (pid {}): worker{} {} joined {}\n", ::getpid(),
+                           spec->ids.size() == 1 ? "" : "s", fmt::join(spec->ids, ", "),
+                           cfg.connect);
   std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
   upstream_actor upstream = *front;
   work_outcome out;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include <fmt/format.h>
 
@@ -199,15 +200,20 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
 
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
                           int64_t train_rows) {
-  std::ofstream out{path, std::ios::trunc};
-  if (!out)
-    return fmt::format("--out: cannot write {}", path);
+  std::ofstream file;
+  if (path != stdout_path) {
+    file.open(path, std::ios::trunc);
+    if (!file)
+      return fmt::format("--out: cannot write {}", path);
+  }
+  std::ostream& out = path == stdout_path ? std::cout : file;
   for (const auto& p : r.evaluations)
     out << eval_json(p).dump() << '\n';
   out << summary_json(cfg, r, train_rows).dump() << '\n';
   out.flush();
   if (!out)
-    return fmt::format("--out: error while writing {}", path);
+    return path == stdout_path ? std::string{"--out: error while writing to standard output"}
+                               : fmt::format("--out: error while writing {}", path);
   return {};
 }
 

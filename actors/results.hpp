@@ -56,7 +56,8 @@ data::chi_square_result inclusion_test(const run_summary& r);
 nlohmann::json inclusion_json(const run_summary& r);
 nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);
 
-/// Writes the eval records and the summary as JSON lines. Returns an error line or "".
+/// Writes the eval records and the summary as JSON lines to `path` (stdout_path: standard
+/// output). Returns an error line or "".
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
                           int64_t train_rows);
 

@@ -31,9 +31,10 @@ void on_signal(int) {
   interrupted = 1;
 }
 
-/// Starts `argv` as a child that dies with us; `err_fd` (if >= 0) replaces its stderr, and
-/// `cpu` (if >= 0) is the one CPU it may run on. Returns the pid, or -1.
-pid_t start(const std::vector<std::string>& argv, int err_fd, int cpu = -1) {
+/// Starts `argv` as a child that dies with us; `err_fd` (if >= 0) replaces its stderr (and
+/// its stdout too if `both`), and `cpu` (if >= 0) is the one CPU it may run on. Returns the
+/// pid, or -1.
+pid_t start(const std::vector<std::string>& argv, int err_fd, int cpu = -1, bool both = false) {
   pid_t pid = fork();
   if (pid != 0)
     return pid;
@@ -44,6 +45,8 @@ pid_t start(const std::vector<std::string>& argv, int err_fd, int cpu = -1) {
     pin_current_thread(cpu); // inherited by exec and by every thread the child starts
   if (err_fd >= 0) {
     dup2(err_fd, STDERR_FILENO);
+    if (both)
+      dup2(err_fd, STDOUT_FILENO);
     close(err_fd);
   }
   std::vector<char*> args;
@@ -207,7 +210,7 @@ std::vector<int> deal_workers(int workers, int processes) {
 
 int launch(const std::string& self_exe, const std::vector<std::string>& options,
            const std::vector<std::string>& worker_options,
-           const std::vector<int>& workers_per_process) {
+           const std::vector<int>& workers_per_process, bool stdout_is_results) {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
@@ -273,7 +276,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
                                   "--workers=" + std::to_string(workers_per_process[k])};
     work.insert(work.end(), worker_options.begin(), worker_options.end());
-    pid_t pid = start(work, work_fds[1], pin ? cpus[k] : -1);
+    pid_t pid = start(work, work_fds[1], pin ? cpus[k] : -1, stdout_is_results);
     if (pid > 0) {
       children[pid] = "worker process " + std::to_string(k);
       const int n = workers_per_process[k];

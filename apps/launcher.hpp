@@ -18,10 +18,12 @@ namespace psgd {
 
 /// `options`: the training options as given on the command line (passed to psgd serve);
 /// `worker_options`: those that the workers need too (data directory, timeouts);
-/// `workers_per_process`: one `psgd work` process per entry, running that many workers.
+/// `workers_per_process`: one `psgd work` process per entry, running that many workers;
+/// `stdout_is_results`: the server writes its JSON lines to stdout (--out -), so the work
+/// processes' lines ("worker N: finished") go to stderr instead.
 int launch(const std::string& self_exe, const std::vector<std::string>& options,
            const std::vector<std::string>& worker_options,
-           const std::vector<int>& workers_per_process);
+           const std::vector<int>& workers_per_process, bool stdout_is_results);
 
 /// `workers` dealt out evenly over `processes` (the first ones get one more where it does
 /// not divide): {5, 2} -> {3, 2}. Requires 1 <= processes <= workers.

@@ -352,7 +352,8 @@ int train_and_report(caf::actor_system& sys, const run_config& run, const traini
     return refused ? exit_usage : exit_failure;
   }
   const auto rows = job.data->train.rows;
-  std::cout << final_line(run, *result, rows) << std::endl;
+  // With --out - the JSON lines have stdout to themselves: a pipe into jq reads only JSON.
+  (run.out == stdout_path ? std::cerr : std::cout) << final_line(run, *result, rows) << std::endl;
   if (!run.out.empty())
     if (auto problem = write_results(run.out, run, *result, rows); !problem.empty()) {
       std::cerr << fmt::format("psgd: {}\n", problem);
@@ -539,7 +540,7 @@ int cmd_launch(int argc, char** argv) {
   auto plan = plan_work_processes(run);
   if (!plan)
     return usage_error(plan.error());
-  return launch(exe, options, worker_options, *plan);
+  return launch(exe, options, worker_options, *plan, run.out == stdout_path);
 }
 
 int cmd_eval(int argc, char** argv) {
@@ -665,12 +666,14 @@ int cmd_sweep(int argc, char** argv) {
   // Every point has one worker and the same batch and budget: checked once, as bad input.
   if (auto problem = validate_against_data(run, (*data)->train.rows); !problem.empty())
     return usage_error(problem);
-  std::ofstream out;
-  if (!run.out.empty()) {
-    out.open(run.out);
-    if (!out)
+  std::ofstream file;
+  if (!run.out.empty() && run.out != stdout_path) {
+    file.open(run.out);
+    if (!file)
       return usage_error(fmt::format("--out: cannot write {}", run.out));
   }
+  const bool json_to_stdout = run.out == stdout_path;
+  std::ostream* out = json_to_stdout ? &std::cout : file.is_open() ? &file : nullptr;
   const size_t total = plan.models.size() * plan.staleness.size() * size_t(plan.seeds);
   size_t done = 0;
   auto points = run_sweep(run, plan, *data, [&](const sweep_point& p) {
@@ -682,13 +685,13 @@ int cmd_sweep(int argc, char** argv) {
                                           : fmt::format("test accuracy {:.4f}", p.test_accuracy))
                 << std::endl;
     if (out)
-      out << sweep_json(run, p).dump() << '\n' << std::flush;
+      *out << sweep_json(run, p).dump() << '\n' << std::flush;
   });
   if (!points) {
     std::cerr << "psgd: sweep failed: " << points.error() << '\n';
     return exit_failure;
   }
-  std::cout << sweep_table(*points);
+  (json_to_stdout ? std::cerr : std::cout) << sweep_table(*points);
   return 0;
 }
 

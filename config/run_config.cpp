@@ -281,14 +281,20 @@ std::string validate_files(const run_config& cfg) {
     {"--save", cfg.save},
     {"--checkpoint", cfg.checkpoint},
     {"--checkpoint (its FILE.prev)", cfg.checkpoint.empty() ? "" : cfg.checkpoint + ".prev"}};
+  for (size_t i = 1; i < 3; ++i)
+    if (outputs[i].second == stdout_path)
+      return fmt::format("{}: '-' (standard output) is for --out's JSON lines; give a file "
+                         "name (./- for a file named '-')",
+                         outputs[i].first);
+  auto is_file = [](const std::string& path) { return !path.empty() && path != stdout_path; };
   for (size_t i = 0; i < 3; ++i) // the files themselves (FILE.prev is the checkpoint's)
-    if (const auto& [option, path] = outputs[i]; !path.empty())
+    if (const auto& [option, path] = outputs[i]; is_file(path))
       if (auto problem = unwritable_file(option, path); !problem.empty())
         return problem;
   // Two outputs in one file: the last writer won, and the other's records were lost.
   for (size_t i = 0; i < std::size(outputs); ++i)
     for (size_t j = i + 1; j < std::size(outputs); ++j)
-      if (!outputs[i].second.empty() && same_file(outputs[i].second, outputs[j].second))
+      if (is_file(outputs[i].second) && same_file(outputs[i].second, outputs[j].second))
         return fmt::format("{} and {} name the same file '{}': give each its own",
                            outputs[i].first, outputs[j].first, outputs[i].second);
   if (!cfg.checkpoint.empty() && is_directory(cfg.checkpoint + ".prev"))
@@ -359,7 +365,7 @@ psgd_config::psgd_config() {
     .add(run.loss_subsample, "loss-subsample",
          "training examples the train loss is measured on (default 10000)")
     .add(run.eval_every, "eval-every", "updates between evaluations; 0 = four per epoch (default 0)")
-    .add(run.out, "out", "write JSON lines (evaluations, summary) to this file (default none)")
+    .add(run.out, "out", "write JSON lines (evaluations, summary) to this file; - for stdout (default none)")
     .add(run.save, "save", "write the final parameters to this file (default none)")
     .add(run.load, "load", "parameters file to evaluate (psgd eval)")
     .add(run.quiet, "quiet", "no progress lines on stderr; events (faults, lost workers) still show (default off)")

@@ -53,7 +53,7 @@ struct run_config {
   int64_t loss_subsample = 10000;  ///< training examples in the fixed loss subsample
   // -- evaluation and output -------------------------------------------------------------------
   int64_t eval_every = 0;          ///< updates between evaluations; 0 = four per epoch
-  std::string out;                 ///< JSON-lines results file; empty = none
+  std::string out;                 ///< JSON-lines results file ("-": stdout); empty = none
   std::string save;                ///< final parameters file; empty = none
   std::string load;                ///< parameters file to evaluate (psgd eval)
   bool quiet = false;              ///< no progress lines on stderr
@@ -110,6 +110,9 @@ inline constexpr int max_hidden = 16384;
 /// The longest timeout or interval in ms (a week): far longer ones overflowed the clock
 /// arithmetic (every request then timed out at once).
 inline constexpr int64_t max_timeout_ms = 7LL * 24 * 3600 * 1000;
+/// `--out -` writes the JSON lines to standard output (the human-readable result line then
+/// goes to stderr); the binary outputs (--save, --checkpoint) take file names only.
+inline constexpr const char* stdout_path = "-";
 
 /// Checks the options that do not depend on the data; fills the parsed fields.
 std::string validate(run_config& cfg);

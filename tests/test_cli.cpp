@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/test_helpers.hpp"
 
 using namespace psgd::testing;
@@ -230,6 +232,28 @@ TEST_CASE("CLI: a short run writes JSON lines and parameters that eval reads bac
   auto bad = run_psgd("eval --load " + params);
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.output, Catch::Contains("truncated"));
+}
+
+TEST_CASE("CLI: --out - writes only JSON lines to stdout; the result line goes to stderr",
+          "[cli]") {
+  // stdout alone (stderr to /dev/null): every line must parse, the summary last.
+  for (const std::string run : {"train --mode async --workers 2 --epochs 0.2",
+                                "launch --mode async --workers 2 --epochs 0.2",
+                                "sweep --models softmax --staleness 0,1 --seeds 1 --epochs 0.1"}) {
+    auto r = run_shell(std::string{PSGD_BINARY} + " " + run + " --out - 2>/dev/null");
+    INFO(run << "\n" << r.output);
+    REQUIRE(r.exit_code == 0);
+    auto lines = lines_of(r.output);
+    REQUIRE(lines.size() >= 2);
+    for (const auto& line : lines)
+      CHECK(nlohmann::json::accept(line));
+    const bool sweep = run.rfind("sweep", 0) == 0;
+    CHECK_THAT(lines.back(), Catch::Contains(sweep ? "\"type\":\"sweep_point\""
+                                                   : "\"type\":\"summary\""));
+  }
+  // The binary outputs take file names: "-" would have been a file named "-".
+  expect_usage_error("--out - --save -", "--save: '-' (standard output) is for --out");
+  expect_usage_error("--mode async --checkpoint -", "give a file name (./- for a file");
 }
 
 TEST_CASE("CLI: scenario and checkpoint problems exit 2 with one line", "[cli]") {

@@ -17,6 +17,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "config/run_config.hpp"
@@ -138,6 +139,13 @@ TEST_CASE("launch deals the workers out over --processes work processes", "[netw
   for (int w = 0; w < 5; ++w)
     CHECK_THAT(r.output, Catch::Contains("worker " + std::to_string(w) + ": finished"));
   CHECK_THAT(r.output, Catch::Contains("psgd serve: workers joined; training starts"));
+  // Which process holds which ids: each work process says so with the pid launch named.
+  auto at = r.output.find("worker process 0 pid ");
+  REQUIRE(at != std::string::npos);
+  const auto pid0 = std::stoi(r.output.substr(at + 21));
+  CHECK_THAT(r.output, Catch::Matches(fmt::format("[\\s\\S]*psgd work \\(pid {}\\): workers "
+                                                  "\\d, \\d, \\d joined 127\\.0\\.0\\.1:[\\s\\S]*",
+                                                  pid0)));
   // Without --processes, one per worker.
   auto one_each = run_psgd("launch --mode async --workers 3 --epochs 0.2 --quiet");
   INFO(one_each.output);
