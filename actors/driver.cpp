@@ -365,6 +365,8 @@ void restart_server(self_ptr self, const caf::error& reason) {
   }
   if (st.injector)
     self->send(st.injector, rejoin_atom::value, st.server);
+  if (st.summary.interrupted) // the interrupt reached the server that stopped
+    self->send(st.server, done_atom::value);
 }
 
 /// A peer killed the published facade while the server lives: publish a successor on the
@@ -467,6 +469,9 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       if (st.finished || st.finishing)
         return;
       st.finishing = true;
+      if (st.summary.interrupted)
+        record_event(self,
+                     interruption_note(stats.version, stats.samples, st.job->data->train.rows));
       note_unreached_events(self, stats.version);
       st.summary.evaluations.push_back(evaluate(self, snap, stats));
       st.summary.final_stats = stats;
@@ -492,6 +497,13 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         start_injector(self, [] {});
     },
     [=](tick_atom) { collect(self); },
+    [=](done_atom) {
+      auto& st = self->state;
+      if (st.finishing || st.finished || st.summary.interrupted)
+        return;
+      st.summary.interrupted = true;
+      self->send(st.server, done_atom::value);
+    },
     [=](join_atom, int32_t count) {
       if (self->state.finishing || self->state.finished)
         return;

@@ -43,6 +43,11 @@ double per_second(double x, double seconds) {
 
 } // namespace
 
+std::string interruption_note(uint64_t version, int64_t samples, int64_t train_rows) {
+  return fmt::format("interrupted at update {} (epoch {:.2f}): the results are the run's so far",
+                     version, double(samples) / double(train_rows));
+}
+
 std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
                           int64_t train_rows) {
   // Least squares has no accuracy: its test loss says how far it is from the optimum.
@@ -186,6 +191,7 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
                     {"rejected_unknown_worker", s.rejected_unknown}}},
     {"workers", workers},
     {"events", r.events},
+    {"interrupted", r.interrupted},
     {"stale_lr", cfg.stale_lr},
     {"simulated_staleness", cfg.simulate_staleness.empty() ? "none" : cfg.simulate_staleness},
   };

@@ -31,6 +31,9 @@ namespace psgd {
 eval_point evaluate_at(const model::model& m, const float* params, const data::dataset& train,
                        int64_t loss_rows, const data::dataset& test, const server_stats& stats);
 
+/// The event of a run the user interrupted (SIGINT, SIGTERM) after `version` updates.
+std::string interruption_note(uint64_t version, int64_t samples, int64_t train_rows);
+
 std::string progress_line(const run_config& cfg, const eval_point& p, const server_stats& s,
                           int64_t train_rows);
 

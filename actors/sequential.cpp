@@ -41,12 +41,18 @@ caf::expected<run_summary> run_sequential(const training_job& job) {
     s.seconds = seconds;
     s.gradients_applied = static_cast<int64_t>(s.version);
     s.staleness_histogram = {static_cast<int64_t>(s.version)};
-    w.pushed = w.applied = static_cast<int64_t>(s.version);
+    w.computed = w.pushed = w.applied = static_cast<int64_t>(s.version);
     s.workers = {w};
     return s;
   };
   auto start = clock::now();
   while (!finished()) {
+    if (job.interrupt != nullptr && job.interrupt->load(std::memory_order_relaxed)) {
+      r.interrupted = true;
+      r.events.push_back(interruption_note(s.version, s.samples, train.rows));
+      std::cerr << fmt::format("[sequential] {}\n", r.events.back());
+      break;
+    }
     float loss = m.gradient(params.data(), train, sampler.next(), cfg.batch, grad.data(), *ws);
     // The servers' rule (server_core::commit): a loss above the threshold, or NaN, stops the
     // run. Before, sequential SGD went on and reported NaN results with exit 0.

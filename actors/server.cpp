@@ -45,6 +45,9 @@ void answer_round(Self* self) {
 /// Ends an evaluation pause: answer the held workers, then the pushes that came meanwhile
 /// (until one of them pauses again).
 template <class Self>
+void report(Self* self);
+
+template <class Self>
 void resume(Self* self) {
   auto& st = self->state;
   st.paused = false;
@@ -58,6 +61,8 @@ void resume(Self* self) {
     st.deferred.pop_front();
     handle_push(self, std::move(g), std::move(rp));
   }
+  if (!st.paused && st.core->finished())
+    report(self); // stopped early during the pause: no update comes to end the run
 }
 
 /// Tells the observer about a notable event (it logs it and keeps it in the results).
@@ -458,6 +463,12 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     },
     [=](crash_atom) {
       self->quit(make_error(error_code::injected_crash, "the server (scenario)"));
+    },
+    [=](done_atom) {
+      auto& st = self->state;
+      st.core->stop_early();
+      if (!st.paused) // else resume() ends it once the evaluation answers
+        report(self);
     },
     [=](tick_atom) {
       auto& st = self->state;

@@ -176,6 +176,7 @@ caf::expected<run_summary> run_training(caf::actor_system& sys, const training_j
   self->monitor(d);
   self->send(d, run_atom::value);
   bool done = false;
+  bool interrupt_sent = false;
   self->receive_while([&] { return !done; })(
     [&](run_summary& r) {
       result = std::move(r);
@@ -190,6 +191,12 @@ caf::expected<run_summary> run_training(caf::actor_system& sys, const training_j
         result = make_error(error_code::peer_lost,
                             "the driver died: " + sys.render(msg.reason));
         done = true;
+      }
+    },
+    caf::after(std::chrono::milliseconds{100}) >> [&] {
+      if (job.interrupt != nullptr && *job.interrupt && !interrupt_sent) {
+        self->send(d, done_atom::value);
+        interrupt_sent = true;
       }
     });
   return result;

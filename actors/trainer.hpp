@@ -8,9 +8,13 @@
 // - run_training() runs the job to the end of its budget and returns its summary; in
 //   `sequential` mode without actors, otherwise with a driver, a server and the workers on
 //   `sys`. It blocks the calling thread; every actor it started has been told to exit when
-//   it returns. Errors (a dead server, all workers lost) come back as values.
+//   it returns. Errors (a dead server, all workers lost) come back as values. Once
+//   *job.interrupt is set (a signal handler may set it) the run stops within ~0.1 s as if its
+//   budget were spent (final evaluation, checkpoint, accounting) and its summary says
+//   `interrupted`.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -52,6 +56,8 @@ struct training_job {
   std::vector<std::string> resume_notes;
   /// Set: publish the server's facade and wait for remote workers instead of spawning them.
   std::optional<serve_options> serve;
+  /// Set to true to stop the run early with its results so far; null: never.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 /// The data set a config names: Fashion-MNIST from cfg.data, or the synthetic problem for

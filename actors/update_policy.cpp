@@ -73,7 +73,7 @@ const snapshot& server_core::snapshot_for(int32_t) {
 }
 
 bool server_core::finished() const {
-  return (settings_.max_updates > 0 && current_.version >= settings_.max_updates)
+  return stopped_early_ || (settings_.max_updates > 0 && current_.version >= settings_.max_updates)
          || (settings_.sample_budget > 0 && samples_ >= settings_.sample_budget);
 }
 

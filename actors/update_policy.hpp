@@ -157,7 +157,10 @@ public:
   const snapshot& current() const { return current_; }
   /// What to answer `worker` with: current(), or (simulated staleness) an older snapshot.
   const snapshot& snapshot_for(int32_t worker);
+  /// The budget is spent, or stop_early() ended it.
   bool finished() const;
+  /// Ends the budget now (the user interrupted the run): finished() from here on.
+  void stop_early() { stopped_early_ = true; }
   bool all_joined() const { return joined_ >= settings_.expected_workers; }
   bool restored() const { return restored_; }
   /// Workers whose gradients made the last closed round (to answer when it closes).
@@ -234,6 +237,7 @@ private:
   reject_reason last_rejection_ = reject_reason::wrong_length;
   bool quarantined_now_ = false;
   bool diverged_ = false;
+  bool stopped_early_ = false;
   float last_loss_ = 0;
   int64_t rejected_unknown_ = 0;
   // The open round (sync, backup): its gradients are held (shared, not copied) and summed

@@ -25,11 +25,19 @@ namespace psgd {
 
 namespace {
 
-volatile sig_atomic_t interrupted = 0;
+/// SIGINT/SIGTERM received so far. The first, once the server listens, goes on to it
+/// (it stops the run with its results so far); a second stops every process at once.
+volatile sig_atomic_t interrupts = 0;
+volatile sig_atomic_t first_signal = SIGINT;
 
-void on_signal(int) {
-  interrupted = 1;
+void on_signal(int signo) {
+  if (interrupts == 0)
+    first_signal = signo;
+  interrupts = interrupts + 1;
 }
+
+/// How long the server may take to stop a run it was asked to stop before launch stops it.
+constexpr std::chrono::seconds stop_grace{30};
 
 /// Starts `argv` as a child that dies with us; `err_fd` (if >= 0) replaces its stderr (and
 /// its stdout too if `both`), and `cpu` (if >= 0) is the one CPU it may run on. Returns the
@@ -41,6 +49,9 @@ pid_t start(const std::vector<std::string>& argv, int err_fd, int cpu = -1, bool
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) // the launcher died before prctl took effect
     _exit(127);
+  // A group of its own: a Ctrl-C at the terminal reaches the launcher alone, which passes it
+  // to the server (a work process that died of it would be a lost worker).
+  setpgid(0, 0);
   if (cpu >= 0)
     pin_current_thread(cpu); // inherited by exec and by every thread the child starts
   if (err_fd >= 0) {
@@ -149,7 +160,7 @@ void forward_all(int fd, line_forwarder& echo) {
 int read_port(int fd, pid_t server, line_forwarder& echo, std::optional<int>* exited) {
   std::string buffer;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline && !interrupted) {
+  while (std::chrono::steady_clock::now() < deadline && interrupts == 0) {
     pollfd p{fd, POLLIN, 0};
     if (poll(&p, 1, 100) > 0) {
       char chunk[4096];
@@ -246,7 +257,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       children.erase(server);
     stop_all(children);
     echo.finish();
-    if (interrupted)
+    if (interrupts > 0)
       return 130;
     // The server refused its options or data (exit 2) and said why: that is launch's answer.
     if (server_exit && exit_code_of(*server_exit) == 2)
@@ -321,7 +332,17 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   // processes with it, and its own line must come last.
   size_t work_alive = children.size() - 1, work_succeeded = 0;
   std::optional<std::chrono::steady_clock::time_point> all_failed_at;
-  while (!server_done && !interrupted) {
+  std::optional<std::chrono::steady_clock::time_point> stop_asked_at;
+  while (!server_done && interrupts < 2) {
+    if (interrupts == 1 && !stop_asked_at) {
+      stop_asked_at = std::chrono::steady_clock::now();
+      kill(server, first_signal);
+      say("psgd launch: interrupted; the server stops the run with its results so far (again "
+          "to stop every process at once)\n");
+    }
+    // The server's final evaluation and the workers' reports take seconds, not more.
+    if (stop_asked_at && std::chrono::steady_clock::now() - *stop_asked_at > stop_grace)
+      break;
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid < 0 && errno != EINTR)
@@ -367,7 +388,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   }
   if (server_done && exit_code_of(server_status) == 0)
     say_due(std::chrono::steady_clock::time_point::max());
-  if (interrupted) {
+  if (!server_done && interrupts > 0) {
     stop_all(children);
     join_forwarders();
     say("psgd launch: interrupted; every process stopped\n");

@@ -5,9 +5,12 @@
 // worker processes, forwards their stderr (the work processes' through one pipe, where a line
 // the same as an earlier one is counted and left out), and returns the server's
 // exit code once it has exited. It never leaves a process behind: every child dies with the
-// launcher (PR_SET_PDEATHSIG), on SIGINT/SIGTERM the children are stopped and the launcher
-// exits 130, and once the server has exited the workers still running get SIGTERM, then
-// SIGKILL. A worker process that fails is reported; the server decides how training goes on.
+// launcher (PR_SET_PDEATHSIG). The children have a process group of their own: the first
+// SIGINT/SIGTERM to the launcher goes on to the server once it listens (it stops the
+// run with its results so far, the workers stop as after the budget, and launch returns the
+// server's code); before that, at a second signal, or 30 s after the first, every child is
+// stopped and the launcher exits 130. Once the server has exited the workers still running
+// get SIGTERM, then SIGKILL. A worker process that fails is reported; the server decides how training goes on.
 // Not thread-safe: one launch per process.
 #pragma once
 

@@ -11,8 +11,10 @@
 //
 // Exit codes: 0 success; 2 a usage or input error (one line on stderr naming the problem,
 // before any training starts); 1 a run that failed (e.g. the server died).
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -289,7 +291,27 @@ std::string final_line(const run_config& cfg, const run_summary& r, int64_t trai
                         s["staleness_max"].get<size_t>());
   if (cfg.parsed_mode == train_mode::backup)
     line += fmt::format(", dropped {}", s["gradients_dropped"].get<int64_t>());
+  if (r.interrupted)
+    line += " (interrupted)";
   return line;
+}
+
+/// The first SIGINT or SIGTERM of a training run stops it with its results so far; the
+/// handler then gives way to the default one, so a second signal ends the process at once.
+std::atomic<bool> interrupt_requested{false};
+volatile sig_atomic_t interrupt_signal = 0;
+
+void on_interrupt(int signo) {
+  interrupt_signal = signo;
+  interrupt_requested.store(true);
+}
+
+void stop_training_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 }
 
 /// Bounds the actor system's shutdown. CAF 0.17 closes a connection only once its pending
@@ -352,6 +374,9 @@ int train_and_report(caf::actor_system& sys, const run_config& run, const traini
     return refused ? exit_usage : exit_failure;
   }
   const auto rows = job.data->train.rows;
+  // An interrupted run's results are written like any other's; its exit code says that it
+  // did not spend its budget (128 + the signal, as the shell reports a process it killed).
+  const int rc = result->interrupted ? 128 + interrupt_signal : 0;
   // With --out - the JSON lines have stdout to themselves: a pipe into jq reads only JSON.
   (run.out == stdout_path ? std::cerr : std::cout) << final_line(run, *result, rows) << std::endl;
   if (!run.out.empty())
@@ -367,7 +392,7 @@ int train_and_report(caf::actor_system& sys, const run_config& run, const traini
       return exit_failure;
     }
   }
-  return 0;
+  return rc;
 }
 
 /// How long a process may take to shut down its actor system once its results are out.
@@ -428,6 +453,8 @@ int cmd_train(int argc, char** argv, bool serve = false) {
     cfg.fit_scheduler_to(run);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
+  job->interrupt = &interrupt_requested;
+  stop_training_on_signals();
   return deadline.arm(train_and_report(sys, run, *job));
 }
 

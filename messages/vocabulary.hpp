@@ -252,12 +252,13 @@ struct run_summary {
   server_stats final_stats;
   snapshot final_params;
   std::vector<std::string> events;      ///< notable events (a worker lost, ...), in order
+  bool interrupted = false;             ///< stopped by the user before the budget was spent
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
   return f(caf::meta::type_name("run_summary"), x.evaluations, x.class_received,
-           x.class_applied, x.final_stats, x.final_params, x.events);
+           x.class_applied, x.final_stats, x.final_params, x.events, x.interrupted);
 }
 
 /// One injected effect on a worker, sent by the injector (see config/scenario.hpp).
@@ -403,12 +404,14 @@ using upstream_actor = caf::typed_actor<
 using facade_actor = upstream_actor::extend<
   caf::replies_to<hello_atom, hello_request>::with<run_spec>>;
 
-/// The parameter server. tick() is its own watchdog timer (round timeout).
+/// The parameter server. tick() is its own watchdog timer (round timeout). done() comes from
+/// the driver: the user interrupted the run; end the budget now, as if it were spent.
 using server_actor = upstream_actor::extend<
   caf::replies_to<stats_atom>::with<server_stats>,
   caf::replies_to<watch_atom, uint64_t>::with<uint64_t>,
   caf::reacts_to<crash_atom>,
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>,
+  caf::reacts_to<done_atom>>;
 
 /// Who the server reports to (the driver). Training pauses while the observer evaluates a
 /// progress snapshot; its answer (resume) lets it go on. start() says training started
@@ -438,9 +441,11 @@ using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to
 /// The driver: runs one training job and answers with its summary. tick() is its own timer
 /// (the bound on waiting for the workers' reports at the end).
 /// join(count) comes from the injector: start that many new workers.
+/// done() comes from its caller (SIGINT, SIGTERM): stop now and answer with the run so far.
 using driver_actor = observer_actor::extend<caf::replies_to<run_atom>::with<run_summary>,
                                             caf::reacts_to<tick_atom>,
-                                            caf::reacts_to<join_atom, int32_t>>;
+                                            caf::reacts_to<join_atom, int32_t>,
+                                            caf::reacts_to<done_atom>>;
 
 /// The injector: carries out a scenario. start() is answered once every trigger is armed.
 /// fault(i) and heal(i) are its own timers: event i begins, event i's window ends.

@@ -256,6 +256,32 @@ TEST_CASE("CLI: --out - writes only JSON lines to stdout; the result line goes t
   expect_usage_error("--mode async --checkpoint -", "give a file name (./- for a file");
 }
 
+TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][interrupt]") {
+  temp_dir dir;
+  auto r = run_psgd_interrupted(dir.path(),
+                                "train --mode sync --workers 2 --dataset synthetic --epochs 1e6 "
+                                "--eval-every 2000 --out r.jsonl --checkpoint r.ckpt",
+                                "epoch");
+  INFO(r.output);
+  CHECK(r.exit_code == 130);
+  CHECK_THAT(r.output, Catch::Contains("(interrupted)")
+                         && Catch::Contains("[sync] interrupted at update "));
+  auto lines = lines_of(read_file(dir.file("r.jsonl")));
+  REQUIRE(!lines.empty());
+  auto summary = nlohmann::json::parse(lines.back());
+  CHECK(summary["interrupted"] == true);
+  CHECK(summary["accounting"]["lost_in_flight"] == 0);
+  // Its checkpoint resumes: the budget is not spent.
+  auto resumed = run_psgd_interrupted(dir.path(),
+                                      "train --mode sync --workers 2 --dataset synthetic "
+                                      "--epochs 1e6 --eval-every 2000 --checkpoint r.ckpt "
+                                      "--resume r.ckpt",
+                                      "epoch");
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 130);
+  CHECK_THAT(resumed.output, Catch::Contains("training goes on from update"));
+}
+
 TEST_CASE("CLI: scenario and checkpoint problems exit 2 with one line", "[cli]") {
   temp_dir dir;
   std::ofstream{dir.file("typo.json")}

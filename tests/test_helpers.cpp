@@ -13,11 +13,11 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
-#include <sstream>
 
 #include <catch2/catch.hpp>
 
 #include <caf/all.hpp>
+#include <fmt/format.h>
 
 #include "actors/trainer.hpp"
 #include "data/fashion_mnist.hpp"
@@ -92,6 +92,18 @@ std::shared_ptr<const data::split> fashion_mnist() {
 
 command_result run_psgd(const std::string& args) {
   return run_shell(std::string{PSGD_BINARY} + " " + args);
+}
+
+command_result run_psgd_interrupted(const std::string& dir, const std::string& args,
+                                    const std::string& cue) {
+  const auto script = fmt::format(
+    "cd '{0}' && {{ {1} {2} > int.out 2> int.err & pid=$!; "
+    "for i in $(seq 1 1200); do grep -qF '{3}' int.err && break; sleep 0.05; done; "
+    "kill -INT $pid; wait $pid; echo $? > int.rc; }}",
+    dir, PSGD_BINARY, args, cue);
+  REQUIRE(std::system(script.c_str()) == 0);
+  return {std::stoi(read_file(dir + "/int.rc")),
+          read_file(dir + "/int.out") + read_file(dir + "/int.err")};
 }
 
 command_result run_shell(const std::string& command) {

@@ -225,6 +225,29 @@ TEST_CASE("launch m=2 reaches the in-process accuracy within a point in every mo
   }
 }
 
+TEST_CASE("SIGINT to launch: the server stops the run with its results, the workers finish",
+          "[network][interrupt]") {
+  temp_dir dir;
+  auto r = run_psgd_interrupted(dir.path(),
+                                "launch --mode async --workers 2 --dataset synthetic --epochs 1e6 "
+                                "--out r.jsonl",
+                                "training starts");
+  INFO(r.output);
+  CHECK(r.exit_code == 130);
+  CHECK_THAT(r.output, Catch::Contains("psgd launch: interrupted; the server stops the run")
+                         && Catch::Contains("worker 0: finished")
+                         && Catch::Contains("worker 1: finished")
+                         && Catch::Contains("(interrupted)"));
+  auto lines = lines_of(read_file(dir.file("r.jsonl")));
+  REQUIRE(!lines.empty());
+  auto summary = nlohmann::json::parse(lines.back());
+  CHECK(summary["interrupted"] == true);
+  // The work processes were not hit by the signal: no worker was lost.
+  CHECK(summary["accounting"]["lost_in_flight"] == 0);
+  for (const auto& w : summary["workers"])
+    CHECK(w["lost"] == false);
+}
+
 TEST_CASE("kill -9 of a worker process: training completes and names it", "[network]") {
   for (std::string mode : {"--mode sync", "--mode backup --backup 1"}) {
     INFO(mode);

@@ -3,9 +3,13 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include <caf/all.hpp>
+#include <fmt/format.h>
 
 #include "actors/trainer.hpp"
 #include "data/synthetic.hpp"
@@ -119,5 +123,46 @@ TEST_CASE("softmax on Fashion-MNIST reaches 0.80 test accuracy after one epoch",
     INFO(mode << ": " << accuracy[0] << " " << accuracy[1] << " " << accuracy[2]);
     CHECK(accuracy[1] >= 0.80);
     CHECK(accuracy[0] >= 0.75); // under load backup can drop one shard more often
+  }
+}
+
+TEST_CASE("an interrupted run stops soon with its results so far, in every mode",
+          "[interrupt]") {
+  for (std::string mode : {"sequential", "sync", "async", "backup"}) {
+    INFO(mode);
+    auto cfg = testing::test_config(mode);
+    cfg.epochs = 10000; // far beyond what 0.3 s trains
+    REQUIRE(validate(cfg).empty());
+    auto job = prepare_job(cfg, testing::separable_set());
+    REQUIRE(job);
+    std::atomic<bool> interrupt{false};
+    job->interrupt = &interrupt;
+    psgd_config sys_cfg;
+    sys_cfg.fit_scheduler_to(cfg);
+    caf::actor_system sys{sys_cfg};
+    std::thread user{[&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds{300});
+      interrupt = true;
+    }};
+    const auto started = std::chrono::steady_clock::now();
+    auto r = run_training(sys, *job);
+    const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    user.join();
+    REQUIRE(r);
+    CHECK(r->interrupted);
+    CHECK(seconds < 10); // the poll is every 0.1 s, the final evaluation and reports follow
+    const auto& s = r->final_stats;
+    CHECK(s.version > 0);
+    CHECK(s.samples < int64_t{10000} * 8192);
+    REQUIRE(!r->events.empty());
+    CHECK_THAT(r->events.back(), Catch::StartsWith(fmt::format("interrupted at update {}",
+                                                                s.version)));
+    // The final evaluation is of the parameters at the interrupt, and nothing went missing.
+    CHECK(r->final_params.version == s.version);
+    CHECK(r->evaluations.back().test_accuracy > 0.5);
+    for (const auto& w : s.workers)
+      CHECK(w.computed == w.applied + w.dropped + w.after_stop + w.rejected_total()
+                            + w.lost_in_network + w.lost_in_flight);
   }
 }
