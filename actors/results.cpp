@@ -291,10 +291,14 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
     };
     const auto quality = s.value("model", "") == "lsq" ? "L " + shown("final_test_loss", "{:.4g}")
                                                        : shown("final_test_accuracy", "{:.4f}");
-    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}  {}\n",
+    // A run stopped by the user did not spend its budget: its row must not pass for one.
+    const auto stopped = s.find("interrupted");
+    const bool interrupted = stopped != s.end() && stopped->is_boolean() && stopped->get<bool>();
+    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}  {}{}\n",
                        mode, s.value("model", "?"), s.value("m", 0), s.value("e", 0),
                        s.value("b", 0), s.value("samples_per_s", 0.0), s.value("updates", 0),
-                       quality, extra, s.value("scenario", "-"));
+                       quality, extra, s.value("scenario", "-"),
+                       interrupted ? " (interrupted)" : "");
   }
   return out;
 }

@@ -103,6 +103,12 @@ TEST_CASE("the comparison table shows staleness for async and drops for backup",
                                 backup_summary().final_stats, 60000);
   CHECK_THAT(progress, Catch::Contains("[backup]") && Catch::Contains("dropped 37")
                          && Catch::Contains("test acc 0.8100"));
+  CHECK(backup["interrupted"] == false);
+  CHECK_THAT(table, !Catch::Contains("interrupted"));
+  auto stopped = backup_summary();
+  stopped.interrupted = true;
+  CHECK_THAT(comparison_table({summary_json(backup_config(), stopped, 60000)}),
+             Catch::Contains("(interrupted)"));
 }
 
 TEST_CASE("a summary read back is checked before it is tabulated", "[results]") {
