@@ -1,4 +1,5 @@
 #include "actors/results.hpp"
+#include "config/build_info.hpp"
 #include "data/chi_square.hpp"
 
 #include <algorithm>
@@ -192,6 +193,7 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"workers", workers},
     {"events", r.events},
     {"interrupted", r.interrupted},
+    {"build", build_info()},
     {"stale_lr", cfg.stale_lr},
     {"simulated_staleness", cfg.simulate_staleness.empty() ? "none" : cfg.simulate_staleness},
   };

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "actors/trainer.hpp"
+#include "config/build_info.hpp"
 
 namespace psgd {
 
@@ -117,7 +118,8 @@ nlohmann::json sweep_json(const run_config& base, const sweep_point& p) {
           {"b", base.batch},
           {"epochs", base.epochs},
           {"stale_lr", base.stale_lr},
-          {"hidden", p.model == "mlp" ? nlohmann::json(base.hidden) : nlohmann::json()}};
+          {"hidden", p.model == "mlp" ? nlohmann::json(base.hidden) : nlohmann::json()},
+          {"build", build_info()}};
 }
 
 std::string sweep_table(const std::vector<sweep_point>& points) {

@@ -41,6 +41,7 @@
 #include "actors/results.hpp"
 #include "actors/sweep.hpp"
 #include "actors/trainer.hpp"
+#include "config/build_info.hpp"
 #include "config/commands.hpp"
 #include "config/run_config.hpp"
 #include "data/fashion_mnist.hpp"
@@ -65,6 +66,7 @@ const char* usage_text =
   "       psgd report FILE... [--out DIR]    comparison table of train/launch --out files;\n"
   "                                          --out DIR: HTML report with plots (gnuplot), of\n"
   "                                          sweep --out files too\n"
+  "       psgd --version                     version, commit and libraries of this build\n"
   "\n"
   "examples:\n"
   "  psgd train --mode async --workers 2 --model softmax --epochs 3 --batch 32 --lr 0.1\n"
@@ -815,6 +817,10 @@ int run_command(int argc, char** argv) {
     return cmd_sweep(argc, argv);
   if (command == "help" || command == "--help" || command == "-h") {
     std::cout << usage_text;
+    return 0;
+  }
+  if (command == "version" || command == "--version") {
+    std::cout << build_info() << '\n';
     return 0;
   }
   return usage_error(fmt::format("unknown command '{}' (psgd --help lists them)", command));

@@ -195,6 +195,17 @@ TEST_CASE("CLI: unknown command and no command exit 2", "[cli]") {
   CHECK(run_psgd("help").exit_code == 0);
 }
 
+TEST_CASE("CLI: --version names the build; every summary records it", "[cli]") {
+  auto r = run_psgd("--version");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::StartsWith("psgd 0.") && Catch::Contains("(commit ")
+                         && Catch::Contains("CAF 0.17"));
+  temp_dir dir;
+  REQUIRE(run_psgd("train --epochs 0.05 --quiet --out " + dir.file("r.jsonl")).exit_code == 0);
+  auto summary = nlohmann::json::parse(lines_of(read_file(dir.file("r.jsonl"))).back());
+  CHECK(summary["build"] == lines_of(r.output).front());
+}
+
 TEST_CASE("CLI: --help lists the options and exits 0", "[cli]") {
   auto r = run_psgd("train --help");
   CHECK(r.exit_code == 0);
