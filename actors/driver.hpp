@@ -27,6 +27,9 @@
 //   reports its count of computed gradients to the server as it does), then takes the
 //   server's final counters, so the summary's no-loss equation counts the gradients pushed
 //   after the end too.
+// - done() (run_training() on SIGINT/SIGTERM) tells the server to end the budget now (also
+//   a server restarted after it); the run then ends as at the end of its budget, and the
+//   summary is `interrupted` with an event naming the update.
 // - Evaluation runs in the driver's handler, concurrently with training.
 #pragma once
 

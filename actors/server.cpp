@@ -42,11 +42,11 @@ void answer_round(Self* self) {
   }
 }
 
-/// Ends an evaluation pause: answer the held workers, then the pushes that came meanwhile
-/// (until one of them pauses again).
 template <class Self>
 void report(Self* self);
 
+/// Ends an evaluation pause: answer the held workers, then the pushes that came meanwhile
+/// (until one of them pauses again).
 template <class Self>
 void resume(Self* self) {
   auto& st = self->state;

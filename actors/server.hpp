@@ -11,7 +11,9 @@
 //   stops with error peer_lost ("no worker joined ...").
 // - push(g) is answered with the next snapshot: async at once; sync/backup when the round
 //   closes; a late backup gradient at once (with the current snapshot). Once the budget is
-//   spent every push is answered with error training_finished.
+//   spent every push is answered with error training_finished. done() (the user interrupted
+//   the run) spends it at once: the observer gets done as at the end (after an evaluation
+//   pause, if one is open), an open round's workers get training_finished.
 // - Every member is monitored: a dead worker leaves the quorum (a round waiting for it
 //   closes with the live workers) and is marked lost in the stats. A dead observer stops the
 //   server.
