@@ -202,7 +202,7 @@ TEST_CASE("CLI: --version names the build; every summary records it", "[cli]") {
                          && Catch::Contains("CAF 0.17"));
   temp_dir dir;
   REQUIRE(run_psgd("train --epochs 0.05 --quiet --out " + dir.file("r.jsonl")).exit_code == 0);
-  auto summary = nlohmann::json::parse(lines_of(read_file(dir.file("r.jsonl"))).back());
+  auto summary = last_record(dir.file("r.jsonl"));
   CHECK(summary["build"] == lines_of(r.output).front());
 }
 
@@ -277,9 +277,7 @@ TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][in
   CHECK(r.exit_code == 130);
   CHECK_THAT(r.output, Catch::Contains("(interrupted)")
                          && Catch::Contains("[sync] interrupted at update "));
-  auto lines = lines_of(read_file(dir.file("r.jsonl")));
-  REQUIRE(!lines.empty());
-  auto summary = nlohmann::json::parse(lines.back());
+  auto summary = last_record(dir.file("r.jsonl"));
   CHECK(summary["interrupted"] == true);
   CHECK(summary["accounting"]["lost_in_flight"] == 0);
   // Its checkpoint resumes: the budget is not spent.

@@ -106,6 +106,13 @@ command_result run_psgd_interrupted(const std::string& dir, const std::string& a
           read_file(dir + "/int.out") + read_file(dir + "/int.err")};
 }
 
+nlohmann::json last_record(const std::string& path) {
+  auto lines = lines_of(read_file(path));
+  INFO(path);
+  REQUIRE_FALSE(lines.empty());
+  return nlohmann::json::parse(lines.back());
+}
+
 command_result run_shell(const std::string& command) {
   FILE* pipe = popen(("(" + command + ") 2>&1").c_str(), "r");
   REQUIRE(pipe != nullptr);

@@ -11,6 +11,7 @@
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
 
 #include "config/run_config.hpp"
 #include "config/scenario.hpp"
@@ -60,6 +61,9 @@ std::string read_file(const std::string& path);
 /// A small separable 10-class set (8192 train, 1024 test rows of 32 features), made once per
 /// test process: fast end-to-end runs.
 std::shared_ptr<const data::split> separable_set();
+
+/// The last line of a results file (--out), parsed: its summary (REQUIREs one).
+nlohmann::json last_record(const std::string& path);
 
 /// Lines of text, without empty ones.
 std::vector<std::string> lines_of(const std::string& text);

@@ -238,9 +238,7 @@ TEST_CASE("SIGINT to launch: the server stops the run with its results, the work
                          && Catch::Contains("worker 0: finished")
                          && Catch::Contains("worker 1: finished")
                          && Catch::Contains("(interrupted)"));
-  auto lines = lines_of(read_file(dir.file("r.jsonl")));
-  REQUIRE(!lines.empty());
-  auto summary = nlohmann::json::parse(lines.back());
+  auto summary = last_record(dir.file("r.jsonl"));
   CHECK(summary["interrupted"] == true);
   // The work processes were not hit by the signal: no worker was lost.
   CHECK(summary["accounting"]["lost_in_flight"] == 0);
@@ -666,9 +664,7 @@ TEST_CASE("a scenario's faults reach worker processes: a lossy link and a slow w
   CHECK_THAT(r.output, Catch::Contains("injected event 0: drop each gradient")
                          && Catch::Contains("injected event 1: slow")
                          && Catch::Contains("injected event 1 ended"));
-  auto lines = lines_of(read_file(dir.file("run.jsonl")));
-  REQUIRE_FALSE(lines.empty());
-  auto summary = nlohmann::json::parse(lines.back());
+  auto summary = last_record(dir.file("run.jsonl"));
   CHECK(summary["transport"] == "network");
   const auto& w = summary["workers"];
   REQUIRE(w.size() == 2);
