@@ -473,7 +473,11 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         record_event(self,
                      interruption_note(stats.version, stats.samples, st.job->data->train.rows));
       note_unreached_events(self, stats.version);
-      st.summary.evaluations.push_back(evaluate(self, snap, stats));
+      // An interrupt during an evaluation pause ends the run at the version just evaluated:
+      // that evaluation is the final one (before, it was made and written twice).
+      auto& evals = st.summary.evaluations;
+      if (evals.empty() || evals.back().updates != snap.version)
+        evals.push_back(evaluate(self, snap, stats));
       st.summary.final_stats = stats;
       st.summary.final_params = snap;
       // Step 1: the workers stop as their next push is refused; wait for their reports.

@@ -155,6 +155,15 @@ struct run {
   bool has_summary() const { return summary.is_object(); }
   std::string mode() const { return text_at(summary, "mode", "?"); }
   bool has_accuracy() const { return text_at(summary, "model") != "lsq"; }
+  /// Stopped by the user before its budget was spent (its label says so).
+  bool interrupted() const {
+    if (!has_summary())
+      return false;
+    auto it = summary.find("interrupted");
+    return it != summary.end() && it->is_boolean() && it->get<bool>();
+  }
+  /// Has staleness to show: the modes that apply gradients on arrival.
+  bool asynchronous() const { return mode() == "async" || mode() == "ssp"; }
 };
 
 struct sweep_point {
@@ -329,6 +338,9 @@ void label_runs(std::vector<run>& runs) {
   }
   disambiguate(runs, [&](size_t i, size_t) { return fmt::format(" ({})", runs[i].stem); });
   disambiguate(runs, [](size_t, size_t k) { return fmt::format(" #{}", k + 1); });
+  for (auto& r : runs) // in the table and every plot's key
+    if (r.interrupted())
+      r.label += " (interrupted)";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,8 +479,7 @@ void add_eval_plots(const std::vector<run>& runs, report_builder& b) {
 bool shows_staleness(const run& r) {
   if (!r.has_summary())
     return false;
-  const auto mode = r.mode();
-  if (mode == "async" || mode == "ssp")
+  if (r.asynchronous())
     return true;
   return fractions(numbers_at(r.summary, "staleness_histogram")).size() > 1;
 }
@@ -975,8 +986,9 @@ std::string runs_table(const std::vector<run>& runs) {
                     integer_text(s, "updates"),
                     r.has_accuracy() ? cell(number_at(s, "final_test_accuracy"), "{:.4f}") : "-",
                     cell(number_at(s, "final_test_loss"), "{:.4g}"),
-                    cell(number_at(s, "staleness_mean"), "{:.2f}") + " / " +
-                      integer_text(s, "staleness_max"),
+                    r.asynchronous() ? cell(number_at(s, "staleness_mean"), "{:.2f}") + " / "
+                                         + integer_text(s, "staleness_max")
+                                     : "-",
                     integer_text(s, "gradients_dropped")});
   }
   return t + "</table>\n";

@@ -45,6 +45,8 @@ double per_second(double x, double seconds) {
 } // namespace
 
 std::string interruption_note(uint64_t version, int64_t samples, int64_t train_rows) {
+  if (version == 0)
+    return "interrupted before the first update: nothing was trained";
   return fmt::format("interrupted at update {} (epoch {:.2f}): the results are the run's so far",
                      version, double(samples) / double(train_rows));
 }

@@ -76,7 +76,10 @@ caf::expected<run_summary> run_sequential(const training_job& job) {
   }
   seconds += std::chrono::duration<double>(clock::now() - start).count();
   r.final_stats = stats_now();
-  r.evaluations.push_back(evaluate_at(m, params.data(), train, cfg.loss_subsample, job.data->test, s));
+  // Interrupted right after an evaluation: that one is the final one.
+  if (r.evaluations.empty() || r.evaluations.back().updates != s.version)
+    r.evaluations.push_back(
+      evaluate_at(m, params.data(), train, cfg.loss_subsample, job.data->test, s));
   r.final_params = snapshot{s.version, float_buffer{std::move(params)}};
   return r;
 }

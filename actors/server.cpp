@@ -154,7 +154,9 @@ void report(Self* self) {
     // The training time ends with the last update: not after the final evaluation and the
     // workers' reports, which the observer's later stats request would otherwise count.
     st.core->pause_clock();
-    if (!st.core->settings().checkpoint_path.empty())
+    // Not when interrupted before training started: a checkpoint without members would
+    // resume with whoever joins first (a sync m=2 run went on with one worker).
+    if (!st.core->settings().checkpoint_path.empty() && st.core->training_started())
       write_checkpoint_now(self);
     // The observer first: the workers stop as they hear of it.
     self->send(st.observer, done_atom::value, st.core->current(), st.core->stats());

@@ -163,6 +163,8 @@ public:
   void stop_early() { stopped_early_ = true; }
   bool all_joined() const { return joined_ >= settings_.expected_workers; }
   bool restored() const { return restored_; }
+  /// start_clock() was called: every expected worker joined (or the join wait ended).
+  bool training_started() const { return clock_running_; }
   /// Workers whose gradients made the last closed round (to answer when it closes).
   const std::vector<int32_t>& last_round() const { return last_round_; }
   const server_settings& settings() const { return settings_; }

@@ -257,8 +257,10 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       children.erase(server);
     stop_all(children);
     echo.finish();
-    if (interrupts > 0)
+    if (interrupts > 0) {
+      say("psgd launch: interrupted before the server listened; every process stopped\n");
       return 130;
+    }
     // The server refused its options or data (exit 2) and said why: that is launch's answer.
     if (server_exit && exit_code_of(*server_exit) == 2)
       return 2;
@@ -394,8 +396,10 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     say("psgd launch: interrupted; every process stopped\n");
     return 130;
   }
-  // The workers stop by themselves once the server is done; give them a moment.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  // The workers stop by themselves once the server is done; give them a moment. Before
+  // training started they were still loading or connecting: nothing is left for them.
+  auto deadline = std::chrono::steady_clock::now()
+                  + (training_started ? std::chrono::seconds(3) : std::chrono::seconds(0));
   while (!children.empty() && std::chrono::steady_clock::now() < deadline) {
     for (auto i = children.begin(); i != children.end();)
       i = waitpid(i->first, nullptr, WNOHANG) == i->first ? children.erase(i) : std::next(i);

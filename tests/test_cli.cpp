@@ -289,6 +289,16 @@ TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][in
   INFO(resumed.output);
   CHECK(resumed.exit_code == 130);
   CHECK_THAT(resumed.output, Catch::Contains("training goes on from update"));
+  // Before any worker joined there is nothing to keep: a checkpoint without members resumed
+  // a sync m=2 run with whoever joined first.
+  auto waiting = run_psgd_interrupted(dir.path(),
+                                      "serve --port 0 --mode sync --workers 2 --dataset "
+                                      "synthetic --checkpoint early.ckpt",
+                                      "waiting for 2 worker(s)");
+  INFO(waiting.output);
+  CHECK(waiting.exit_code == 130);
+  CHECK_THAT(waiting.output, Catch::Contains("interrupted before the first update"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("early.ckpt")));
 }
 
 TEST_CASE("CLI: scenario and checkpoint problems exit 2 with one line", "[cli]") {

@@ -291,9 +291,11 @@ TEST_CASE("runs are labelled by mode, transport, m and e, scenario, then file", 
   write_lines(dir.file("first.jsonl"), run_lines("backup"));
   write_lines(dir.file("second.jsonl"), run_lines("backup"));
   write_lines(dir.file("lsq.jsonl"), run_lines("sequential", {{"model", "lsq"}}));
+  write_lines(dir.file("stopped.jsonl"), run_lines("ssp", {{"interrupted", true}}));
   auto r = write_report_plots({dir.file("a2.jsonl"), dir.file("a4.jsonl"), dir.file("net.jsonl"),
                                dir.file("slow.jsonl"), dir.file("first.jsonl"),
-                               dir.file("second.jsonl"), dir.file("lsq.jsonl")},
+                               dir.file("second.jsonl"), dir.file("stopped.jsonl"),
+                               dir.file("lsq.jsonl")},
                               dir.file("out it's"));  // gnuplot must find it anyway
   REQUIRE(r);
   const std::vector<std::string> labels = {"async m=2 e=0",
@@ -302,6 +304,7 @@ TEST_CASE("runs are labelled by mode, transport, m and e, scenario, then file", 
                                            "sync net it's <b>&\"slow\"",
                                            "backup (first)",
                                            "backup (second)",
+                                           "ssp (interrupted)",
                                            "sequential"};
   CHECK(plot_named(*r, "loss_vs_updates.svg").series == labels);
   // Least squares has no accuracy: left out of the accuracy plots, and the caption says so.
@@ -314,6 +317,14 @@ TEST_CASE("runs are labelled by mode, transport, m and e, scenario, then file", 
   CHECK(html.find("<td>sync net it&#39;s &lt;b&gt;&amp;&quot;slow&quot;</td>") !=
         std::string::npos);
   CHECK(html.find("<b>&") == std::string::npos);
+  // Staleness only where gradients are applied on arrival, as in the terminal table.
+  const auto row_of = [&](const std::string& label) {
+    auto at = html.find("<td>" + label + "</td>");
+    REQUIRE(at != std::string::npos);
+    return html.substr(at, html.find("</tr>", at) - at);
+  };
+  INFO(row_of("sync net"));
+  CHECK_THAT(row_of("sync net"), Catch::EndsWith("<td>-</td><td>0</td>"));
 }
 
 TEST_CASE("missing optional data leaves plots out, each with a one-line reason", "[report]") {

@@ -132,6 +132,7 @@ TEST_CASE("an interrupted run stops soon with its results so far, in every mode"
     INFO(mode);
     auto cfg = testing::test_config(mode);
     cfg.epochs = 10000; // far beyond what 0.3 s trains
+    cfg.eval_every = 50; // often paused for an evaluation when the interrupt comes
     REQUIRE(validate(cfg).empty());
     auto job = prepare_job(cfg, testing::separable_set());
     REQUIRE(job);
@@ -160,6 +161,9 @@ TEST_CASE("an interrupted run stops soon with its results so far, in every mode"
                                                                 s.version)));
     // The final evaluation is of the parameters at the interrupt, and nothing went missing.
     CHECK(r->final_params.version == s.version);
+    CHECK(r->evaluations.back().updates == s.version);
+    for (size_t i = 1; i < r->evaluations.size(); ++i) // one record per evaluation
+      CHECK(r->evaluations[i].updates > r->evaluations[i - 1].updates);
     CHECK(r->evaluations.back().test_accuracy > 0.5);
     for (const auto& w : s.workers)
       CHECK(w.computed == w.applied + w.dropped + w.after_stop + w.rejected_total()
