@@ -460,6 +460,8 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       if (!st.finished) {
         auto p = evaluate(self, snap, stats);
         st.summary.evaluations.push_back(p);
+        if (st.job->on_evaluation)
+          st.job->on_evaluation(p);
         say(self, progress_line(st.job->cfg, p, stats, st.job->data->train.rows));
       }
       return resume_atom::value;

@@ -208,23 +208,48 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
   return out;
 }
 
+std::string results_file::open(const std::string& path) {
+  path_ = path;
+  if (path == stdout_path) {
+    out_ = &std::cout;
+    return {};
+  }
+  file_.open(path, std::ios::trunc);
+  if (!file_)
+    return fmt::format("--out: cannot write {}", path);
+  out_ = &file_;
+  return {};
+}
+
+void results_file::add(const eval_point& p) {
+  if (out_ == nullptr)
+    return;
+  *out_ << eval_json(p).dump() << '\n' << std::flush;
+  ++added_;
+}
+
+std::string results_file::finish(const run_config& cfg, const run_summary& r,
+                                 int64_t train_rows) {
+  if (out_ == nullptr)
+    return {};
+  for (size_t i = added_; i < r.evaluations.size(); ++i)
+    *out_ << eval_json(r.evaluations[i]).dump() << '\n';
+  added_ = r.evaluations.size();
+  *out_ << summary_json(cfg, r, train_rows).dump() << '\n';
+  out_->flush();
+  if (!*out_)
+    return path_ == stdout_path
+             ? std::string{"--out: error while writing to standard output"}
+             : fmt::format("--out: error while writing {}", path_);
+  return {};
+}
+
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
                           int64_t train_rows) {
-  std::ofstream file;
-  if (path != stdout_path) {
-    file.open(path, std::ios::trunc);
-    if (!file)
-      return fmt::format("--out: cannot write {}", path);
-  }
-  std::ostream& out = path == stdout_path ? std::cout : file;
-  for (const auto& p : r.evaluations)
-    out << eval_json(p).dump() << '\n';
-  out << summary_json(cfg, r, train_rows).dump() << '\n';
-  out.flush();
-  if (!out)
-    return path == stdout_path ? std::string{"--out: error while writing to standard output"}
-                               : fmt::format("--out: error while writing {}", path);
-  return {};
+  results_file out;
+  if (auto problem = out.open(path); !problem.empty())
+    return problem;
+  return out.finish(cfg, r, train_rows);
 }
 
 uint64_t eval_interval(const run_config& cfg, int64_t train_rows) {

@@ -14,6 +14,7 @@
 //   workers, quarantines, round timeouts).
 #pragma once
 
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -59,8 +60,29 @@ data::chi_square_result inclusion_test(const run_summary& r);
 nlohmann::json inclusion_json(const run_summary& r);
 nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);
 
+/// A results file (--out) written as the run goes: each evaluation's line as it is made,
+/// flushed (a follower such as `tail -f | jq` sees it at once, and a run that dies keeps the
+/// lines so far), then the rest and the summary. Not thread-safe: one writer at a time (the
+/// driver's evaluations happen while the caller waits for the run).
+class results_file {
+public:
+  /// Opens `path` (stdout_path: standard output), truncating it. An error line or "".
+  std::string open(const std::string& path);
+  bool is_open() const { return out_ != nullptr; }
+  /// One evaluation's line (nothing if not open).
+  void add(const eval_point& p);
+  /// The evaluations of `r` not yet added, then its summary. An error line or "".
+  std::string finish(const run_config& cfg, const run_summary& r, int64_t train_rows);
+
+private:
+  std::string path_;
+  std::ofstream file_;
+  std::ostream* out_ = nullptr;
+  size_t added_ = 0;
+};
+
 /// Writes the eval records and the summary as JSON lines to `path` (stdout_path: standard
-/// output). Returns an error line or "".
+/// output) at once. Returns an error line or "".
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,
                           int64_t train_rows);
 

@@ -69,6 +69,8 @@ caf::expected<run_summary> run_sequential(const training_job& job) {
       seconds += std::chrono::duration<double>(clock::now() - start).count();
       auto p = evaluate_at(m, params.data(), train, cfg.loss_subsample, job.data->test, stats_now());
       r.evaluations.push_back(p);
+      if (job.on_evaluation)
+        job.on_evaluation(p);
       if (!cfg.quiet)
         std::cerr << progress_line(cfg, p, s, train.rows) << std::endl;
       start = clock::now();

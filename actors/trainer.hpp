@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -58,6 +59,9 @@ struct training_job {
   std::optional<serve_options> serve;
   /// Set to true to stop the run early with its results so far; null: never.
   const std::atomic<bool>* interrupt = nullptr;
+  /// Called with each evaluation during training as it is made (not the final one, which
+  /// the summary carries), on the driver's thread or, in sequential mode, the caller's.
+  std::function<void(const eval_point&)> on_evaluation;
 };
 
 /// The data set a config names: Fashion-MNIST from cfg.data, or the synthetic problem for

@@ -360,8 +360,11 @@ private:
   std::thread watch_;
 };
 
-/// Runs the prepared job on `sys` and prints (and writes) its results; the exit code.
-int train_and_report(caf::actor_system& sys, const run_config& run, const training_job& job) {
+/// Runs the prepared job on `sys` and prints (and writes) its results; the exit code. `out`
+/// (--out, open if given) gets each evaluation as it is made, and the summary at the end.
+int train_and_report(caf::actor_system& sys, const run_config& run, training_job& job,
+                     results_file& out) {
+  job.on_evaluation = [&out](const eval_point& p) { out.add(p); };
   auto result = run_training(sys, job);
   if (!result) {
     // The facade died with the server's reason; the middleman tells each work process so
@@ -381,11 +384,10 @@ int train_and_report(caf::actor_system& sys, const run_config& run, const traini
   const int rc = result->interrupted ? 128 + interrupt_signal : 0;
   // With --out - the JSON lines have stdout to themselves: a pipe into jq reads only JSON.
   (run.out == stdout_path ? std::cerr : std::cout) << final_line(run, *result, rows) << std::endl;
-  if (!run.out.empty())
-    if (auto problem = write_results(run.out, run, *result, rows); !problem.empty()) {
-      std::cerr << fmt::format("psgd: {}\n", problem);
-      return exit_failure;
-    }
+  if (auto problem = out.finish(run, *result, rows); !problem.empty()) {
+    std::cerr << fmt::format("psgd: {}\n", problem);
+    return exit_failure;
+  }
   if (!run.save.empty()) {
     model::saved_params p{job.model->spec(), result->final_params.version,
                           result->final_params.params.values()};
@@ -453,11 +455,15 @@ int cmd_train(int argc, char** argv, bool serve = false) {
   if (!serve && given.command_line.count("scheduler.policy") == 0
       && given.config_file.count("scheduler.policy") == 0)
     cfg.fit_scheduler_to(run);
+  results_file out;
+  if (!run.out.empty())
+    if (auto problem = out.open(run.out); !problem.empty())
+      return usage_error(problem);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
   job->interrupt = &interrupt_requested;
   stop_training_on_signals();
-  return deadline.arm(train_and_report(sys, run, *job));
+  return deadline.arm(train_and_report(sys, run, *job, out));
 }
 
 int cmd_work(int argc, char** argv) {

@@ -301,6 +301,22 @@ TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][in
   CHECK_FALSE(std::filesystem::exists(dir.file("early.ckpt")));
 }
 
+TEST_CASE("CLI: --out gets each evaluation as it is made, the summary at the end", "[cli]") {
+  temp_dir dir;
+  // Interrupted once the file holds an evaluation: before, it was written only at the end.
+  auto r = run_psgd_interrupted(dir.path(),
+                                "train --mode async --workers 2 --dataset synthetic --epochs 1e6 "
+                                "--eval-every 2000 --quiet --out live.jsonl",
+                                "\"type\":\"eval\"", "live.jsonl");
+  INFO(r.output);
+  CHECK(r.exit_code == 130);
+  auto lines = lines_of(read_file(dir.file("live.jsonl")));
+  REQUIRE(lines.size() >= 3);
+  for (size_t i = 0; i + 1 < lines.size(); ++i)
+    CHECK_THAT(lines[i], Catch::Contains("\"type\":\"eval\""));
+  CHECK_THAT(lines.back(), Catch::Contains("\"type\":\"summary\""));
+}
+
 TEST_CASE("CLI: scenario and checkpoint problems exit 2 with one line", "[cli]") {
   temp_dir dir;
   std::ofstream{dir.file("typo.json")}

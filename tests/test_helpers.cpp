@@ -95,13 +95,16 @@ command_result run_psgd(const std::string& args) {
 }
 
 command_result run_psgd_interrupted(const std::string& dir, const std::string& args,
-                                    const std::string& cue) {
+                                    const std::string& cue, const std::string& cue_file) {
   const auto script = fmt::format(
     "cd '{0}' && {{ {1} {2} > int.out 2> int.err & pid=$!; "
-    "for i in $(seq 1 1200); do grep -qF '{3}' int.err && break; sleep 0.05; done; "
-    "kill -INT $pid; wait $pid; echo $? > int.rc; }}",
-    dir, PSGD_BINARY, args, cue);
+    "for i in $(seq 1 1200); do grep -qF '{3}' '{4}' 2>/dev/null && touch int.cue && break; "
+    "sleep 0.05; done; kill -INT $pid; wait $pid; echo $? > int.rc; }}",
+    dir, PSGD_BINARY, args, cue, cue_file);
   REQUIRE(std::system(script.c_str()) == 0);
+  INFO(read_file(dir + "/int.err"));
+  REQUIRE(std::filesystem::exists(dir + "/int.cue")); // interrupted where the test meant
+  std::filesystem::remove(dir + "/int.cue");
   return {std::stoi(read_file(dir + "/int.rc")),
           read_file(dir + "/int.out") + read_file(dir + "/int.err")};
 }

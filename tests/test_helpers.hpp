@@ -52,10 +52,12 @@ struct command_result {
 command_result run_psgd(const std::string& args);
 /// Runs a shell command and collects its stdout and stderr together.
 command_result run_shell(const std::string& command);
-/// Runs `psgd <args>` in `dir`, sends it SIGINT once its stderr shows `cue` (at most 60 s),
-/// and waits for it: its exit code, and its stdout then its stderr.
+/// Runs `psgd <args>` in `dir`, sends it SIGINT once its stderr (or the file `cue_file` in
+/// `dir`) shows `cue` (REQUIREd within 60 s), and waits for it: its exit code, and its stdout
+/// then its stderr.
 command_result run_psgd_interrupted(const std::string& dir, const std::string& args,
-                                    const std::string& cue);
+                                    const std::string& cue,
+                                    const std::string& cue_file = "int.err");
 /// A whole file as text ("" if it cannot be read).
 std::string read_file(const std::string& path);
 /// A small separable 10-class set (8192 train, 1024 test rows of 32 features), made once per
