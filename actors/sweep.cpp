@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include <caf/all.hpp>
@@ -38,9 +39,11 @@ outcome<std::vector<int>> parse_staleness_list(const std::string& text) {
 
 namespace {
 
-/// One point: async, one worker, simulated staleness K.
-outcome<sweep_point> run_point(run_config cfg, std::shared_ptr<const data::split> data) {
-  using result = outcome<sweep_point>;
+/// One point: async, one worker, simulated staleness K; none if `interrupt` stopped it.
+outcome<std::optional<sweep_point>> run_point(run_config cfg,
+                                              std::shared_ptr<const data::split> data,
+                                              const std::atomic<bool>* interrupt) {
+  using result = outcome<std::optional<sweep_point>>;
   sweep_point p;
   p.model = cfg.model;
   p.staleness = std::stoi(cfg.simulate_staleness);
@@ -50,6 +53,7 @@ outcome<sweep_point> run_point(run_config cfg, std::shared_ptr<const data::split
   auto job = prepare_job(cfg, std::move(data));
   if (!job)
     return result::failure(job.error());
+  job->interrupt = interrupt;
   psgd_config sys_cfg;
   sys_cfg.fit_scheduler_to(cfg);
   // One worker and the server take strict turns: one scheduler thread loses nothing.
@@ -61,11 +65,13 @@ outcome<sweep_point> run_point(run_config cfg, std::shared_ptr<const data::split
       p.diverged = true;
       p.test_accuracy = std::numeric_limits<double>::quiet_NaN();
       p.test_loss = std::numeric_limits<double>::quiet_NaN();
-      return p;
+      return {p};
     }
     return result::failure(fmt::format("{} K={} seed {}: {}", cfg.model, p.staleness, cfg.seed,
                                        sys.render(summary.error())));
   }
+  if (summary->interrupted) // a point of a shorter budget is not a point of this sweep
+    return {std::nullopt};
   const auto& last = summary->evaluations.back();
   p.test_accuracy = last.test_accuracy;
   p.test_loss = last.test_loss;
@@ -74,31 +80,36 @@ outcome<sweep_point> run_point(run_config cfg, std::shared_ptr<const data::split
   p.diverged = !std::isfinite(p.test_loss);
   const int classes = job->data->test.classes;
   p.at_chance = !p.diverged && classes > 0 && p.test_accuracy <= 1.5 / classes;
-  return p;
+  return {p};
 }
 
 } // namespace
 
 outcome<std::vector<sweep_point>> run_sweep(const run_config& base, const sweep_plan& plan,
                                             std::shared_ptr<const data::split> data,
-                                            const std::function<void(const sweep_point&)>& progress) {
+                                            const std::function<void(const sweep_point&)>& progress,
+                                            const std::atomic<bool>* interrupt) {
   using result = outcome<std::vector<sweep_point>>;
   std::vector<sweep_point> points;
   for (const auto& model : plan.models)
     for (int k : plan.staleness)
       for (int s = 0; s < plan.seeds; ++s) {
+        if (interrupt != nullptr && *interrupt)
+          return points;
         run_config cfg = base;
         cfg.mode = "async";
         cfg.workers = 1;
         cfg.model = model;
         cfg.simulate_staleness = std::to_string(k);
         cfg.seed = base.seed + static_cast<uint64_t>(s);
-        auto p = run_point(cfg, data);
+        auto p = run_point(cfg, data, interrupt);
         if (!p)
           return result::failure(p.error());
-        points.push_back(*p);
+        if (!*p)
+          return points;
+        points.push_back(**p);
         if (progress)
-          progress(*p);
+          progress(**p);
       }
   return points;
 }

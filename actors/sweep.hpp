@@ -12,6 +12,7 @@
 // - Not thread-safe to share a call's callback; the function itself holds no global state.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,9 +47,12 @@ struct sweep_plan {
 /// Parses a comma-separated list of K values (each 0..max_simulated_staleness).
 outcome<std::vector<int>> parse_staleness_list(const std::string& text);
 
+/// Once *interrupt is set the sweep stops: the point running is dropped (its budget was cut
+/// short), and the points finished before it are returned.
 outcome<std::vector<sweep_point>> run_sweep(
   const run_config& base, const sweep_plan& plan, std::shared_ptr<const data::split> data,
-  const std::function<void(const sweep_point&)>& progress = {});
+  const std::function<void(const sweep_point&)>& progress = {},
+  const std::atomic<bool>* interrupt = nullptr);
 
 /// One JSON line per point: {"type":"sweep_point", "model", "K", "seed", "diverged",
 /// "at_chance", "final_test_accuracy" (null when diverged), "final_test_loss",

@@ -711,6 +711,7 @@ int cmd_sweep(int argc, char** argv) {
   std::ostream* out = json_to_stdout ? &std::cout : file.is_open() ? &file : nullptr;
   const size_t total = plan.models.size() * plan.staleness.size() * size_t(plan.seeds);
   size_t done = 0;
+  stop_training_on_signals();
   auto points = run_sweep(run, plan, *data, [&](const sweep_point& p) {
     ++done;
     if (progress)
@@ -721,12 +722,18 @@ int cmd_sweep(int argc, char** argv) {
                 << std::endl;
     if (out)
       *out << sweep_json(run, p).dump() << '\n' << std::flush;
-  });
+  }, &interrupt_requested);
   if (!points) {
     std::cerr << "psgd: sweep failed: " << points.error() << '\n';
     return exit_failure;
   }
   (json_to_stdout ? std::cerr : std::cout) << sweep_table(*points);
+  if (interrupt_requested) {
+    std::cerr << fmt::format("psgd sweep: interrupted after {} of {} points; the table has the "
+                             "finished ones (the point running was dropped)\n",
+                             points->size(), total);
+    return 128 + interrupt_signal;
+  }
   return 0;
 }
 

@@ -1,6 +1,10 @@
 // The simulated-staleness sweep: its K list, deterministic points, and the table.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "actors/sweep.hpp"
 #include "data/synthetic.hpp"
 #include "tests/test_helpers.hpp"
@@ -64,4 +68,38 @@ TEST_CASE("a diverged point is recorded, not an error", "[sweep]") {
   CHECK(points->front().diverged);
   CHECK(sweep_json(base, points->front())["final_test_accuracy"].is_null());
   CHECK_THAT(sweep_table(*points), Catch::Contains("-"));
+}
+
+TEST_CASE("an interrupted sweep returns its finished points and drops the one running",
+          "[sweep][interrupt]") {
+  auto data = std::make_shared<const data::split>(data::make_separable(4096, 1024, 32, 10, 4));
+  auto base = testing::test_config("async");
+  base.lr = 0.5;
+  sweep_plan plan;
+  plan.models = {"softmax"};
+  plan.staleness = {0, 8};
+  plan.seeds = 2;
+  std::atomic<bool> interrupt{false};
+  // The first point is short; the second far longer than the wait below.
+  int calls = 0;
+  base.epochs = 1;
+  auto stop_after_first = [&](const sweep_point&) {
+    if (++calls == 1)
+      interrupt = true;
+  };
+  auto points = run_sweep(base, plan, data, stop_after_first, &interrupt);
+  REQUIRE(points);
+  CHECK(points->size() == 1);
+  CHECK(calls == 1);
+  // Mid-point: the point running is dropped, not recorded with a cut budget.
+  interrupt = false;
+  base.epochs = 100000;
+  std::thread user{[&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds{300});
+    interrupt = true;
+  }};
+  auto cut = run_sweep(base, plan, data, {}, &interrupt);
+  user.join();
+  REQUIRE(cut);
+  CHECK(cut->empty());
 }
