@@ -51,13 +51,7 @@ outcome<scenario> load_scenario_for(const run_config& cfg) {
   auto loaded = load_scenario(cfg.scenario, cfg.total_workers());
   if (!loaded)
     return result::failure("--scenario: " + loaded.error());
-  const bool crashes_server =
-    std::any_of(loaded->events.begin(), loaded->events.end(),
-                [](const fault_event& e) { return e.kind == fault_kind::server_crash; });
-  if (crashes_server && cfg.checkpoint.empty())
-    return result::failure("--scenario " + cfg.scenario
-                           + ": it crashes the server, which restarts from its checkpoint: "
-                             "give --checkpoint FILE");
+  // Across processes first: there a --checkpoint would not make a server_crash possible.
   if (const auto* e = loaded->needs_local_actors(); e && cfg.networked)
     return result::failure(
       "--scenario " + cfg.scenario
@@ -66,6 +60,13 @@ outcome<scenario> load_scenario_for(const run_config& cfg) {
              "processes (use it with psgd train)"
            : ": a 'server_crash' event restarts the server inside its process; across "
              "processes kill the serve process and restart it with --resume instead"));
+  const bool crashes_server =
+    std::any_of(loaded->events.begin(), loaded->events.end(),
+                [](const fault_event& e) { return e.kind == fault_kind::server_crash; });
+  if (crashes_server && cfg.checkpoint.empty())
+    return result::failure("--scenario " + cfg.scenario
+                           + ": it crashes the server, which restarts from its checkpoint: "
+                             "give --checkpoint FILE");
   return loaded;
 }
 

@@ -101,6 +101,10 @@ TEST_CASE("network options are checked", "[network]") {
                           + "server-crash.json");
   CHECK(restart.exit_code == 2);
   CHECK_THAT(restart.output, Catch::Contains("restart it with --resume"));
+  // Not "give --checkpoint FILE" first, then this: a checkpoint cannot make it work here.
+  auto without = run_psgd("launch --mode sync --scenario " + scenarios + "server-crash.json");
+  CHECK(without.exit_code == 2);
+  CHECK_THAT(without.output, Catch::Contains("restart it with --resume"));
   auto on_worker = run_psgd("work --connect 127.0.0.1:1 --scenario " + scenarios
                             + "lossy-link.json");
   CHECK(on_worker.exit_code == 2);
