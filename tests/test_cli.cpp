@@ -267,49 +267,36 @@ TEST_CASE("CLI: --out - writes only JSON lines to stdout; the result line goes t
   expect_usage_error("--mode async --checkpoint -", "give a file name (./- for a file");
 }
 
+/// A synthetic run far longer than any test waits, evaluating now and then.
+const std::string endless = "--workers 2 --dataset synthetic --epochs 1e6 --eval-every 2000";
+
 TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][interrupt]") {
   temp_dir dir;
-  auto r = run_psgd_interrupted(dir.path(),
-                                "train --mode sync --workers 2 --dataset synthetic --epochs 1e6 "
-                                "--eval-every 2000 --out r.jsonl --checkpoint r.ckpt",
-                                "epoch");
-  INFO(r.output);
-  CHECK(r.exit_code == 130);
-  CHECK_THAT(r.output, Catch::Contains("(interrupted)")
-                         && Catch::Contains("[sync] interrupted at update "));
+  auto output = expect_interrupted(
+    dir.path(), "train --mode sync " + endless + " --out r.jsonl --checkpoint r.ckpt", "epoch");
+  CHECK_THAT(output, Catch::Contains("(interrupted)")
+                       && Catch::Contains("[sync] interrupted at update "));
   auto summary = last_record(dir.file("r.jsonl"));
   CHECK(summary["interrupted"] == true);
   CHECK(summary["accounting"]["lost_in_flight"] == 0);
   // Its checkpoint resumes: the budget is not spent.
-  auto resumed = run_psgd_interrupted(dir.path(),
-                                      "train --mode sync --workers 2 --dataset synthetic "
-                                      "--epochs 1e6 --eval-every 2000 --checkpoint r.ckpt "
-                                      "--resume r.ckpt",
-                                      "epoch");
-  INFO(resumed.output);
-  CHECK(resumed.exit_code == 130);
-  CHECK_THAT(resumed.output, Catch::Contains("training goes on from update"));
+  auto resumed = expect_interrupted(
+    dir.path(), "train --mode sync " + endless + " --checkpoint r.ckpt --resume r.ckpt", "epoch");
+  CHECK_THAT(resumed, Catch::Contains("training goes on from update"));
   // Before any worker joined there is nothing to keep: a checkpoint without members resumed
   // a sync m=2 run with whoever joined first.
-  auto waiting = run_psgd_interrupted(dir.path(),
-                                      "serve --port 0 --mode sync --workers 2 --dataset "
-                                      "synthetic --checkpoint early.ckpt",
-                                      "waiting for 2 worker(s)");
-  INFO(waiting.output);
-  CHECK(waiting.exit_code == 130);
-  CHECK_THAT(waiting.output, Catch::Contains("interrupted before the first update"));
+  auto waiting = expect_interrupted(
+    dir.path(), "serve --port 0 --mode sync " + endless + " --checkpoint early.ckpt",
+    "waiting for 2 worker(s)");
+  CHECK_THAT(waiting, Catch::Contains("interrupted before the first update"));
   CHECK_FALSE(std::filesystem::exists(dir.file("early.ckpt")));
 }
 
 TEST_CASE("CLI: --out gets each evaluation as it is made, the summary at the end", "[cli]") {
   temp_dir dir;
   // Interrupted once the file holds an evaluation: before, it was written only at the end.
-  auto r = run_psgd_interrupted(dir.path(),
-                                "train --mode async --workers 2 --dataset synthetic --epochs 1e6 "
-                                "--eval-every 2000 --quiet --out live.jsonl",
-                                "\"type\":\"eval\"", "live.jsonl");
-  INFO(r.output);
-  CHECK(r.exit_code == 130);
+  expect_interrupted(dir.path(), "train --mode async " + endless + " --quiet --out live.jsonl",
+                     "\"type\":\"eval\"", "live.jsonl");
   auto lines = lines_of(read_file(dir.file("live.jsonl")));
   REQUIRE(lines.size() >= 3);
   for (size_t i = 0; i + 1 < lines.size(); ++i)

@@ -109,6 +109,14 @@ command_result run_psgd_interrupted(const std::string& dir, const std::string& a
           read_file(dir + "/int.out") + read_file(dir + "/int.err")};
 }
 
+std::string expect_interrupted(const std::string& dir, const std::string& args,
+                               const std::string& cue, const std::string& cue_file) {
+  auto r = run_psgd_interrupted(dir, args, cue, cue_file);
+  INFO("psgd " << args << "\n" << r.output);
+  CHECK(r.exit_code == 130);
+  return r.output;
+}
+
 nlohmann::json last_record(const std::string& path) {
   auto lines = lines_of(read_file(path));
   INFO(path);

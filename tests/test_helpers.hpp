@@ -58,6 +58,9 @@ command_result run_shell(const std::string& command);
 command_result run_psgd_interrupted(const std::string& dir, const std::string& args,
                                     const std::string& cue,
                                     const std::string& cue_file = "int.err");
+/// The same, and it must exit 130 (stopped by the SIGINT, its results written): its output.
+std::string expect_interrupted(const std::string& dir, const std::string& args,
+                               const std::string& cue, const std::string& cue_file = "int.err");
 /// A whole file as text ("" if it cannot be read).
 std::string read_file(const std::string& path);
 /// A small separable 10-class set (8192 train, 1024 test rows of 32 features), made once per
