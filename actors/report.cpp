@@ -21,6 +21,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "actors/results.hpp"
+
 extern char** environ;
 
 namespace psgd {
@@ -155,13 +157,6 @@ struct run {
   bool has_summary() const { return summary.is_object(); }
   std::string mode() const { return text_at(summary, "mode", "?"); }
   bool has_accuracy() const { return text_at(summary, "model") != "lsq"; }
-  /// Stopped by the user before its budget was spent (its label says so).
-  bool interrupted() const {
-    if (!has_summary())
-      return false;
-    auto it = summary.find("interrupted");
-    return it != summary.end() && it->is_boolean() && it->get<bool>();
-  }
   /// Has staleness to show: the modes that apply gradients on arrival.
   bool asynchronous() const { return mode() == "async" || mode() == "ssp"; }
 };
@@ -339,7 +334,7 @@ void label_runs(std::vector<run>& runs) {
   disambiguate(runs, [&](size_t i, size_t) { return fmt::format(" ({})", runs[i].stem); });
   disambiguate(runs, [](size_t, size_t k) { return fmt::format(" #{}", k + 1); });
   for (auto& r : runs) // in the table and every plot's key
-    if (r.interrupted())
+    if (was_interrupted(r.summary)) // stopped before its budget was spent
       r.label += " (interrupted)";
 }
 

@@ -208,17 +208,24 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
   return out;
 }
 
+std::ostream* open_output(const std::string& path, std::ofstream& file) {
+  if (path == stdout_path)
+    return &std::cout;
+  file.open(path, std::ios::trunc);
+  return file ? &file : nullptr;
+}
+
+bool was_interrupted(const nlohmann::json& summary) {
+  if (!summary.is_object())
+    return false;
+  const auto it = summary.find("interrupted");
+  return it != summary.end() && it->is_boolean() && it->get<bool>();
+}
+
 std::string results_file::open(const std::string& path) {
   path_ = path;
-  if (path == stdout_path) {
-    out_ = &std::cout;
-    return {};
-  }
-  file_.open(path, std::ios::trunc);
-  if (!file_)
-    return fmt::format("--out: cannot write {}", path);
-  out_ = &file_;
-  return {};
+  out_ = open_output(path, file_);
+  return out_ ? std::string{} : fmt::format("--out: cannot write {}", path);
 }
 
 void results_file::add(const eval_point& p) {
@@ -321,13 +328,11 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
     const auto quality = s.value("model", "") == "lsq" ? "L " + shown("final_test_loss", "{:.4g}")
                                                        : shown("final_test_accuracy", "{:.4f}");
     // A run stopped by the user did not spend its budget: its row must not pass for one.
-    const auto stopped = s.find("interrupted");
-    const bool interrupted = stopped != s.end() && stopped->is_boolean() && stopped->get<bool>();
     out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}  {}{}\n",
                        mode, s.value("model", "?"), s.value("m", 0), s.value("e", 0),
                        s.value("b", 0), s.value("samples_per_s", 0.0), s.value("updates", 0),
                        quality, extra, s.value("scenario", "-"),
-                       interrupted ? " (interrupted)" : "");
+                       was_interrupted(s) ? " (interrupted)" : "");
   }
   return out;
 }

@@ -60,6 +60,14 @@ data::chi_square_result inclusion_test(const run_summary& r);
 nlohmann::json inclusion_json(const run_summary& r);
 nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t train_rows);
 
+/// Where `path` (--out) goes: std::cout for stdout_path, else `file` opened on it (truncated);
+/// null if it cannot be opened.
+std::ostream* open_output(const std::string& path, std::ofstream& file);
+
+/// Whether a summary record says its run was interrupted (a missing or non-boolean field
+/// says no).
+bool was_interrupted(const nlohmann::json& summary);
+
 /// A results file (--out) written as the run goes: each evaluation's line as it is made,
 /// flushed (a follower such as `tail -f | jq` sees it at once, and a run that dies keeps the
 /// lines so far), then the rest and the summary. Not thread-safe: one writer at a time (the

@@ -702,13 +702,10 @@ int cmd_sweep(int argc, char** argv) {
   if (auto problem = validate_against_data(run, (*data)->train.rows); !problem.empty())
     return usage_error(problem);
   std::ofstream file;
-  if (!run.out.empty() && run.out != stdout_path) {
-    file.open(run.out);
-    if (!file)
-      return usage_error(fmt::format("--out: cannot write {}", run.out));
-  }
+  std::ostream* out = nullptr;
+  if (!run.out.empty() && (out = open_output(run.out, file)) == nullptr)
+    return usage_error(fmt::format("--out: cannot write {}", run.out));
   const bool json_to_stdout = run.out == stdout_path;
-  std::ostream* out = json_to_stdout ? &std::cout : file.is_open() ? &file : nullptr;
   const size_t total = plan.models.size() * plan.staleness.size() * size_t(plan.seeds);
   size_t done = 0;
   stop_training_on_signals();
