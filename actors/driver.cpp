@@ -59,6 +59,7 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
   const auto& job = *st.job;
   const auto rows = job.data->train.rows;
   auto settings = server_settings::from(job.cfg, rows, job.model->num_params());
+  settings.clock = st.clock;
   // Only where every worker has a core to itself: a hint then uses time the worker's core
   // would idle away, where otherwise it takes time from a worker that computes. And only
   // in one process, where each push comes from the worker itself (unless a link carries it).
@@ -451,6 +452,8 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         return make_error(error_code::not_a_member, "the driver runs one job");
       st.started = true;
       st.started_at = std::chrono::steady_clock::now();
+      if (st.job->resume)
+        st.summary.resumed_from = static_cast<int64_t>(st.job->resume->version);
       st.result = self->make_response_promise<run_summary>();
       spawn_team(self);
       return st.result;

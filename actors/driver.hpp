@@ -41,6 +41,7 @@
 
 #include "actors/facade.hpp"
 #include "actors/trainer.hpp"
+#include "actors/update_policy.hpp"
 #include "messages/buffer_pool.hpp"
 #include "messages/vocabulary.hpp"
 
@@ -58,6 +59,8 @@ struct driver_state {
   injector_actor injector;
   std::vector<worker_actor> workers;
   std::shared_ptr<buffer_pool> gradient_pool;  ///< the workers' gradient buffers, shared
+  /// The run's training time, continued by a server restarted after a crash.
+  std::shared_ptr<training_clock> clock = std::make_shared<training_clock>();
   std::map<caf::actor_addr, int32_t> worker_ids;
   run_summary summary;
   caf::typed_response_promise<run_summary> result;

@@ -195,6 +195,8 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"workers", workers},
     {"events", r.events},
     {"interrupted", r.interrupted},
+    // A resumed run's counts and seconds include the sessions before it.
+    {"resumed_from_update", r.resumed_from >= 0 ? nlohmann::json(r.resumed_from) : nlohmann::json()},
     {"build", build_info()},
     {"stale_lr", cfg.stale_lr},
     {"simulated_staleness", cfg.simulate_staleness.empty() ? "none" : cfg.simulate_staleness},

@@ -41,6 +41,7 @@ caf::expected<run_summary> run_sequential(const training_job& job) {
     s.seconds = seconds;
     s.gradients_applied = static_cast<int64_t>(s.version);
     s.staleness_histogram = {static_cast<int64_t>(s.version)};
+    w.staleness_histogram = s.staleness_histogram;
     w.computed = w.pushed = w.applied = static_cast<int64_t>(s.version);
     s.workers = {w};
     return s;

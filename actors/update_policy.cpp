@@ -49,7 +49,8 @@ nlohmann::json run_fingerprint(const run_config& cfg, int64_t num_params) {
 
 server_core::server_core(server_settings settings, std::vector<float> initial)
   : settings_(settings), pool_(initial.size()),
-    draws_(data::mix_seed(settings.seed, 0x57a1e)) {
+    draws_(data::mix_seed(settings.seed, 0x57a1e)),
+    clock_(settings.clock ? settings.clock : std::make_shared<training_clock>()) {
   current_.version = 0;
   current_.params = float_buffer{std::move(initial)};
   if (settings_.simulated_max > 0)
@@ -114,23 +115,48 @@ bool server_core::round_complete() const {
   return !round_members_.empty() && static_cast<int>(round_members_.size()) >= round_target();
 }
 
+void training_clock::start(double seconds_before) {
+  if (running_) {
+    resume();
+    return;
+  }
+  before_ = seconds_before;
+  started_ = clock::now();
+  running_ = true;
+}
+
+void training_clock::pause() {
+  if (!running_ || paused_)
+    return;
+  pause_started_ = clock::now();
+  paused_ = true;
+}
+
+void training_clock::resume() {
+  if (!paused_)
+    return;
+  paused_total_ += clock::now() - pause_started_;
+  paused_ = false;
+}
+
+double training_clock::seconds() const {
+  if (!running_)
+    return before_;
+  const auto end = paused_ ? pause_started_ : clock::now();
+  return before_ + std::chrono::duration<double>(end - started_ - paused_total_).count();
+}
+
 void server_core::start_clock() {
-  started_ = std::chrono::steady_clock::now();
+  clock_->start(seconds_before_);
   clock_running_ = true;
 }
 
 void server_core::pause_clock() {
-  if (clock_paused_)
-    return;
-  pause_started_ = std::chrono::steady_clock::now();
-  clock_paused_ = true;
+  clock_->pause();
 }
 
 void server_core::resume_clock() {
-  if (!clock_paused_)
-    return;
-  paused_ += std::chrono::steady_clock::now() - pause_started_;
-  clock_paused_ = false;
+  clock_->resume();
 }
 
 namespace {
@@ -499,11 +525,9 @@ server_stats server_core::stats() const {
   s.gradients_applied = applied_;
   s.gradients_dropped = dropped_;
   s.recent_loss = recent_loss_;
-  s.seconds = seconds_before_;
-  if (clock_running_) {
-    auto end = clock_paused_ ? pause_started_ : std::chrono::steady_clock::now();
-    s.seconds += std::chrono::duration<double>(end - started_ - paused_).count();
-  }
+  // A restored server before its workers rejoin: its predecessor's clock (in-process) or
+  // the checkpoint's seconds (a fresh process).
+  s.seconds = clock_->running() ? clock_->seconds() : seconds_before_;
   s.rejected_unknown = rejected_unknown_;
   s.staleness_histogram = staleness_histogram_;
   s.example_received = example_received_;

@@ -50,6 +50,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,32 @@
 #include "messages/vocabulary.hpp"
 
 namespace psgd {
+
+/// A run's training time: it runs from the moment every worker has joined and pauses for
+/// evaluations. A server restarted in the same process after a crash continues its
+/// predecessor's clock (server_settings::clock), so the updates it redoes and the time it
+/// took to come back count as training time; a fresh one (or a --resume in a new process)
+/// starts from the checkpoint's seconds. Used by one server at a time (a successor is
+/// spawned once its predecessor is dead): not thread-safe.
+class training_clock {
+public:
+  /// Starts counting on from `seconds_before`; a clock already running goes on (resumed if
+  /// an evaluation had paused it) and ignores `seconds_before`.
+  void start(double seconds_before);
+  void pause();
+  void resume();
+  bool running() const { return running_; }
+  double seconds() const;
+
+private:
+  using clock = std::chrono::steady_clock;
+  bool running_ = false;
+  bool paused_ = false;
+  double before_ = 0;
+  clock::time_point started_;
+  clock::time_point pause_started_;
+  clock::duration paused_total_{0};
+};
 
 struct server_settings {
   train_mode mode = train_mode::sync;
@@ -89,6 +116,9 @@ struct server_settings {
   /// its next minibatch meanwhile (default off; only for workers in the server's process
   /// that talk to it directly: the requester must be a worker_actor).
   bool warm_hints = false;
+  /// The run's training clock, shared by a server and its restarted successors; null: the
+  /// server keeps its own.
+  std::shared_ptr<training_clock> clock;
 
   static server_settings from(const run_config& cfg, int64_t train_rows,
                               int64_t num_params = 0);
@@ -262,13 +292,10 @@ private:
   data::splitmix64 draws_;         ///< simulated staleness: K per answer
   std::vector<int32_t> example_received_;
   std::vector<int32_t> example_applied_;
-  std::chrono::steady_clock::time_point started_;
-  std::chrono::steady_clock::time_point pause_started_;
-  std::chrono::steady_clock::duration paused_{0};
+  std::shared_ptr<training_clock> clock_;
   double seconds_before_ = 0;  ///< training seconds of the run before a restore
   bool restored_ = false;
-  bool clock_running_ = false;
-  bool clock_paused_ = false;
+  bool clock_running_ = false;  ///< this server has started training
 };
 
 } // namespace psgd

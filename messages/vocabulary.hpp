@@ -253,12 +253,16 @@ struct run_summary {
   snapshot final_params;
   std::vector<std::string> events;      ///< notable events (a worker lost, ...), in order
   bool interrupted = false;             ///< stopped by the user before the budget was spent
+  /// The checkpoint's version a --resume went on from (its counts and seconds are in the
+  /// totals); -1 for a run that started fresh.
+  int64_t resumed_from = -1;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
   return f(caf::meta::type_name("run_summary"), x.evaluations, x.class_received,
-           x.class_applied, x.final_stats, x.final_params, x.events, x.interrupted);
+           x.class_applied, x.final_stats, x.final_params, x.events, x.interrupted,
+           x.resumed_from);
 }
 
 /// One injected effect on a worker, sent by the injector (see config/scenario.hpp).

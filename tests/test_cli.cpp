@@ -279,10 +279,15 @@ TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][in
   auto summary = last_record(dir.file("r.jsonl"));
   CHECK(summary["interrupted"] == true);
   CHECK(summary["accounting"]["lost_in_flight"] == 0);
-  // Its checkpoint resumes: the budget is not spent.
+  CHECK(summary["resumed_from_update"].is_null());
+  // Its checkpoint resumes: the budget is not spent. The summary says its totals go on
+  // from the checkpoint's.
   auto resumed = expect_interrupted(
-    dir.path(), "train --mode sync " + endless + " --checkpoint r.ckpt --resume r.ckpt", "epoch");
+    dir.path(),
+    "train --mode sync " + endless + " --checkpoint r.ckpt --resume r.ckpt --out r2.jsonl",
+    "epoch");
   CHECK_THAT(resumed, Catch::Contains("training goes on from update"));
+  CHECK(last_record(dir.file("r2.jsonl"))["resumed_from_update"] == summary["updates"]);
   // Before any worker joined there is nothing to keep: a checkpoint without members resumed
   // a sync m=2 run with whoever joined first.
   auto waiting = expect_interrupted(

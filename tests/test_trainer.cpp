@@ -168,5 +168,7 @@ TEST_CASE("an interrupted run stops soon with its results so far, in every mode"
     for (const auto& w : s.workers)
       CHECK(w.computed == w.applied + w.dropped + w.after_stop + w.rejected_total()
                             + w.lost_in_network + w.lost_in_flight);
+    if (mode == "sequential") // its one worker's histogram is the run's
+      CHECK(s.workers.at(0).staleness_histogram == s.staleness_histogram);
   }
 }

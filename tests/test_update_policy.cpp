@@ -1,7 +1,10 @@
 // The server's update rules, one gradient at a time (no actors).
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <limits>
+#include <memory>
+#include <thread>
 
 #include "actors/update_policy.hpp"
 
@@ -454,4 +457,38 @@ TEST_CASE("inclusion counts the examples of received and applied gradients",
   auto st = core.stats();
   CHECK(st.example_received == std::vector<int32_t>{1, 2, 0, 0, 1});
   CHECK(st.example_applied == std::vector<int32_t>{1, 1, 0, 0, 0});
+}
+
+TEST_CASE("the training clock pauses for evaluations and goes on across a restart",
+          "[policy]") {
+  using namespace std::chrono_literals;
+  training_clock clock;
+  CHECK(clock.seconds() == 0);
+  clock.start(5.0); // a resumed run's seconds
+  std::this_thread::sleep_for(20ms);
+  const double running = clock.seconds();
+  CHECK(running >= 5.02);
+  clock.pause();
+  const double paused = clock.seconds();
+  std::this_thread::sleep_for(20ms);
+  CHECK(clock.seconds() == paused); // an evaluation is not training time
+  // A restarted server starts the clock again: it goes on, from where it was, not from the
+  // checkpoint's seconds (the redone updates and the recovery are training time).
+  clock.start(1.0);
+  std::this_thread::sleep_for(20ms);
+  CHECK(clock.seconds() >= paused + 0.02);
+  CHECK(clock.seconds() > running);
+  // Two servers, the second restored: it reads the shared clock, not the checkpoint's 0.
+  auto shared = std::make_shared<training_clock>();
+  auto s = settings_for(train_mode::async, 1, 1);
+  s.clock = shared;
+  server_core first{s, std::vector<float>(4, 0.0f)};
+  REQUIRE(first.join(0));
+  first.start_clock();
+  std::this_thread::sleep_for(20ms);
+  checkpoint saved;
+  saved.params = std::vector<float>(4, 0.0f);
+  saved.state = nlohmann::json::object();
+  server_core second{s, saved, {0}};
+  CHECK(second.stats().seconds >= 0.02);
 }
