@@ -168,9 +168,18 @@ void step(Self* self, snapshot snap) {
     g.examples.assign(index, index + s.batch);
   snap = snapshot{}; // release the parameters before the round trip
   if (delay.count() > 0) {
-    st.held = std::move(g);
-    self->delayed_send(self, delay, push_atom::value);
-    return;
+    // The timer fires late (a scripted 1 ms took 1.24, a 0.05 ms one 0.19): what it overshot
+    // comes off the next delays, and one no longer than the overshoot owed is not timed.
+    const auto wanted = std::chrono::duration_cast<std::chrono::steady_clock::duration>(delay);
+    if (wanted <= st.delay_debt) {
+      st.delay_debt -= wanted;
+    } else {
+      st.held = std::move(g);
+      st.delay_scripted = wanted;
+      st.delay_began = std::chrono::steady_clock::now();
+      self->delayed_send(self, wanted - st.delay_debt, push_atom::value);
+      return;
+    }
   }
   push(self, std::move(g));
 }
@@ -261,6 +270,7 @@ worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
     [=](push_atom) {
       auto& st = self->state;
       if (st.held && !st.orphaned) {
+        st.delay_debt += std::chrono::steady_clock::now() - st.delay_began - st.delay_scripted;
         auto g = std::move(*st.held);
         st.held.reset();
         push(self, std::move(g));

@@ -79,6 +79,12 @@ struct worker_state {
   std::unique_ptr<data::shard_sampler> sampler;
   std::shared_ptr<buffer_pool> gradients;
   std::optional<gradient> held;  ///< computed, waiting for the step delay to pass
+  /// The held gradient's delay, as scripted, and when it began.
+  std::chrono::steady_clock::duration delay_scripted{0};
+  std::chrono::steady_clock::time_point delay_began;
+  /// Delay realized beyond the scripted so far (the timer fires ~0.1-0.25 ms late on this
+  /// kind of machine); taken off the next delays, so that they add up to the scripted ones.
+  std::chrono::steady_clock::duration delay_debt{0};
   struct active_fault {
     fault_effect effect;
     data::splitmix64 draws;
