@@ -616,7 +616,7 @@ void add_worker_staleness_plot(const run& r, report_builder& b) {
   }
   add_histogram_plot({fmt::format("staleness_workers_run{}.svg", r.number), title,
                       fmt::format("Share of each worker's applied gradients by staleness in run "
-                                  "\"{}\": a slower worker's gradients tend to be staler.",
+                                  "\"{}\" (where one worker is slower, its gradients are the staler ones).",
                                   r.label),
                       {}, staleness_x_label, "fraction of the worker's applied gradients"},
                      names, histograms, fmt::format("data/staleness_run{}_worker", r.number), b);
@@ -1108,9 +1108,27 @@ std::string no_runs_error(const std::vector<std::string>& files) {
                      joined(files, ", "));
 }
 
-outcome<report_contents> make_report(const std::vector<std::string>& files,
+} // namespace
+
+std::vector<std::string> distinct_files(const std::vector<std::string>& files) {
+  std::vector<std::string> out;
+  for (const auto& f : files) {
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const std::string& g) {
+      std::error_code ec;
+      return f == g || (fs::equivalent(f, g, ec) && !ec);
+    });
+    if (!seen)
+      out.push_back(f);
+  }
+  return out;
+}
+
+namespace {
+
+outcome<report_contents> make_report(const std::vector<std::string>& given,
                                      const std::string& out_dir, const std::string& gnuplot) {
   using result = outcome<report_contents>;
+  const auto files = distinct_files(given);
   inputs in;
   for (const auto& f : files)
     if (auto err = read_input(f, in); !err.empty())

@@ -53,6 +53,10 @@ outcome<report_contents> write_report_plots(const std::vector<std::string>& json
                                             const std::string& out_dir,
                                             const std::string& gnuplot = "gnuplot");
 
+/// `files` without the ones that name a file given before (the same path, or another path
+/// to it): a file given twice was two rows and two curves.
+std::vector<std::string> distinct_files(const std::vector<std::string>& files);
+
 /// write_report_plots without the contents: "" on success, else the one-line error.
 std::string write_report(const std::vector<std::string>& jsonl_files, const std::string& out_dir);
 

@@ -760,6 +760,11 @@ int cmd_report(int argc, char** argv) {
   if (files.empty())
     return usage_error("report: name at least one results file (written by psgd train --out "
                        "FILE)");
+  if (auto distinct = distinct_files(files); distinct.size() < files.size()) {
+    std::cerr << fmt::format("psgd report: {} file(s) given more than once, read once\n",
+                             files.size() - distinct.size());
+    files = std::move(distinct);
+  }
   std::vector<nlohmann::json> summaries;
   size_t sweep_points = 0;
   for (const auto& file : files) {

@@ -238,6 +238,11 @@ TEST_CASE("CLI: a short run writes JSON lines and parameters that eval reads bac
   auto rep = run_psgd("report " + out);
   CHECK(rep.exit_code == 0);
   CHECK_THAT(rep.output, Catch::Contains("async"));
+  // A file given twice (here also by another path) is one row, and the user is told.
+  auto twice = run_psgd("report " + out + " " + dir.path() + "/./run.jsonl");
+  CHECK(twice.exit_code == 0);
+  CHECK(lines_of(twice.output).size() == lines_of(rep.output).size() + 1);
+  CHECK_THAT(twice.output, Catch::Contains("1 file(s) given more than once, read once"));
   // A damaged parameter file is refused with one line.
   std::filesystem::resize_file(params, std::filesystem::file_size(params) - 8);
   auto bad = run_psgd("eval --load " + params);
