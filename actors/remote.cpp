@@ -96,6 +96,29 @@ reconnect(caf::actor_system& sys, caf::scoped_actor& self, const std::string& ho
                                 host, port, timeout.count(), sys.render(last)));
 }
 
+/// What differs between the run a work process joined and the one a reconnect found on the
+/// same port ("model mlp, was softmax"), or "": a fresh psgd serve of another run there took
+/// the workers in, and their gradients were refused as the wrong length.
+std::string run_difference(const run_spec& was, const run_spec& now) {
+  std::vector<std::string> diffs;
+  auto differ = [&](const char* what, const auto& a, const auto& b) {
+    if (a != b)
+      diffs.push_back(fmt::format("{} {}, was {}", what, b, a));
+  };
+  differ("mode", was.mode, now.mode);
+  differ("model", was.model, now.model);
+  differ("hidden", was.hidden, now.hidden);
+  differ("inputs", was.input_dim, now.input_dim);
+  differ("classes", was.classes, now.classes);
+  differ("batch", was.batch, now.batch);
+  differ("seed", was.seed, now.seed);
+  differ("shards", was.shards, now.shards);
+  differ("dataset", was.dataset, now.dataset);
+  differ("track-inclusion", was.track_inclusion, now.track_inclusion);
+  differ("network faults", was.network_faults, now.network_faults);
+  return fmt::format("{}", fmt::join(diffs, ", "));
+}
+
 /// Worker `id`'s place in a resumed run's spec, if it has one.
 struct resume_place {
   int64_t epoch = 0, step = 0, computed = 0;
@@ -215,12 +238,25 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
         return;
       }
       // The server process died: wait for its successor (psgd serve --resume).
+      std::cerr << fmt::format("psgd work (pid {}): the server at {} is gone; waiting up to "
+                               "{} ms for it to come back (psgd serve --resume)\n",
+                               ::getpid(), cfg.connect, timeout.count());
       auto next = reconnect(sys, self, host, port, again, timeout);
       if (!next) {
         fatal = next.error();
         return;
       }
       auto& [next_front, next_spec] = *next;
+      if (auto diff = run_difference(*spec, next_spec); !diff.empty()) {
+        fatal = make_error(error_code::refused,
+                           fmt::format("the server back at {} runs another run ({}): not "
+                                       "joining it (start psgd work again for that run)",
+                                       cfg.connect, diff));
+        return;
+      }
+      std::cerr << fmt::format("psgd work (pid {}): worker{} {} rejoined {}\n", ::getpid(),
+                               spec->ids.size() == 1 ? "" : "s", fmt::join(spec->ids, ", "),
+                               cfg.connect);
       self->monitor(next_front);
       front_addr = next_front.address();
       // Back to each worker's position at the checkpoint the server restarted from: the

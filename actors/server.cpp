@@ -163,6 +163,11 @@ void report(Self* self) {
     for (auto& [id, rp] : st.waiting)
       rp.deliver(make_error(error_code::training_finished));
     st.waiting.clear();
+    // Interrupted before training started: the workers at the join barrier stop too (they
+    // waited out the request timeout for a server that had gone).
+    for (auto& [id, rp] : st.joins)
+      rp.deliver(make_error(error_code::training_finished));
+    st.joins.clear();
     return;
   }
   maybe_checkpoint(self);

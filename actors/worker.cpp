@@ -80,8 +80,11 @@ void join(Self* self, upstream_actor server) {
           step(self, std::move(first));
       },
       [=](caf::error& err) {
-        if (generation == self->state.generation)
-          stop(self, std::move(err));
+        if (generation != self->state.generation)
+          return;
+        // The run ended before it started (interrupted at the join barrier): a normal stop.
+        stop(self, err == make_error(error_code::training_finished) ? caf::error{}
+                                                                    : std::move(err));
       });
 }
 

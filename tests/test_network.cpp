@@ -405,6 +405,33 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
   }
 }
 
+TEST_CASE("a work process does not rejoin another run that took its server's port",
+          "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --epochs 8 --eval-every 300 --port 0");
+  auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                  + " work --connect 127.0.0.1:" + port
+                  + " --workers 2 > work.out 2>&1; echo $? > work.rc) & true";
+  REQUIRE(std::system(work_cmd.c_str()) == 0);
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60));
+  auto pid = std::stoi(read_file(dir.file("serve.pid")));
+  std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid)).c_str());
+  // A fresh serve of another model on the same port: before, the workers joined it and
+  // their gradients were refused as the wrong length.
+  auto other = "cd " + dir.path() + " && (timeout 60 " + std::string{PSGD_BINARY}
+               + " serve --mode sync --workers 2 --model mlp --epochs 1 --port " + port
+               + " --request-timeout-ms 5000 > serve2.out 2> serve2.err; echo $? > serve2.rc) "
+                 "& true";
+  REQUIRE(std::system(other.c_str()) == 0);
+  REQUIRE(wait_for(dir, "work.rc", "\n", 90));
+  const auto work = read_file(dir.file("work.out"));
+  INFO(work);
+  CHECK(read_file(dir.file("work.rc")) == "2\n");
+  CHECK_THAT(work, Catch::Contains("is gone; waiting up to")
+                     && Catch::Contains("runs another run (model mlp, was softmax)"));
+  REQUIRE(wait_for(dir, "serve2.rc", "\n", 60)); // no worker joins it: it stops by itself
+}
+
 TEST_CASE("a sync server whose every worker died stops with an error, it does not wait for "
           "ever",
           "[network]") {
