@@ -148,7 +148,9 @@ run_config config_of(const run_spec& spec, const run_config& local) {
 caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_config& cfg) {
   const auto timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   const auto colon = cfg.connect.rfind(':');
-  const auto host = cfg.connect.substr(0, colon);
+  auto host = cfg.connect.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') // [::1]:7000, as in URLs
+    host = host.substr(1, host.size() - 2);
   const auto port = static_cast<uint16_t>(std::stoi(cfg.connect.substr(colon + 1)));
   caf::scoped_actor self{sys};
   auto front = connect(sys, self, host, port, timeout);

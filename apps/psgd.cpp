@@ -428,6 +428,8 @@ given_options given_options_of(const psgd_config& cfg, int argc, char** argv) {
 std::string validate_given(run_config& run, const given_options& given) {
   if (auto problem = validate(run); !problem.empty())
     return problem;
+  if (auto problem = caf_key_psgd_sets(given); !problem.empty())
+    return problem;
   return unused_by_mode(run, given);
 }
 
@@ -472,6 +474,8 @@ int cmd_work(int argc, char** argv) {
     return rc;
   auto& run = cfg.run;
   if (auto problem = validate(run); !problem.empty())
+    return usage_error(problem);
+  if (auto problem = caf_key_psgd_sets(given_options_of(cfg, argc, argv)); !problem.empty())
     return usage_error(problem);
   if (auto problem = validate_network(run, false); !problem.empty())
     return usage_error(problem);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -107,6 +108,19 @@ std::string_view view(caf::string_view s) {
 }
 
 } // namespace
+
+std::string caf_key_psgd_sets(const given_options& given) {
+  const std::pair<const char*, const char*> keys[] = {
+    {"middleman.heartbeat-interval", "--heartbeat-ms"},
+    {"middleman.connection-timeout", "--connection-timeout-ms"}};
+  for (const auto& [key, option] : keys) {
+    const bool in_file = given.config_file.count(key) > 0;
+    if (given.command_line.count(key) > 0 || in_file)
+      return fmt::format("{}{}: psgd sets it from {} (give that instead)", key,
+                         in_file ? " (set in the config file)" : "", option);
+  }
+  return {};
+}
 
 std::string option_name(const std::string& arg) {
   if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)

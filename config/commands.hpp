@@ -46,6 +46,12 @@ struct given_options {
   std::set<std::string> config_file;   ///< its keys ("section.key" outside the global one)
 };
 
+/// A CAF key that psgd sets itself from its own option (middleman.heartbeat-interval from
+/// --heartbeat-ms, middleman.connection-timeout from --connection-timeout-ms), given on the
+/// command line or in the config file, as one line naming psgd's option; empty if none.
+/// Before, such a value was accepted and silently replaced.
+std::string caf_key_psgd_sets(const given_options& given);
+
 /// The first option given that the run's mode ignores, as one line; empty if none. A
 /// config-file key counts unless the command line set what decides it (the mode, the
 /// model, the dataset, --checkpoint): a file's backup=1 is a default that a --mode sync

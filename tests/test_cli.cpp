@@ -30,6 +30,9 @@ void expect_usage_error(const std::string& args, const std::string& names) {
 
 TEST_CASE("CLI: invalid options exit 2 with one line naming the problem", "[cli]") {
   expect_usage_error("--mode turbo", "turbo");
+  // psgd sets CAF's heartbeat and connection timeout itself: a value for them was lost.
+  expect_refused("work --connect 127.0.0.1:1 --middleman.heartbeat-interval=5s",
+                 "psgd sets it from --heartbeat-ms");
   expect_usage_error("--workers 0", "--workers");
   expect_usage_error("--mode backup --backup -1", "--backup");
   expect_usage_error("--lr 0", "--lr");
