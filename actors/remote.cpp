@@ -2,12 +2,11 @@
 
 #include <unistd.h>
 
-#include <optional>
-#include <utility>
-
 #include <algorithm>
 #include <iostream>
+#include <optional>
 #include <thread>
+#include <utility>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -119,6 +118,12 @@ std::string run_difference(const run_spec& was, const run_spec& now) {
   return fmt::format("{}", fmt::join(diffs, ", "));
 }
 
+/// "psgd work (pid 17038): workers 0, 1 <what> HOST:PORT", on stderr in one write.
+void say_ids(const run_config& cfg, const std::vector<int32_t>& ids, const char* what) {
+  std::cerr << fmt::format("psgd work (pid {}): worker{} {} {} {}\n", ::getpid(),
+                           ids.size() == 1 ? "" : "s", fmt::join(ids, ", "), what, cfg.connect);
+}
+
 /// Worker `id`'s place in a resumed run's spec, if it has one.
 struct resume_place {
   int64_t epoch = 0, step = 0, computed = 0;
@@ -185,9 +190,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   if (!spec)
     return spec.error();
   // With its pid: psgd launch names its work processes by pid, the server its workers by id.
-  std::cerr << fmt::format("psgd work (pid {}): worker{} {} joined {}\n", ::getpid(),
-                           spec->ids.size() == 1 ? "" : "s", fmt::join(spec->ids, ", "),
-                           cfg.connect);
+  say_ids(cfg, spec->ids, "joined");
   std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
   upstream_actor upstream = *front;
   work_outcome out;
@@ -256,9 +259,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
                                        cfg.connect, diff));
         return;
       }
-      std::cerr << fmt::format("psgd work (pid {}): worker{} {} rejoined {}\n", ::getpid(),
-                               spec->ids.size() == 1 ? "" : "s", fmt::join(spec->ids, ", "),
-                               cfg.connect);
+      say_ids(cfg, spec->ids, "rejoined");
       self->monitor(next_front);
       front_addr = next_front.address();
       // Back to each worker's position at the checkpoint the server restarted from: the

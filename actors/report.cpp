@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/results.hpp"
+#include "config/run_config.hpp"
 
 extern char** environ;
 
@@ -1113,10 +1114,8 @@ std::string no_runs_error(const std::vector<std::string>& files) {
 std::vector<std::string> distinct_files(const std::vector<std::string>& files) {
   std::vector<std::string> out;
   for (const auto& f : files) {
-    const bool seen = std::any_of(out.begin(), out.end(), [&](const std::string& g) {
-      std::error_code ec;
-      return f == g || (fs::equivalent(f, g, ec) && !ec);
-    });
+    const bool seen = std::any_of(out.begin(), out.end(),
+                                  [&](const std::string& g) { return same_file(f, g); });
     if (!seen)
       out.push_back(f);
   }

@@ -241,9 +241,8 @@ std::string results_file::finish(const run_config& cfg, const run_summary& r,
                                  int64_t train_rows) {
   if (out_ == nullptr)
     return {};
-  for (size_t i = added_; i < r.evaluations.size(); ++i)
-    *out_ << eval_json(r.evaluations[i]).dump() << '\n';
-  added_ = r.evaluations.size();
+  while (added_ < r.evaluations.size())
+    add(r.evaluations[added_]);
   *out_ << summary_json(cfg, r, train_rows).dump() << '\n';
   out_->flush();
   if (!*out_)

@@ -80,11 +80,8 @@ void join(Self* self, upstream_actor server) {
           step(self, std::move(first));
       },
       [=](caf::error& err) {
-        if (generation != self->state.generation)
-          return;
-        // The run ended before it started (interrupted at the join barrier): a normal stop.
-        stop(self, err == make_error(error_code::training_finished) ? caf::error{}
-                                                                    : std::move(err));
+        if (generation == self->state.generation)
+          stop(self, std::move(err)); // training_finished: interrupted at the join barrier
       });
 }
 
@@ -101,12 +98,15 @@ void rejoin(Self* self, upstream_actor server) {
   join(self, std::move(server));
 }
 
-/// Stops the worker: first its report to the observer, then quit (normally if no error).
+/// Stops the worker: first its report to the observer, then quit (normally if no error, or
+/// if the error is the server's training_finished: the end of the run is no failure).
 template <class Self>
 void stop(Self* self, caf::error reason) {
   auto& st = self->state;
   if (st.server)
     self->send(st.server, report_atom::value, st.settings.id, st.computed, st.lost_in_network);
+  if (reason == make_error(error_code::training_finished))
+    reason = caf::error{};
   self->quit(std::move(reason));
 }
 
@@ -211,7 +211,7 @@ void exchange(Self* self, Ts&&... msg) {
               return;
             st.awaiting = false;
             if (err == make_error(error_code::training_finished))
-              stop(self, caf::error{});
+              stop(self, std::move(err)); // before the orphan check: the run is over
             else if (err == make_error(error_code::lost_in_network)) {
               ++st.lost_in_network; // the link lost it: go on with the current parameters
               pull(self);

@@ -360,6 +360,12 @@ private:
   std::thread watch_;
 };
 
+/// Where the human-readable results go: stdout, unless --out - gave it to the JSON lines
+/// (then a pipe into jq reads only JSON).
+std::ostream& human_output(const run_config& run) {
+  return run.out == stdout_path ? std::cerr : std::cout;
+}
+
 /// Runs the prepared job on `sys` and prints (and writes) its results; the exit code. `out`
 /// (--out, open if given) gets each evaluation as it is made, and the summary at the end.
 int train_and_report(caf::actor_system& sys, const run_config& run, training_job& job,
@@ -382,8 +388,7 @@ int train_and_report(caf::actor_system& sys, const run_config& run, training_job
   // An interrupted run's results are written like any other's; its exit code says that it
   // did not spend its budget (128 + the signal, as the shell reports a process it killed).
   const int rc = result->interrupted ? 128 + interrupt_signal : 0;
-  // With --out - the JSON lines have stdout to themselves: a pipe into jq reads only JSON.
-  (run.out == stdout_path ? std::cerr : std::cout) << final_line(run, *result, rows) << std::endl;
+  human_output(run) << final_line(run, *result, rows) << std::endl;
   if (auto problem = out.finish(run, *result, rows); !problem.empty()) {
     std::cerr << fmt::format("psgd: {}\n", problem);
     return exit_failure;
@@ -709,7 +714,6 @@ int cmd_sweep(int argc, char** argv) {
   std::ostream* out = nullptr;
   if (!run.out.empty() && (out = open_output(run.out, file)) == nullptr)
     return usage_error(fmt::format("--out: cannot write {}", run.out));
-  const bool json_to_stdout = run.out == stdout_path;
   const size_t total = plan.models.size() * plan.staleness.size() * size_t(plan.seeds);
   size_t done = 0;
   stop_training_on_signals();
@@ -728,7 +732,7 @@ int cmd_sweep(int argc, char** argv) {
     std::cerr << "psgd: sweep failed: " << points.error() << '\n';
     return exit_failure;
   }
-  (json_to_stdout ? std::cerr : std::cout) << sweep_table(*points);
+  human_output(run) << sweep_table(*points);
   if (interrupt_requested) {
     std::cerr << fmt::format("psgd sweep: interrupted after {} of {} points; the table has the "
                              "finished ones (the point running was dropped)\n",

@@ -234,18 +234,6 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/// Whether two paths name one file: the same path once made absolute and normal (symbolic
-/// links resolved where they exist), or the same inode.
-bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  if (std::filesystem::equivalent(a, b, ec) && !ec)
-    return true;
-  std::error_code ex, ey;
-  const auto x = std::filesystem::weakly_canonical(a, ex);
-  const auto y = std::filesystem::weakly_canonical(b, ey);
-  return ex || ey ? a == b : x == y;
-}
-
 /// Why `path` (given to `option`) cannot be written as a file, or empty.
 std::string unwritable_file(const std::string& option, const std::string& path) {
   if (is_directory(path))
@@ -271,6 +259,16 @@ std::string unwritable_file(const std::string& option, const std::string& path) 
 }
 
 } // namespace
+
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(a, b, ec) && !ec)
+    return true;
+  std::error_code ex, ey;
+  const auto x = std::filesystem::weakly_canonical(a, ex);
+  const auto y = std::filesystem::weakly_canonical(b, ey);
+  return ex || ey ? a == b : x == y;
+}
 
 std::string validate_files(const run_config& cfg) {
   if (!cfg.synthetic)

@@ -114,6 +114,10 @@ inline constexpr int64_t max_timeout_ms = 7LL * 24 * 3600 * 1000;
 /// goes to stderr); the binary outputs (--save, --checkpoint) take file names only.
 inline constexpr const char* stdout_path = "-";
 
+/// Whether two paths name one file: the same path once made absolute and normal (symbolic
+/// links resolved where they exist), or the same inode (also for files not yet written).
+bool same_file(const std::string& a, const std::string& b);
+
 /// Checks the options that do not depend on the data; fills the parsed fields.
 std::string validate(run_config& cfg);
 
