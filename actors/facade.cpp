@@ -37,8 +37,26 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
   st.owners->owner.resize(static_cast<size_t>(std::max(0, st.spec.shards)));
   self->monitor(st.server);
   self->set_down_handler([=](caf::down_msg& msg) {
-    if (msg.source == self->state.server.address())
+    auto& st = self->state;
+    if (msg.source == st.server.address()) {
       self->quit(msg.reason);
+      return;
+    }
+    auto i = st.joined.find(msg.source);
+    if (i == st.joined.end())
+      return;
+    // A worker died. Before training started the server forgets it; its id is then free
+    // for a replacement (else the barrier would count the dead worker and start without).
+    const int32_t id = i->second;
+    st.joined.erase(i);
+    self->request(st.server, std::chrono::milliseconds{st.spec.request_timeout_ms},
+                  release_atom::value, id)
+      .then(
+        [=](bool forgotten) {
+          if (forgotten)
+            self->state.owners->owner[static_cast<size_t>(id)] = caf::node_id{};
+        },
+        [](caf::error&) {}); // the server is gone: so is this facade
   });
   // Only this node may stop the facade; an exit from the network is ignored.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -86,9 +104,11 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
       if (!owned_by_sender(self, id))
         return spoofed(id);
+      auto worker = caf::actor_cast<caf::actor>(self->current_sender());
+      if (worker && self->state.joined.emplace(worker.address(), id).second)
+        self->monitor(worker);
       if (auto& injector = self->state.injector)
-        self->send(injector, enlist_atom::value, id,
-                   caf::actor_cast<worker_actor>(self->current_sender()));
+        self->send(injector, enlist_atom::value, id, caf::actor_cast<worker_actor>(worker));
       return self->delegate(self->state.server, join_atom::value, id);
     },
     [=](push_atom, gradient& g) -> caf::result<snapshot> {

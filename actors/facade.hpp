@@ -19,9 +19,13 @@
 // - Exit messages from other nodes are ignored: a peer cannot stop the facade that way.
 //   (Except exit_reason::kill, which CAF 0.17 delivers untrappably: the driver then
 //   publishes a new facade on the same port, with the same `owners`.)
+// - A worker actor that joined through it is monitored; when it dies before training
+//   started the server forgets it (release) and its id is free for another process, so a
+//   work process that crashed at the join barrier can be replaced.
 // - It dies with the server.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +54,9 @@ struct facade_state {
   std::string data_fingerprint;  ///< of the serving process's training set
   std::shared_ptr<id_owners> owners;
   injector_actor injector;          ///< the run's scenario, if any
+  /// Worker actors that joined through this facade, monitored: one that dies before
+  /// training started gives its id back (see release in server_actor).
+  std::map<caf::actor_addr, int32_t> joined;
 };
 
 facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,

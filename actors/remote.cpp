@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -26,10 +27,12 @@ caf::error refused(std::string what) {
   return make_error(error_code::refused, std::move(what));
 }
 
-/// Connects with a timeout and checks the published actor's interface.
+/// Connects with a timeout and checks the published actor's interface. `nobody_listening`
+/// (if given) says whether a failure was a refused connection: no server on that port (yet).
 caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& self,
                                     const std::string& host, uint16_t port,
-                                    std::chrono::milliseconds timeout) {
+                                    std::chrono::milliseconds timeout,
+                                    bool* nobody_listening = nullptr) {
   caf::expected<facade_actor> result{caf::error{}};
   // With TLS loaded, connect through the openssl module (mutual TLS), never in plain text.
   auto mm = sys.has_openssl_manager() ? sys.openssl_manager().actor_handle()
@@ -46,6 +49,8 @@ caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& s
           result = caf::actor_cast<facade_actor>(ptr);
       },
       [&](caf::error& err) { // unreachable: a failure, not a mismatch
+        if (nobody_listening != nullptr)
+          *nobody_listening = err == caf::sec::cannot_connect_to_node;
         auto text = sys.render(err);
         // A plain node's handshake with a TLS server ends in a disconnect, nothing more.
         if (!sys.has_openssl_manager() && text.find("disconnect_during_handshake") != std::string::npos)
@@ -66,29 +71,82 @@ caf::expected<run_spec> hello(caf::scoped_actor& self, const facade_actor& front
   return result;
 }
 
-/// The server process is gone: connect again (with back-off, until `deadline`) and get the
-/// same worker ids back from its restarted successor.
+/// The pauses between connection attempts: 100 ms, doubling up to 2 s, until a deadline or
+/// an interrupt. Each attempt is short (3 s at most): one lost handshake or hello must not
+/// use up the whole deadline.
+class back_off {
+public:
+  back_off(std::chrono::milliseconds timeout, const std::atomic<bool>* interrupt)
+    : deadline_(std::chrono::steady_clock::now() + timeout),
+      attempt_(std::min(timeout, std::chrono::milliseconds{3000})),
+      interrupt_(interrupt) {}
+  std::chrono::milliseconds attempt() const { return attempt_; }
+  /// Sleeps before the next attempt; false if the deadline passed or the user interrupted.
+  bool wait() {
+    if (interrupted() || std::chrono::steady_clock::now() >= deadline_)
+      return false;
+    std::this_thread::sleep_for(pause_);
+    pause_ = std::min(pause_ * 2, std::chrono::milliseconds{2000});
+    return !interrupted();
+  }
+  bool interrupted() const { return interrupt_ != nullptr && interrupt_->load(); }
+
+private:
+  std::chrono::steady_clock::time_point deadline_;
+  std::chrono::milliseconds attempt_;
+  std::chrono::milliseconds pause_{100};
+  const std::atomic<bool>* interrupt_;
+};
+
+caf::error interrupted_while(const std::string& what) {
+  return make_error(error_code::interrupted, "interrupted " + what);
+}
+
+/// The first connection: a port nobody listens on yet (the server starts after its workers,
+/// or still loads its data) is tried again with back-off up to the request timeout, and the
+/// wait is said once. Other failures (a TLS handshake, not psgd's protocol) come back at once.
+caf::expected<facade_actor> connect_patiently(caf::actor_system& sys, caf::scoped_actor& self,
+                                              const run_config& cfg, const std::string& host,
+                                              uint16_t port, std::chrono::milliseconds timeout,
+                                              const std::atomic<bool>* interrupt) {
+  back_off pauses{timeout, interrupt};
+  bool said = false;
+  for (;;) {
+    bool nobody_listening = false;
+    auto front = connect(sys, self, host, port, pauses.attempt(), &nobody_listening);
+    if (front || !nobody_listening)
+      return front;
+    if (!said) {
+      std::cerr << fmt::format("psgd work (pid {}): no server at {} yet; trying for up to {} ms\n",
+                               ::getpid(), cfg.connect, timeout.count());
+      said = true;
+    }
+    if (!pauses.wait())
+      return pauses.interrupted() ? interrupted_while("before a server listened") : front;
+  }
+}
+
+/// The connection to the server dropped: connect again (with back-off, until the timeout)
+/// and get the same worker ids back, from the same server or its restarted successor.
 caf::expected<std::pair<facade_actor, run_spec>>
 reconnect(caf::actor_system& sys, caf::scoped_actor& self, const std::string& host,
-          uint16_t port, const hello_request& again, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto pause = std::chrono::milliseconds{100};
+          uint16_t port, const hello_request& again, std::chrono::milliseconds timeout,
+          const std::atomic<bool>* interrupt) {
+  back_off pauses{timeout, interrupt};
   caf::error last;
-  // Short attempts: one lost handshake or hello must not use up the whole deadline.
-  const auto attempt = std::min(timeout, std::chrono::milliseconds{3000});
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto front = connect(sys, self, host, port, attempt);
+  do {
+    auto front = connect(sys, self, host, port, pauses.attempt());
     if (front) {
-      auto spec = hello(self, *front, again, attempt);
+      auto spec = hello(self, *front, again, pauses.attempt());
       if (spec)
         return std::make_pair(*front, std::move(*spec));
       last = spec.error();
     } else {
       last = front.error();
     }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds{2000});
-  }
+  } while (pauses.wait());
+  if (pauses.interrupted())
+    return interrupted_while("while reconnecting");
   return make_error(error_code::peer_lost,
                     fmt::format("the server at {}:{} is gone and did not come back within {} ms "
                                 "(last: {})",
@@ -150,7 +208,8 @@ run_config config_of(const run_spec& spec, const run_config& local) {
 
 } // namespace
 
-caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_config& cfg) {
+caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_config& cfg,
+                                          const std::atomic<bool>* interrupt) {
   const auto timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   const auto colon = cfg.connect.rfind(':');
   auto host = cfg.connect.substr(0, colon);
@@ -158,7 +217,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     host = host.substr(1, host.size() - 2);
   const auto port = static_cast<uint16_t>(std::stoi(cfg.connect.substr(colon + 1)));
   caf::scoped_actor self{sys};
-  auto front = connect(sys, self, host, port, timeout);
+  auto front = connect_patiently(sys, self, cfg, host, port, timeout, interrupt);
   if (!front)
     return front.error();
   auto query = hello(self, *front, hello_request{}, timeout);
@@ -231,6 +290,20 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   again.wanted = 0;
   again.ids = spec->ids;
   caf::error fatal;
+  // Ctrl-C or SIGTERM: each worker leaves with error interrupted (its report first), so the
+  // server's log says why it left, and an id held at the join barrier is free again.
+  const auto leave = make_error(error_code::interrupted,
+                                fmt::format("psgd work (pid {}) was stopped by a signal",
+                                            ::getpid()));
+  auto on_interrupt = [&] {
+    if (out.interrupted || interrupt == nullptr || !interrupt->load())
+      return;
+    out.interrupted = true;
+    std::cerr << fmt::format("psgd work (pid {}): interrupted; the workers leave the run\n",
+                             ::getpid());
+    for (auto& [id, w] : by_id)
+      self->send_exit(w, leave);
+  };
   self->receive_while([&] { return !running.empty() && !fatal; })([&](caf::down_msg& msg) {
     if (msg.source == front_addr) {
       if (running.empty())
@@ -242,11 +315,12 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
                            "the server stopped the run: " + sys.render(msg.reason));
         return;
       }
-      // The server process died: wait for its successor (psgd serve --resume).
-      std::cerr << fmt::format("psgd work (pid {}): the server at {} is gone; waiting up to "
-                               "{} ms for it to come back (psgd serve --resume)\n",
+      // The connection dropped (heartbeats stopped) or the server process died: reconnect
+      // to it, or to its successor (psgd serve --resume).
+      std::cerr << fmt::format("psgd work (pid {}): lost the server at {}; reconnecting for "
+                               "up to {} ms (to it, or to psgd serve --resume there)\n",
                                ::getpid(), cfg.connect, timeout.count());
-      auto next = reconnect(sys, self, host, port, again, timeout);
+      auto next = reconnect(sys, self, host, port, again, timeout, interrupt);
       if (!next) {
         fatal = next.error();
         return;
@@ -277,11 +351,12 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     if (!msg.reason)
       ++out.finished;
     out.lines.push_back(fmt::format("worker {}: {}", i->second,
-                                    msg.reason ? "stopped: " + sys.render(msg.reason)
-                                               : "finished"));
+                                    !msg.reason          ? std::string{"finished"}
+                                    : msg.reason == leave ? std::string{"left (interrupted)"}
+                                                          : "stopped: " + sys.render(msg.reason)));
     by_id.erase(i->second);
     running.erase(i);
-  });
+  }, caf::after(std::chrono::milliseconds{100}) >> on_interrupt);
   if (fatal) {
     for (auto& [id, w] : by_id)
       self->send_exit(w, caf::exit_reason::user_shutdown);

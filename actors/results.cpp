@@ -147,7 +147,8 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
                        {"staleness_histogram", w.staleness_histogram},
                        {"lost", w.lost},
                        {"quarantined", w.quarantined},
-                       {"joined_late", w.joined_late}});
+                       {"joined_late", w.joined_late},
+                       {"rejoins", w.rejoins}});
     dropped[std::to_string(w.worker)] = w.dropped;
   }
   const bool actors = cfg.parsed_mode != train_mode::sequential;

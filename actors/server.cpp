@@ -384,7 +384,9 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     if (st.done_sent)
       return; // workers leave once the budget is spent: not a loss
     st.waiting.erase(id);
-    tell(self, fmt::format("worker {} left the quorum: {}", id, self->system().render(msg.reason)));
+    tell(self, fmt::format("worker {} {}: {}", id,
+                           st.started ? "left the quorum" : "left before training started",
+                           self->system().render(msg.reason)));
     if (st.core->lose(id)) {
       report(self);
       answer_round(self);
@@ -456,6 +458,20 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       auto rp = self->template make_response_promise<snapshot>();
       answer(self, id, rp);
       return rp;
+    },
+    [=](release_atom, int32_t id) {
+      auto& st = self->state;
+      if (st.started || !st.core->forget(id))
+        return false;
+      for (auto m = st.members.begin(); m != st.members.end();)
+        m = m->second == id ? st.members.erase(m) : std::next(m);
+      st.joins.erase(std::remove_if(st.joins.begin(), st.joins.end(),
+                                    [id](const server_state::held_answer& j) { return j.first == id; }),
+                     st.joins.end());
+      tell(self, fmt::format("worker id {} is free again for another work process: waiting "
+                             "for {} more worker(s)",
+                             id, st.core->settings().expected_workers - st.joins.size()));
+      return true;
     },
     [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
       self->state.core->report_computed(id, computed, lost_in_network);

@@ -86,6 +86,16 @@ bool server_core::join(int32_t worker) {
     ++live_;
     return true;
   }
+  if (auto* m = find(worker); m != nullptr && started && m->stats.lost && !m->stats.quarantined) {
+    // A lost member is back (its connection dropped, its process reconnected). ssp: at
+    // least at the slowest clock, or the others, now far ahead, would wait for it.
+    if (settings_.mode == train_mode::ssp && live_ > 0) // the others' slowest, not its own
+      m->clock_offset += std::max<int64_t>(0, slowest_clock() - m->clock());
+    m->stats.lost = false;
+    ++m->stats.rejoins;
+    ++live_;
+    return true;
+  }
   if (worker < 0 || members_.count(worker) > 0
       || (!started && worker >= settings_.expected_workers))
     return false;
@@ -354,6 +364,17 @@ bool server_core::lose(int32_t worker) {
   return was_in_quorum && leave_quorum(*m);
 }
 
+bool server_core::forget(int32_t worker) {
+  auto* m = find(worker);
+  if (m == nullptr || clock_running_ || restored_)
+    return false;
+  if (m->in_quorum())
+    --live_;
+  members_.erase(worker);
+  --joined_;
+  return true;
+}
+
 bool server_core::suspend(const std::vector<int32_t>& workers) {
   bool closed = false;
   for (auto id : workers) {
@@ -558,6 +579,7 @@ nlohmann::json member_json(const worker_stats& w, int64_t epoch, int64_t step, b
           {"staleness_max", w.staleness_max}, {"staleness_histogram", w.staleness_histogram},
           {"lost", w.lost},
           {"quarantined", w.quarantined}, {"joined_late", w.joined_late},
+          {"rejoins", w.rejoins},
           {"epoch", epoch},             {"step", step},
           {"has_read", has_read},       {"last_read", last_read}};
 }
@@ -617,6 +639,7 @@ server_core::server_core(server_settings settings, const checkpoint& saved,
     w.lost = j.value("lost", false);
     w.quarantined = j.value("quarantined", false);
     w.joined_late = j.value("joined_late", false);
+    w.rejoins = j.value("rejoins", 0);
     m.epoch = j.value("epoch", int64_t{0});
     m.step = j.value("step", int64_t{0});
     m.has_read = j.value("has_read", false);

@@ -162,8 +162,14 @@ public:
   reject_reason last_rejection() const { return last_rejection_; }
   bool quarantined_now() const { return quarantined_now_; }
   /// Admits a worker id: before training starts ids 0..expected_workers-1, afterwards any
-  /// id not seen before (a worker joining mid-run), or a restored member rejoining.
+  /// id not seen before (a worker joining mid-run), a restored member rejoining, or a lost
+  /// (not quarantined) member coming back: its connection dropped and its process
+  /// reconnected (counted in its `rejoins`). Who may use an id is the facade's check.
   bool join(int32_t worker);
+  /// A member left before training started (a fresh server): it is forgotten, so that its
+  /// id can be handed out again and the join barrier waits for a replacement. False (and
+  /// nothing changes) once training started, on a restored server, or for a non-member.
+  bool forget(int32_t worker);
   /// True if `worker` is (or was) a member.
   bool knows(int32_t worker) const { return members_.count(worker) > 0; }
   /// A worker died: it leaves the quorum. Returns true if that closed the open round.

@@ -261,6 +261,12 @@ worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
     if (msg.source == self->state.server.address())
       orphan(self);
   });
+  // An exit (its work process stopping it, its link dying) ends it as stop() does: the report
+  // first, so that the server has its count of computed gradients.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (msg.reason)
+      stop(self, std::move(msg.reason));
+  });
   return {
     [=](start_atom) {
       auto& st = self->state;

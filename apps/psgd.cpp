@@ -490,14 +490,19 @@ int cmd_work(int argc, char** argv) {
   cfg.enable_network(run.workers);
   shutdown_deadline deadline{shutdown_grace(run)}; // outlives sys
   caf::actor_system sys{cfg};
-  auto outcome = work_remotely(sys, run);
+  stop_training_on_signals();
+  auto outcome = work_remotely(sys, run, &interrupt_requested);
   if (!outcome) {
     std::cerr << fmt::format("psgd work: {}\n", sys.render(outcome.error()));
-    return deadline.arm(outcome.error() == make_error(error_code::refused) ? exit_usage
-                                                                          : exit_failure);
+    const auto& err = outcome.error();
+    return deadline.arm(err == make_error(error_code::refused)       ? exit_usage
+                        : err == make_error(error_code::interrupted) ? 128 + interrupt_signal
+                                                                     : exit_failure);
   }
   for (const auto& line : outcome->lines)
     std::cout << line << '\n';
+  if (outcome->interrupted)
+    return deadline.arm(128 + interrupt_signal);
   return deadline.arm(outcome->finished == outcome->workers ? 0 : exit_failure);
 }
 

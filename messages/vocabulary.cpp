@@ -46,6 +46,7 @@ std::string to_string(error_code x) {
     case error_code::round_timeout: return "round_timeout";
     case error_code::diverged: return "diverged";
     case error_code::lost_in_network: return "lost_in_network";
+    case error_code::interrupted: return "interrupted";
   }
   return "unknown";
 }

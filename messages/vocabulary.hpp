@@ -182,6 +182,7 @@ struct worker_stats {
   bool lost = false;       ///< the worker died during the run
   bool quarantined = false;
   bool joined_late = false;  ///< joined after training had started
+  int32_t rejoins = 0;       ///< times it came back after it was lost (a dropped connection)
 
   int64_t rejected_total() const;
 };
@@ -190,7 +191,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
   return f(caf::meta::type_name("worker_stats"), x.worker, x.computed, x.pushed, x.applied,
            x.dropped, x.after_stop, x.rejected, x.lost_in_network, x.lost_in_flight, x.staleness_sum,
-           x.staleness_max, x.staleness_histogram, x.lost, x.quarantined, x.joined_late);
+           x.staleness_max, x.staleness_histogram, x.lost, x.quarantined, x.joined_late,
+           x.rejoins);
 }
 
 /// The server's counters at one moment.
@@ -344,6 +346,7 @@ enum class error_code : uint8_t {
   round_timeout,       ///< a round waited longer than --round-timeout (policy stop)
   diverged,            ///< the loss became NaN/Inf or passed the divergence threshold
   lost_in_network,     ///< a link lost the gradient on its way (scenario net_drop)
+  interrupted,         ///< the user stopped this process (SIGINT, SIGTERM)
 };
 
 std::string to_string(error_code x);
@@ -384,6 +387,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, pull_atom, "pull")
   CAF_ADD_ATOM(psgd, psgd, enlist_atom, "enlist")
   CAF_ADD_ATOM(psgd, psgd, warm_atom, "warm")
+  CAF_ADD_ATOM(psgd, psgd, release_atom, "release")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -410,8 +414,11 @@ using facade_actor = upstream_actor::extend<
 
 /// The parameter server. tick() is its own watchdog timer (round timeout). done() comes from
 /// the driver: the user interrupted the run; end the budget now, as if it were spent.
+/// release(id) comes from the facade: worker id's actor died; true if the server forgot it
+/// (training had not started), so that the facade may hand the id out again.
 using server_actor = upstream_actor::extend<
   caf::replies_to<stats_atom>::with<server_stats>,
+  caf::replies_to<release_atom, int32_t>::with<bool>,
   caf::replies_to<watch_atom, uint64_t>::with<uint64_t>,
   caf::reacts_to<crash_atom>,
   caf::reacts_to<tick_atom>,

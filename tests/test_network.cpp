@@ -352,6 +352,148 @@ TEST_CASE("a frozen worker process (SIGSTOP) is detected within twice the connec
   CHECK_THAT(read_file(dir.file("launch.out")), Catch::Contains("test accuracy"));
 }
 
+namespace {
+
+/// Starts `psgd work --connect 127.0.0.1:PORT <args>` in the background: NAME.out (stdout
+/// and stderr), NAME.pid (psgd's own pid, not a wrapper's), NAME.rc once it exits.
+void start_work(const temp_dir& dir, const std::string& name, const std::string& port,
+                const std::string& args) {
+  auto cmd = "cd " + dir.path() + " && ((" + std::string{PSGD_BINARY} + " work --connect 127.0.0.1:"
+             + port + " " + args + " > " + name + ".out 2>&1 & echo $! > " + name
+             + ".pid; wait $!; echo $? > " + name + ".rc) &) ; for i in $(seq 1 100); do "
+             + "test -s " + name + ".pid && break; sleep 0.02; done";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+}
+
+/// A loopback port nobody listens on now (the OS's pick, released at once).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+int pid_in(const temp_dir& dir, const std::string& file) {
+  return std::stoi(read_file(dir.file(file)));
+}
+
+} // namespace
+
+TEST_CASE("a work process killed at the join barrier is replaced: its worker id is handed out "
+          "again",
+          "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --epochs 0.5 --eval-every 300 --port 0 "
+                                "--out " + dir.file("run.jsonl"));
+  start_work(dir, "first", port, "--workers 1");
+  REQUIRE(wait_for(dir, "first.out", "worker 0 joined", 60));
+  const int victim = pid_in(dir, "first.pid");
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  // Before, the dead worker counted as joined: the next process got id 1, training started
+  // at once, and sync m=2 ran with one live worker.
+  REQUIRE(wait_for(dir, "serve.err", "worker id 0 is free again", 30));
+  start_work(dir, "second", port, "--workers 1");
+  start_work(dir, "third", port, "--workers 1");
+  REQUIRE(wait_for(dir, "second.rc", "\n", 90));
+  REQUIRE(wait_for(dir, "third.rc", "\n", 90));
+  wait_server(dir);
+  INFO(read_file(dir.file("serve.err")) << read_file(dir.file("second.out"))
+                                        << read_file(dir.file("third.out")));
+  CHECK(read_file(dir.file("second.rc")) == "0\n");
+  CHECK(read_file(dir.file("third.rc")) == "0\n");
+  CHECK_THAT(read_file(dir.file("second.out")) + read_file(dir.file("third.out")),
+             Catch::Contains("worker 0 joined") && Catch::Contains("worker 1 joined"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["workers"].size() == 2);
+  for (const auto& w : summary["workers"]) {
+    CHECK_FALSE(w["lost"].get<bool>());
+    CHECK(w["applied"] == summary["updates"]); // every round had both workers' gradients
+  }
+}
+
+TEST_CASE("a work process started before its server waits for it", "[network]") {
+  temp_dir dir;
+  const auto port = std::to_string(free_port());
+  start_work(dir, "early", port, "--workers 1 --request-timeout-ms 30000");
+  REQUIRE(wait_for(dir, "early.out", "no server at 127.0.0.1:" + port + " yet", 30));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  start_server(dir, "--mode sync --workers 1 --epochs 0.2 --port " + port);
+  REQUIRE(wait_for(dir, "early.rc", "\n", 60));
+  INFO(read_file(dir.file("early.out")));
+  CHECK(read_file(dir.file("early.rc")) == "0\n");
+  CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+}
+
+TEST_CASE("SIGINT to a work process: its workers leave the run and the server's log says why",
+          "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --model mlp --epochs 3 --eval-every 300 "
+                                "--port 0 --out " + dir.file("run.jsonl"));
+  start_work(dir, "first", port, "--workers 1");
+  REQUIRE(wait_for(dir, "first.out", "joined", 60));
+  REQUIRE(::kill(pid_in(dir, "first.pid"), SIGINT) == 0); // at the join barrier
+  REQUIRE(wait_for(dir, "first.rc", "\n", 30));
+  CHECK(read_file(dir.file("first.rc")) == "130\n");
+  CHECK_THAT(read_file(dir.file("first.out")), Catch::Contains("left (interrupted)"));
+  REQUIRE(wait_for(dir, "serve.err", "is free again", 30));
+  start_work(dir, "second", port, "--workers 1");
+  start_work(dir, "third", port, "--workers 1");
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // mid-run
+  REQUIRE(::kill(pid_in(dir, "third.pid"), SIGINT) == 0);
+  REQUIRE(wait_for(dir, "third.rc", "\n", 30));
+  REQUIRE(wait_for(dir, "second.rc", "\n", 90));
+  wait_server(dir);
+  const auto log = read_file(dir.file("serve.err"));
+  INFO(log << read_file(dir.file("third.out")));
+  CHECK(read_file(dir.file("third.rc")) == "130\n");
+  CHECK(read_file(dir.file("second.rc")) == "0\n");
+  // Before, SIGINT killed the process at once: the server saw a lost link, nothing more.
+  CHECK_THAT(log, Catch::Contains("left before training started: interrupted: psgd work (pid "));
+  CHECK_THAT(log, Catch::Contains("left the quorum: interrupted: psgd work (pid "));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["type"] == "summary");
+  int lost = 0;
+  for (const auto& w : summary["workers"])
+    lost += w["lost"].get<bool>();
+  CHECK(lost == 1);
+}
+
+TEST_CASE("a server frozen longer than the connection timeout gets its workers back", "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode async --workers 2 --model mlp --epochs 3 --eval-every 300 "
+                                "--port 0 --heartbeat-ms 200 --connection-timeout-ms 1000 --out "
+                                + dir.file("run.jsonl"));
+  start_work(dir, "work", port, "--workers 2");
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
+  // serve.pid is timeout's; psgd serve is its child.
+  const int server = std::stoi(run_shell("pgrep -P " + read_file(dir.file("serve.pid"))).output);
+  REQUIRE(::kill(server, SIGSTOP) == 0);
+  REQUIRE(wait_for(dir, "work.out", "lost the server at", 10)); // the workers' side noticed
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(::kill(server, SIGCONT) == 0);
+  REQUIRE(wait_for(dir, "work.rc", "\n", 90));
+  wait_server(dir);
+  const auto log = read_file(dir.file("serve.err"));
+  INFO(log << read_file(dir.file("work.out")));
+  // Before, they were refused ("worker id 0 is unknown or taken") and the run failed.
+  CHECK(read_file(dir.file("work.rc")) == "0\n");
+  CHECK_THAT(log, Catch::Contains("worker 0 rejoined at update")
+                    && Catch::Contains("worker 1 rejoined at update"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["type"] == "summary");
+  CHECK(summary["updates"].get<int64_t>() == 5625);
+  for (const auto& w : summary["workers"]) {
+    CHECK_FALSE(w["lost"].get<bool>());
+    CHECK(w["rejoins"].get<int>() == 1);
+  }
+}
+
 TEST_CASE("kill -9 of the server process and a restart with resume: the workers reconnect "
           "and training completes",
           "[network]") {
@@ -427,7 +569,7 @@ TEST_CASE("a work process does not rejoin another run that took its server's por
   const auto work = read_file(dir.file("work.out"));
   INFO(work);
   CHECK(read_file(dir.file("work.rc")) == "2\n");
-  CHECK_THAT(work, Catch::Contains("is gone; waiting up to")
+  CHECK_THAT(work, Catch::Contains("lost the server at")
                      && Catch::Contains("runs another run (model mlp, was softmax)"));
   REQUIRE(wait_for(dir, "serve2.rc", "\n", 60)); // no worker joins it: it stops by itself
 }

@@ -342,6 +342,67 @@ TEST_CASE("a worker may join after training started, with a new id only", "[poli
   CHECK(core.stats().workers[2].joined_late);
 }
 
+TEST_CASE("a lost worker may come back once training started; a quarantined one may not",
+          "[policy]") {
+  auto core = joined(settings_for(train_mode::sync, 2, 2), {0});
+  core.start_clock();
+  CHECK(core.lose(1) == false); // no round was open
+  CHECK(core.live_workers() == 1);
+  CHECK(core.push(grad(0, 0, {1})) == verdict::round_closed); // alone
+  CHECK(core.join(1));  // its connection dropped and its process reconnected
+  CHECK_FALSE(core.join(1)); // a live member's id stays taken
+  CHECK(core.live_workers() == 2);
+  CHECK(core.push(grad(0, 1, {1})) == verdict::waiting); // the round waits for it again
+  CHECK(core.push(grad(1, 1, {1})) == verdict::round_closed);
+  auto w = core.stats().workers[1];
+  CHECK_FALSE(w.lost);
+  CHECK(w.rejoins == 1);
+  CHECK_FALSE(w.joined_late);
+
+  auto s = settings_for(train_mode::sync, 2, 2);
+  s.quarantine_after = 1;
+  auto strict = joined(s, {0});
+  strict.start_clock();
+  CHECK(strict.push(grad(1, 0, {std::numeric_limits<float>::quiet_NaN()})) == verdict::rejected);
+  REQUIRE(strict.quarantined_now());
+  strict.lose(1);
+  CHECK_FALSE(strict.join(1));
+}
+
+TEST_CASE("a worker that leaves before training started is forgotten: its id is free again",
+          "[policy]") {
+  server_core core{settings_for(train_mode::sync, 2, 2), {0}};
+  REQUIRE(core.join(0));
+  core.lose(0);
+  CHECK(core.forget(0));
+  CHECK_FALSE(core.knows(0));
+  CHECK(core.live_workers() == 0);
+  REQUIRE(core.join(1));
+  CHECK_FALSE(core.all_joined()); // the barrier waits for a replacement
+  CHECK(core.forget(1));          // a live member too (the facade saw its actor die first)
+  CHECK(core.live_workers() == 0);
+  REQUIRE(core.join(0));
+  REQUIRE(core.join(1));
+  CHECK(core.all_joined());
+  core.start_clock();
+  CHECK_FALSE(core.forget(0)); // training runs: it stays a member (lost if it dies)
+  CHECK(core.knows(0));
+}
+
+TEST_CASE("ssp: a worker back after it was lost starts at the slowest clock of the others",
+          "[policy][staleness]") {
+  auto s = settings_for(train_mode::ssp, 1, 2);
+  s.staleness_bound = 1;
+  auto core = joined(s, {0});
+  core.start_clock();
+  core.lose(1);
+  for (uint64_t v = 0; v < 5; ++v) // alone, worker 0 is never held
+    CHECK(core.push(grad(0, v, {1})) == verdict::applied);
+  REQUIRE(core.join(1));
+  // Its clock is 5, not 0: worker 0 (clock 5) is within the bound and goes on.
+  CHECK(core.push(grad(0, 5, {1})) == verdict::applied);
+}
+
 TEST_CASE("ssp: a worker more than s clocks ahead of the slowest waits; the slowest lets it "
           "go",
           "[policy][staleness]") {

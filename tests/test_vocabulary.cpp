@@ -40,7 +40,7 @@ bool same(const worker_stats& a, const worker_stats& b) {
          && a.rejected == b.rejected && a.lost_in_flight == b.lost_in_flight
          && a.staleness_sum == b.staleness_sum && a.staleness_max == b.staleness_max
          && a.lost == b.lost && a.quarantined == b.quarantined
-         && a.joined_late == b.joined_late;
+         && a.joined_late == b.joined_late && a.rejoins == b.rejoins;
 }
 
 worker_stats sample_worker(int32_t id, bool lost) {
@@ -58,6 +58,7 @@ worker_stats sample_worker(int32_t id, bool lost) {
   w.lost = lost;
   w.quarantined = !lost;
   w.joined_late = lost;
+  w.rejoins = lost ? 2 : 0;
   return w;
 }
 
