@@ -60,6 +60,7 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
   const auto rows = job.data->train.rows;
   auto settings = server_settings::from(job.cfg, rows, job.model->num_params());
   settings.clock = st.clock;
+  settings.run_id = job.run_id;
   // Only where every worker has a core to itself: a hint then uses time the worker's core
   // would idle away, where otherwise it takes time from a worker that computes. And only
   // in one process, where each push comes from the worker itself (unless a link carries it).
@@ -126,6 +127,7 @@ bool publish_front(self_ptr self) {
   const auto& job = *st.job;
   const auto& cfg = job.cfg;
   run_spec spec;
+  spec.run_id = job.run_id;
   spec.mode = cfg.mode;
   spec.model = cfg.model;
   spec.hidden = cfg.hidden;
@@ -454,6 +456,7 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       st.started_at = std::chrono::steady_clock::now();
       if (st.job->resume)
         st.summary.resumed_from = static_cast<int64_t>(st.job->resume->version);
+      st.summary.run_id = st.job->run_id;
       st.result = self->make_response_promise<run_summary>();
       spawn_team(self);
       return st.result;

@@ -173,6 +173,9 @@ std::string run_difference(const run_spec& was, const run_spec& now) {
   differ("dataset", was.dataset, now.dataset);
   differ("track-inclusion", was.track_inclusion, now.track_inclusion);
   differ("network faults", was.network_faults, now.network_faults);
+  // The same settings, a fresh start (not --resume): its counters and sample positions
+  // are not the ones these workers continue.
+  differ("run id", was.run_id, now.run_id);
   return fmt::format("{}", fmt::join(diffs, ", "));
 }
 

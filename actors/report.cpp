@@ -234,6 +234,7 @@ std::string read_input(const std::string& path, inputs& in) {
     return fmt::format("{}: cannot open", path);
   const std::string stem = fs::path{path}.stem().string();
   std::vector<eval_row> pending;  // eval lines waiting for their summary
+  std::optional<std::string> failure;  // the run's error, from its failure line
   size_t runs = 0, points = 0, ignored = 0;
   std::string line;
   for (int64_t number = 1; std::getline(f, line); ++number) {
@@ -251,6 +252,8 @@ std::string read_input(const std::string& path, inputs& in) {
       in.runs.push_back(make_run(path, stem, std::move(j), std::move(pending)));
       pending.clear();
       ++runs;
+    } else if (type == "failure") {
+      failure = text_at(j, "error");
     } else if (type == "sweep_point") {
       if (auto p = sweep_point_of(j)) {
         in.sweep.push_back(std::move(*p));
@@ -265,10 +268,16 @@ std::string read_input(const std::string& path, inputs& in) {
   }
   if (f.bad())
     return fmt::format("{}: read error", path);
-  if (!pending.empty()) {
+  if (failure)
+    in.notes.push_back(fmt::format("{}: the run failed ({}){}", path, *failure,
+                                   pending.empty() ? std::string{}
+                                                   : fmt::format(": {} plotted under the file's name",
+                                                                 count_text(pending.size(), "eval line", "eval lines"))));
+  else if (!pending.empty())
     in.notes.push_back(fmt::format("{}: {} without a summary line (an unfinished run?): "
                                    "plotted under the file's name",
                                    path, count_text(pending.size(), "eval line", "eval lines")));
+  if (!pending.empty()) {
     in.runs.push_back(make_run(path, stem, json{}, std::move(pending)));
     ++runs;
   }

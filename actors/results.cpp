@@ -198,6 +198,9 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"interrupted", r.interrupted},
     // A resumed run's counts and seconds include the sessions before it.
     {"resumed_from_update", r.resumed_from >= 0 ? nlohmann::json(r.resumed_from) : nlohmann::json()},
+    // Kept across --resume, so the summaries of one run's sessions can be told apart from
+    // another run's; the checkpoint holds it too.
+    {"run_id", r.run_id},
     {"build", build_info()},
     {"stale_lr", cfg.stale_lr},
     {"simulated_staleness", cfg.simulate_staleness.empty() ? "none" : cfg.simulate_staleness},
@@ -251,6 +254,16 @@ std::string results_file::finish(const run_config& cfg, const run_summary& r,
              ? std::string{"--out: error while writing to standard output"}
              : fmt::format("--out: error while writing {}", path_);
   return {};
+}
+
+void results_file::fail(const std::string& error, const std::string& run_id) {
+  if (out_ == nullptr)
+    return;
+  *out_ << nlohmann::json{{"type", "failure"}, {"error", error}, {"run_id", run_id},
+                          {"build", build_info()}}
+             .dump()
+        << '\n'
+        << std::flush;
 }
 
 std::string write_results(const std::string& path, const run_config& cfg, const run_summary& r,

@@ -81,6 +81,9 @@ public:
   void add(const eval_point& p);
   /// The evaluations of `r` not yet added, then its summary. An error line or "".
   std::string finish(const run_config& cfg, const run_summary& r, int64_t train_rows);
+  /// The run failed: a last line {"type": "failure", "error", "run_id", "build"} instead of
+  /// the summary, so that a reader tells a failed run from one still going or cut off.
+  void fail(const std::string& error, const std::string& run_id);
 
 private:
   std::string path_;

@@ -30,6 +30,7 @@ caf::expected<run_summary> run_sequential(const training_job& job) {
   data::shard_sampler sampler{train.rows, cfg.seed, 0, 1, cfg.batch};
 
   run_summary r;
+  r.run_id = job.run_id;
   server_stats s;
   worker_stats w;
   double seconds = 0;

@@ -1,6 +1,7 @@
 #include "actors/trainer.hpp"
 
 #include <algorithm>
+#include <random>
 
 #include <caf/all.hpp>
 #include <fmt/format.h>
@@ -36,6 +37,17 @@ outcome<std::shared_ptr<const data::split>> load_data(const run_config& cfg) {
     return result::failure(loaded.error());
   return result{std::make_shared<const data::split>(std::move(*loaded))};
 }
+
+namespace {
+
+/// 16 hex digits from the OS's entropy: two runs never share one in practice.
+std::string new_run_id() {
+  std::random_device entropy;
+  const uint64_t id = (uint64_t{entropy()} << 32) ^ entropy();
+  return fmt::format("{:016x}", id);
+}
+
+} // namespace
 
 outcome<training_job> prepare_job(const run_config& cfg) {
   auto data = load_data(cfg);
@@ -157,8 +169,11 @@ outcome<training_job> prepare_job(const run_config& cfg,
         "budget (--epochs {}, --max-updates {}): nothing to train (a larger budget goes on)",
         loaded->file, version, double(samples) / double(job.data->train.rows), cfg.epochs,
         cfg.max_updates));
+    job.run_id = loaded->data.state.value("run_id", std::string{});
     job.resume = std::make_shared<const checkpoint>(std::move(loaded->data));
   }
+  if (job.run_id.empty()) // a fresh run (or a checkpoint from before run ids)
+    job.run_id = new_run_id();
   return job;
 }
 

@@ -52,6 +52,10 @@ struct training_job {
   std::optional<scenario> faults;
   /// The checkpoint to continue from (--resume), fingerprint-checked; null for a fresh run.
   std::shared_ptr<const checkpoint> resume;
+  /// The run's identity: random for a fresh run, the checkpoint's for a resumed one. Work
+  /// processes that reconnect compare it, so that they never join a new run of the same
+  /// settings as if it were theirs.
+  std::string run_id;
   /// What the run says of its --resume before training: its own file skipped for FILE.prev
   /// (a torn or corrupt write), a budget the checkpoint has already spent.
   std::vector<std::string> resume_notes;

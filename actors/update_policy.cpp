@@ -594,6 +594,7 @@ checkpoint server_core::to_checkpoint(const nlohmann::json& fingerprint) const {
   for (const auto& [id, m] : members_)
     members.push_back(member_json(m.stats, m.epoch, m.step, m.has_read, m.last_read));
   c.state = {{"fingerprint", fingerprint},
+             {"run_id", settings_.run_id},
              {"samples", samples_},
              {"applied", applied_},
              {"dropped", dropped_},

@@ -104,7 +104,8 @@ struct server_settings {
   std::string checkpoint_path;         ///< where the server checkpoints; empty = never
   uint64_t checkpoint_every = 0;       ///< updates between checkpoints (0 = by time only)
   double checkpoint_seconds = 0;       ///< seconds between checkpoints (0 = by updates only)
-  nlohmann::json fingerprint;          ///< the run's identity, stored in every checkpoint
+  nlohmann::json fingerprint;          ///< the run's settings, stored in every checkpoint
+  std::string run_id;                  ///< the run's identity, stored in every checkpoint
   int64_t staleness_bound = -1;        ///< ssp: clocks a worker may lead by; -1 = no bound
   bool stale_lr = false;               ///< step lr / max(1, staleness)
   int simulated_min = -1;              ///< simulated staleness range; -1 = off

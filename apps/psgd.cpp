@@ -382,6 +382,7 @@ int train_and_report(caf::actor_system& sys, const run_config& run, training_job
     const bool refused = result.error() == make_error(error_code::refused);
     std::cerr << fmt::format("psgd: {}{}\n", refused ? "" : "training failed: ",
                              sys.render(result.error()));
+    out.fail(sys.render(result.error()), job.run_id);
     return refused ? exit_usage : exit_failure;
   }
   const auto rows = job.data->train.rows;
@@ -796,6 +797,9 @@ int cmd_report(int argc, char** argv) {
         return usage_error(fmt::format("report: {}:{}: not JSON", file, lineno));
       if (j.is_object() && j.contains("type") && j["type"] == "sweep_point")
         ++sweep_points;
+      if (j.is_object() && j.contains("type") && j["type"] == "failure")
+        std::cerr << fmt::format("psgd report: {}: the run failed ({})\n", file,
+                                 j.value("error", std::string{"no reason given"}));
       if (!j.is_object() || !j.contains("type") || j["type"] != "summary")
         continue;
       if (auto problem = summary_problem(j); !problem.empty())

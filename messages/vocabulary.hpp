@@ -61,7 +61,7 @@
 namespace psgd {
 
 /// The protocol's version: processes of different versions refuse each other.
-inline constexpr const char* protocol_version = "psgd-2"; // 2: run_spec.positions
+inline constexpr const char* protocol_version = "psgd-3"; // 2: run_spec.positions, 3: run_id
 
 // -- float_buffer -------------------------------------------------------------------------
 
@@ -258,13 +258,14 @@ struct run_summary {
   /// The checkpoint's version a --resume went on from (its counts and seconds are in the
   /// totals); -1 for a run that started fresh.
   int64_t resumed_from = -1;
+  std::string run_id;  ///< the run's identity (training_job::run_id)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_summary& x) {
   return f(caf::meta::type_name("run_summary"), x.evaluations, x.class_received,
            x.class_applied, x.final_stats, x.final_params, x.events, x.interrupted,
-           x.resumed_from);
+           x.resumed_from, x.run_id);
 }
 
 /// One injected effect on a worker, sent by the injector (see config/scenario.hpp).
@@ -291,6 +292,7 @@ typename Inspector::result_type inspect(Inspector& f, fault_effect& x) {
 /// What a serving process tells the workers that join it over the network: everything they
 /// must agree on (workers cannot disagree with the server).
 struct run_spec {
+  std::string run_id;            ///< the run's identity: kept across --resume, new otherwise
   std::string mode;
   std::string model;             ///< softmax | mlp | lsq
   int32_t hidden = 0;
@@ -313,7 +315,7 @@ struct run_spec {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
-  return f(caf::meta::type_name("run_spec"), x.mode, x.model, x.hidden, x.input_dim,
+  return f(caf::meta::type_name("run_spec"), x.run_id, x.mode, x.model, x.hidden, x.input_dim,
            x.classes, x.batch, x.seed, x.shards, x.request_timeout_ms, x.dataset,
            x.track_inclusion, x.network_faults,
            x.ids, x.positions);

@@ -296,6 +296,9 @@ TEST_CASE("CLI: SIGINT stops a run with its results so far, exit 130", "[cli][in
     "epoch");
   CHECK_THAT(resumed, Catch::Contains("training goes on from update"));
   CHECK(last_record(dir.file("r2.jsonl"))["resumed_from_update"] == summary["updates"]);
+  // One run across its sessions: the resumed one keeps the run id (16 hex digits).
+  CHECK(summary["run_id"].get<std::string>().size() == 16);
+  CHECK(last_record(dir.file("r2.jsonl"))["run_id"] == summary["run_id"]);
   // Before any worker joined there is nothing to keep: a checkpoint without members resumed
   // a sync m=2 run with whoever joined first.
   auto waiting = expect_interrupted(

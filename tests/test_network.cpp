@@ -549,29 +549,39 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
 
 TEST_CASE("a work process does not rejoin another run that took its server's port",
           "[network]") {
-  temp_dir dir;
-  auto port = start_server(dir, "--mode sync --workers 2 --epochs 8 --eval-every 300 --port 0");
-  auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
-                  + " work --connect 127.0.0.1:" + port
-                  + " --workers 2 > work.out 2>&1; echo $? > work.rc) & true";
-  REQUIRE(std::system(work_cmd.c_str()) == 0);
-  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60));
-  auto pid = std::stoi(read_file(dir.file("serve.pid")));
-  std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid)).c_str());
-  // A fresh serve of another model on the same port: before, the workers joined it and
-  // their gradients were refused as the wrong length.
-  auto other = "cd " + dir.path() + " && (timeout 60 " + std::string{PSGD_BINARY}
-               + " serve --mode sync --workers 2 --model mlp --epochs 1 --port " + port
-               + " --request-timeout-ms 5000 > serve2.out 2> serve2.err; echo $? > serve2.rc) "
-                 "& true";
-  REQUIRE(std::system(other.c_str()) == 0);
-  REQUIRE(wait_for(dir, "work.rc", "\n", 90));
-  const auto work = read_file(dir.file("work.out"));
-  INFO(work);
-  CHECK(read_file(dir.file("work.rc")) == "2\n");
-  CHECK_THAT(work, Catch::Contains("lost the server at")
-                     && Catch::Contains("runs another run (model mlp, was softmax)"));
-  REQUIRE(wait_for(dir, "serve2.rc", "\n", 60)); // no worker joins it: it stops by itself
+  struct other_run {
+    std::string settings;
+    std::string difference;
+  };
+  // Another model; and the same settings started afresh (not --resume): before run ids the
+  // workers joined it with their counters and sample positions of the old run.
+  for (const auto& other : {other_run{"--model mlp", "model mlp, was softmax"},
+                            other_run{"--epochs 8", "run id "}}) {
+    INFO(other.settings);
+    temp_dir dir;
+    auto port = start_server(dir, "--mode sync --workers 2 --epochs 8 --eval-every 300 --port 0");
+    auto work_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
+                    + " work --connect 127.0.0.1:" + port
+                    + " --workers 2 > work.out 2>&1; echo $? > work.rc) & true";
+    REQUIRE(std::system(work_cmd.c_str()) == 0);
+    REQUIRE(wait_for(dir, "serve.err", "] epoch", 60));
+    auto pid = std::stoi(read_file(dir.file("serve.pid")));
+    std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid)).c_str());
+    // A fresh serve on the same port: before, the workers joined another model's run and
+    // their gradients were refused as the wrong length.
+    auto next = "cd " + dir.path() + " && (timeout 60 " + std::string{PSGD_BINARY}
+                + " serve --mode sync --workers 2 " + other.settings + " --port " + port
+                + " --request-timeout-ms 5000 > serve2.out 2> serve2.err; echo $? > serve2.rc) "
+                  "& true";
+    REQUIRE(std::system(next.c_str()) == 0);
+    REQUIRE(wait_for(dir, "work.rc", "\n", 90));
+    const auto work = read_file(dir.file("work.out"));
+    INFO(work);
+    CHECK(read_file(dir.file("work.rc")) == "2\n");
+    CHECK_THAT(work, Catch::Contains("lost the server at")
+                       && Catch::Contains("runs another run (" + other.difference));
+    REQUIRE(wait_for(dir, "serve2.rc", "\n", 60)); // no worker joins it: it stops by itself
+  }
 }
 
 TEST_CASE("a sync server whose every worker died stops with an error, it does not wait for "
@@ -580,7 +590,7 @@ TEST_CASE("a sync server whose every worker died stops with an error, it does no
   temp_dir dir;
   auto serve_cmd = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY}
                    + " serve --mode sync --workers 2 --model mlp --epochs 20 --eval-every 300"
-                     " --request-timeout-ms 2000 --port 0 > serve.out 2> serve.err;"
+                     " --request-timeout-ms 2000 --port 0 --out run.jsonl > serve.out 2> serve.err;"
                      " echo $? > serve.rc) & true";
   REQUIRE(std::system(serve_cmd.c_str()) == 0);
   REQUIRE(wait_for(dir, "serve.err", "listening on 127.0.0.1:", 20));
@@ -605,6 +615,14 @@ TEST_CASE("a sync server whose every worker died stops with an error, it does no
   CHECK(took < 15);
   CHECK_THAT(err, Catch::Contains("every worker is gone: stopping in 2000 ms unless one joins"));
   CHECK_THAT(err, Catch::Contains("every worker was lost and none joined within 2000 ms"));
+  // --out ends with why, not with its last evaluation as if the run were still going.
+  auto last = last_record(dir.file("run.jsonl"));
+  CHECK(last["type"] == "failure");
+  CHECK_THAT(last["error"].get<std::string>(), Catch::Contains("every worker was lost"));
+  CHECK(last["run_id"].get<std::string>().size() == 16);
+  auto report = run_psgd("report " + dir.file("run.jsonl") + " --out " + dir.file("page"));
+  INFO(report.output);
+  CHECK_THAT(report.output, Catch::Contains("the run failed (") && Catch::Contains("every worker was lost"));
 }
 
 namespace {
