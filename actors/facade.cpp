@@ -19,6 +19,15 @@ bool owned_by_sender(Self* self, int32_t id) {
          && owner[id] == sender->node();
 }
 
+/// Monitors the work process that asks for ids (the actor that said hello lives as long as
+/// the process's workers do): when it is gone its ids go back (see the down handler).
+template <class Self>
+void watch_process(Self* self) {
+  auto process = caf::actor_cast<caf::actor>(self->current_sender());
+  if (process && self->state.processes.insert(process.address()).second)
+    self->monitor(process);
+}
+
 caf::error spoofed(int32_t id) {
   return make_error(error_code::refused,
                     "worker id " + std::to_string(id) + " was not handed to this node");
@@ -42,21 +51,22 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
       self->quit(msg.reason);
       return;
     }
-    auto i = st.joined.find(msg.source);
-    if (i == st.joined.end())
+    if (st.processes.erase(msg.source) == 0)
       return;
-    // A worker died. Before training started the server forgets it; its id is then free
-    // for a replacement (else the barrier would count the dead worker and start without).
-    const int32_t id = i->second;
-    st.joined.erase(i);
-    self->request(st.server, std::chrono::milliseconds{st.spec.request_timeout_ms},
-                  release_atom::value, id)
-      .then(
-        [=](bool forgotten) {
-          if (forgotten)
-            self->state.owners->owner[static_cast<size_t>(id)] = caf::node_id{};
-        },
-        [](caf::error&) {}); // the server is gone: so is this facade
+    // A work process is gone (or its connection). Before training started the server
+    // forgets its workers, and their ids are free for a replacement (else the barrier
+    // counted a dead worker, or waited for one that never joined).
+    const auto& owner = st.owners->owner;
+    for (int32_t id = 0; id < static_cast<int32_t>(owner.size()); ++id)
+      if (owner[static_cast<size_t>(id)] == msg.source.node())
+        self->request(st.server, std::chrono::milliseconds{st.spec.request_timeout_ms},
+                      release_atom::value, id)
+          .then(
+            [=](bool released) {
+              if (released)
+                self->state.owners->owner[static_cast<size_t>(id)] = caf::node_id{};
+            },
+            [](caf::error&) {}); // the server is gone: so is this facade
   });
   // Only this node may stop the facade; an exit from the network is ignored.
   self->set_exit_handler([=](caf::exit_msg& msg) {
@@ -88,6 +98,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
         for (auto id : req.ids)
           owner[id] = node;
         spec.ids = req.ids;
+        watch_process(self);
         return spec;
       }
       for (int32_t id = 0; id < spec.shards && int32_t(spec.ids.size()) < req.wanted; ++id)
@@ -99,16 +110,15 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
                                       spec.ids.size(), spec.shards));
       for (auto id : spec.ids)
         owner[id] = self->current_sender()->node();
+      watch_process(self);
       return spec;
     },
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
       if (!owned_by_sender(self, id))
         return spoofed(id);
-      auto worker = caf::actor_cast<caf::actor>(self->current_sender());
-      if (worker && self->state.joined.emplace(worker.address(), id).second)
-        self->monitor(worker);
       if (auto& injector = self->state.injector)
-        self->send(injector, enlist_atom::value, id, caf::actor_cast<worker_actor>(worker));
+        self->send(injector, enlist_atom::value, id,
+                   caf::actor_cast<worker_actor>(self->current_sender()));
       return self->delegate(self->state.server, join_atom::value, id);
     },
     [=](push_atom, gradient& g) -> caf::result<snapshot> {

@@ -19,14 +19,15 @@
 // - Exit messages from other nodes are ignored: a peer cannot stop the facade that way.
 //   (Except exit_reason::kill, which CAF 0.17 delivers untrappably: the driver then
 //   publishes a new facade on the same port, with the same `owners`.)
-// - A worker actor that joined through it is monitored; when it dies before training
-//   started the server forgets it (release) and its id is free for another process, so a
-//   work process that crashed at the join barrier can be replaced.
+// - The work process that got ids is monitored (the actor that said hello): when it is gone
+//   before training started (killed, interrupted, its connection lost), the server forgets
+//   its workers (release) and their ids are free for another process, so a work process
+//   that died at the join barrier, joined or not, can be replaced.
 // - It dies with the server.
 #pragma once
 
-#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,9 +55,9 @@ struct facade_state {
   std::string data_fingerprint;  ///< of the serving process's training set
   std::shared_ptr<id_owners> owners;
   injector_actor injector;          ///< the run's scenario, if any
-  /// Worker actors that joined through this facade, monitored: one that dies before
-  /// training started gives its id back (see release in server_actor).
-  std::map<caf::actor_addr, int32_t> joined;
+  /// The work processes (the actor that said hello in each) that hold ids, monitored: when
+  /// one is gone before training started its ids go back (see release in server_actor).
+  std::set<caf::actor_addr> processes;
 };
 
 facade_actor::behavior_type facade(facade_actor::stateful_pointer<facade_state> self,

@@ -268,15 +268,13 @@ std::string read_input(const std::string& path, inputs& in) {
   }
   if (f.bad())
     return fmt::format("{}: read error", path);
+  const auto evals = count_text(pending.size(), "eval line", "eval lines");
   if (failure)
     in.notes.push_back(fmt::format("{}: the run failed ({}){}", path, *failure,
-                                   pending.empty() ? std::string{}
-                                                   : fmt::format(": {} plotted under the file's name",
-                                                                 count_text(pending.size(), "eval line", "eval lines"))));
+                                   pending.empty() ? "" : ": " + evals + " plotted under the file's name"));
   else if (!pending.empty())
     in.notes.push_back(fmt::format("{}: {} without a summary line (an unfinished run?): "
-                                   "plotted under the file's name",
-                                   path, count_text(pending.size(), "eval line", "eval lines")));
+                                   "plotted under the file's name", path, evals));
   if (!pending.empty()) {
     in.runs.push_back(make_run(path, stem, json{}, std::move(pending)));
     ++runs;

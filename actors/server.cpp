@@ -461,8 +461,9 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     },
     [=](release_atom, int32_t id) {
       auto& st = self->state;
-      if (st.started || !st.core->forget(id))
+      if (st.started || st.core->restored())
         return false;
+      st.core->forget(id); // or it never joined: its process died between hello and join
       for (auto m = st.members.begin(); m != st.members.end();)
         m = m->second == id ? st.members.erase(m) : std::next(m);
       st.joins.erase(std::remove_if(st.joins.begin(), st.joins.end(),

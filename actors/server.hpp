@@ -25,9 +25,10 @@
 //   with the current snapshot; so may a lost member (not a quarantined one) once training
 //   started: its connection dropped and its process reconnected (the facade lets only the
 //   id's own node join with it). Another actor with a live member's id is refused.
-// - release(id) before training started (a fresh server): the member is forgotten, its held
-//   join dropped, and the barrier waits for a replacement; answered true, and the facade
-//   frees the id. Afterwards (or restored) false: the member stays, lost if it died.
+// - release(id) before training started (a fresh server): the member, if it joined, is
+//   forgotten, its held join dropped, and the barrier waits for a replacement; answered
+//   true, and the facade frees the id. Afterwards (or restored) false: the member stays,
+//   lost if it died.
 // - pull(id): the current snapshot for a member (its gradient was lost on the way).
 // - Rejected gradients (see server_core) are answered with error `rejected`; quarantines,
 //   late joins and round timeouts are told to the observer as events.

@@ -416,8 +416,8 @@ using facade_actor = upstream_actor::extend<
 
 /// The parameter server. tick() is its own watchdog timer (round timeout). done() comes from
 /// the driver: the user interrupted the run; end the budget now, as if it were spent.
-/// release(id) comes from the facade: worker id's actor died; true if the server forgot it
-/// (training had not started), so that the facade may hand the id out again.
+/// release(id) comes from the facade: the process holding worker id is gone; true if the
+/// server let the id go (training had not started), so that the facade may hand it out again.
 using server_actor = upstream_actor::extend<
   caf::replies_to<stats_atom>::with<server_stats>,
   caf::replies_to<release_atom, int32_t>::with<bool>,

@@ -835,6 +835,35 @@ TEST_CASE("a peer cannot use a worker id it was not handed", "[network]") {
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
 }
 
+TEST_CASE("ids handed to a process that went away before it joined go back", "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --epochs 0.2 --port 0");
+  {
+    psgd::psgd_config cfg;
+    cfg.enable_network(1);
+    caf::actor_system sys{cfg};
+    caf::scoped_actor self{sys};
+    auto front = sys.middleman().remote_actor<psgd::facade_actor>(
+      "127.0.0.1", static_cast<uint16_t>(std::stoi(port)));
+    REQUIRE(front);
+    psgd::hello_request ask;
+    ask.version = psgd::protocol_version;
+    ask.fingerprint = psgd::data::fingerprint(fashion_mnist()->train);
+    ask.wanted = 1;
+    std::vector<int32_t> ids;
+    self->request(*front, std::chrono::seconds(10), psgd::hello_atom::value, ask)
+      .receive([&](psgd::run_spec& s) { ids = s.ids; },
+               [&](caf::error& e) { FAIL(sys.render(e)); });
+    REQUIRE(ids == std::vector<int32_t>{0});
+  } // gone without a join: a work process killed between its hello and its workers' joins
+  REQUIRE(wait_for(dir, "serve.err", "worker id 0 is free again", 30));
+  // Before, id 0 stayed the dead node's: "2 worker(s) asked, 1 of 2 ids left".
+  auto work = run_psgd("work --connect 127.0.0.1:" + port + " --workers 2");
+  INFO(work.output << read_file(dir.file("serve.err")));
+  CHECK(work.exit_code == 0);
+  CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+}
+
 TEST_CASE("a scenario's faults reach worker processes: a lossy link and a slow worker",
           "[network][network-faults]") {
   temp_dir dir;

@@ -339,7 +339,13 @@ TEST_CASE("missing optional data leaves plots out, each with a one-line reason",
   lines.push_back(old);
   write_lines(dir.file("old.jsonl"), lines);
   write_lines(dir.file("cut.jsonl"), evals(2.0));
-  auto r = write_report_plots({dir.file("old.jsonl"), dir.file("cut.jsonl")}, dir.file("out"));
+  // A failed run: its evaluations, then why (psgd's failure record).
+  auto failed = evals(3.0);
+  failed.push_back({{"type", "failure"}, {"error", "peer_lost: every worker was lost"}});
+  write_lines(dir.file("failed.jsonl"), failed);
+  auto r = write_report_plots({dir.file("old.jsonl"), dir.file("cut.jsonl"),
+                               dir.file("failed.jsonl")},
+                              dir.file("out"));
   REQUIRE(r);
   std::vector<std::string> files;
   for (const auto& p : r->plots)
@@ -348,7 +354,7 @@ TEST_CASE("missing optional data leaves plots out, each with a one-line reason",
                                           "loss_vs_seconds.svg", "loss_vs_updates.svg",
                                           "time_per_update.svg"});
   CHECK(plot_named(*r, "accuracy_vs_updates.svg").series ==
-        std::vector<std::string>{"sync", "cut"});
+        std::vector<std::string>{"sync", "cut", "failed"});
   CHECK(r->omitted == std::vector<std::string>{
                         "Staleness of applied gradients: no async or ssp run, and no run with "
                         "nonzero staleness",
@@ -359,6 +365,8 @@ TEST_CASE("missing optional data leaves plots out, each with a one-line reason",
                         "Final test accuracy vs simulated staleness K: no sweep_point lines",
                         "Per-class inclusion rate: no run with an \"inclusion\" record"});
   CHECK(mentions(r->notes, "cut.jsonl: 3 eval lines without a summary line"));
+  CHECK(mentions(r->notes, "failed.jsonl: the run failed (peer_lost: every worker was lost): 3 "
+                           "eval lines plotted"));
   check_drawn(dir.file("out"), *r);
   const auto html = slurp(dir.file("out/index.html"));
   for (auto o : r->omitted) {
