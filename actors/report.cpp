@@ -346,6 +346,23 @@ void label_runs(std::vector<run>& runs) {
       r.label += " (interrupted)";
 }
 
+/// A note per run whose update count goes back between evaluations: its server restarted
+/// from a checkpoint and redid the updates after it, so its curves against updates fold
+/// back there (seconds go on).
+void note_restarts(const std::vector<run>& runs, std::vector<std::string>& notes) {
+  for (const auto& r : runs) {
+    size_t back = 0;
+    for (size_t i = 1; i < r.evals.size(); ++i)
+      back += r.evals[i].updates < r.evals[i - 1].updates;
+    if (back > 0)
+      notes.push_back(fmt::format(
+        "{}: the update count goes back {} (the server restarted from its checkpoint and "
+        "redid the updates after it): its curves against updates fold back there, those "
+        "against seconds do not",
+        r.label, back == 1 ? std::string{"once"} : fmt::format("{} times", back)));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Plot specifications: what each plot draws, turned into gnuplot commands later
 // ---------------------------------------------------------------------------------------------
@@ -1142,6 +1159,7 @@ outcome<report_contents> make_report(const std::vector<std::string>& given,
   if (in.runs.empty() && in.sweep.empty())
     return result::failure(no_runs_error(files));
   label_runs(in.runs);
+  note_restarts(in.runs, in.notes);
   const auto cells = sweep_cells(in.sweep);
   auto b = build_plots(in, cells);
 

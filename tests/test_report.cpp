@@ -378,6 +378,25 @@ TEST_CASE("missing optional data leaves plots out, each with a one-line reason",
   CHECK(html.find("<h2>Staleness sweep</h2>") == std::string::npos);
 }
 
+TEST_CASE("a run whose update count goes back (a server restart) is noted", "[report]") {
+  REQUIRE_GNUPLOT_OR_SKIP();
+  testing::temp_dir dir;
+  // After the restart the evaluations count from the checkpoint's update on.
+  write_lines(dir.file("restarted.jsonl"),
+              {eval_line(0.5, 100, 0.9, 0.70), eval_line(1.0, 200, 0.6, 0.78),
+               eval_line(1.6, 150, 0.6, 0.77), eval_line(2.0, 300, 0.5, 0.81), summary("sync")});
+  write_lines(dir.file("plain.jsonl"), run_lines("async", async_extra()));
+  auto r = write_report_plots({dir.file("restarted.jsonl"), dir.file("plain.jsonl")},
+                              dir.file("out"));
+  REQUIRE(r);
+  CHECK(r->notes == std::vector<std::string>{
+                      "sync: the update count goes back once (the server restarted from its "
+                      "checkpoint and redid the updates after it): its curves against updates "
+                      "fold back there, those against seconds do not"});
+  CHECK(slurp(dir.file("out/index.html")).find("the update count goes back once")
+        != std::string::npos);
+}
+
 TEST_CASE("bad inputs give one clear error line and no page", "[report]") {
   testing::temp_dir dir;
   const auto out = dir.file("out");
