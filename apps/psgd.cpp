@@ -207,7 +207,10 @@ std::string usage_of(const std::string& command) {
   if (command == "work")
     return "usage: psgd work --connect HOST:PORT [--workers k] [options]\n"
            "  runs k workers for the psgd serve at HOST:PORT; the run (mode, model, lr, ...) is "
-           "the server's\n";
+           "the server's\n"
+           "  waits up to --request-timeout-ms for a server not listening yet, and reconnects as "
+           "long to a\n"
+           "  lost one (or its psgd serve --resume); Ctrl-C makes the workers leave the run\n";
   if (command == "eval")
     return "usage: psgd eval --load FILE [--data DIR]\n"
            "  test accuracy and loss of saved parameters on the Fashion-MNIST test set\n";
