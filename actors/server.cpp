@@ -466,8 +466,8 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       st.core->forget(id); // or it never joined: its process died between hello and join
       for (auto m = st.members.begin(); m != st.members.end();)
         m = m->second == id ? st.members.erase(m) : std::next(m);
-      st.joins.erase(std::remove_if(st.joins.begin(), st.joins.end(),
-                                    [id](const server_state::held_answer& j) { return j.first == id; }),
+      auto held_for_id = [id](const server_state::held_answer& j) { return j.first == id; };
+      st.joins.erase(std::remove_if(st.joins.begin(), st.joins.end(), held_for_id),
                      st.joins.end());
       tell(self, fmt::format("worker id {} is free again for another work process: waiting "
                              "for {} more worker(s)",
