@@ -122,13 +122,16 @@ public:
   std::string host_link(int k) const { return "pn" + pid_ + letter(k); }
 
   /// Takes namespace k's link down on the host side, as a pulled cable would.
-  void cut(int k) const {
-    auto r = run_shell("ip link set " + host_link(k) + " down");
+  void cut(int k) const { set_link(k, "down"); }
+  /// Brings it back up, as the cable plugged in again.
+  void heal(int k) const { set_link(k, "up"); }
+
+private:
+  void set_link(int k, const std::string& state) const {
+    auto r = run_shell("ip link set " + host_link(k) + " " + state);
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
   }
-
-private:
   static std::string letter(int k) { return std::string(1, static_cast<char>('a' + k)); }
   std::string bridge() const { return "pn" + pid_ + "br"; }
 
@@ -373,6 +376,40 @@ TEST_CASE("cutting a worker's link is detected", "[network][netns]") {
   REQUIRE(cut_rc); // (else the background destructor kills it)
   CHECK(*cut_rc == 1);
   CHECK_THAT(procs.output("cut"), Catch::Contains("is gone") || Catch::Contains("stopped"));
+}
+
+TEST_CASE("a worker whose link was cut and healed rejoins the run", "[network][netns]") {
+  netns_lab lab{2};
+  if (!ready(lab))
+    return;
+  temp_dir dir;
+  background procs{dir};
+  const std::string liveness = " --heartbeat-ms 200 --connection-timeout-ms 1000";
+  auto port = start_server(procs, lab.host_address(),
+                           "--mode sync --workers 2 --model mlp --epochs 4 --eval-every 300"
+                             + liveness);
+  const auto work_args = "--connect " + lab.host_address() + ":" + port + liveness
+                         + " --request-timeout-ms 20000";
+  start_worker(procs, lab, 0, "kept", work_args);
+  start_worker(procs, lab, 1, "cut", work_args);
+  REQUIRE(procs.wait_for("serve.err", "] epoch", 60));
+  lab.cut(1);
+  REQUIRE(procs.wait_for("serve.err", "left the quorum", 10));
+  REQUIRE(procs.wait_for("cut.err", "lost the server at", 10));
+  lab.heal(1);
+  // Before, the server refused it ("worker id 1 is unknown or taken") and it failed.
+  REQUIRE(procs.wait_for("serve.err", "rejoined at update", 30));
+  auto cut_rc = procs.wait("cut", 60);
+  auto kept_rc = procs.wait("kept", 60);
+  auto serve_rc = procs.wait("serve", 30);
+  INFO("serve:\n" << procs.output("serve") << "\ncut:\n" << procs.output("cut"));
+  REQUIRE(cut_rc);
+  CHECK(*cut_rc == 0);
+  REQUIRE(kept_rc);
+  CHECK(*kept_rc == 0);
+  REQUIRE(serve_rc);
+  CHECK(*serve_rc == 0);
+  CHECK(accuracy_in(procs.output("serve")) >= 0.75);
 }
 
 TEST_CASE("a cut that leaves output pending on both sides: every process still exits",
