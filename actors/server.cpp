@@ -311,10 +311,15 @@ void check_joins(Self* self) {
   auto& st = self->state;
   if (st.started || st.core->restored() || std::chrono::steady_clock::now() < st.join_deadline)
     return;
-  if (!st.first_joined) {
-    self->quit(make_error(error_code::peer_lost,
-                          fmt::format("no worker joined within {} ms (--request-timeout-ms)",
-                                      st.core->settings().request_timeout.count())));
+  if (st.joins.empty()) { // none came, or those that came left again (released)
+    const auto wait = st.core->settings().request_timeout.count();
+    self->quit(make_error(
+      error_code::peer_lost,
+      st.first_joined
+        ? fmt::format("every worker that joined left before training started, and none took "
+                      "its place within {} ms (--request-timeout-ms)",
+                      wait)
+        : fmt::format("no worker joined within {} ms (--request-timeout-ms)", wait)));
     return;
   }
   tell(self, fmt::format("only {} of {} worker(s) joined within {} ms: training starts "

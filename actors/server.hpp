@@ -8,7 +8,8 @@
 //   bounded: the request timeout after the first join, training starts with the workers
 //   present and an event names the missing ones (a worker process that died before joining
 //   must not hang the run). A fresh server that no worker joins within the request timeout
-//   stops with error peer_lost ("no worker joined ...").
+//   stops with error peer_lost ("no worker joined ..."), and so does one whose joined
+//   workers were all released before training started ("every worker that joined left ...").
 // - push(g) is answered with the next snapshot: async at once; sync/backup when the round
 //   closes; a late backup gradient at once (with the current snapshot). Once the budget is
 //   spent every push is answered with error training_finished. done() (the user interrupted

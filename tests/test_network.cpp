@@ -835,33 +835,62 @@ TEST_CASE("a peer cannot use a worker id it was not handed", "[network]") {
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
 }
 
+namespace {
+
+/// A peer in this test process: says hello to the serve at `port` for one worker id, joins
+/// with it if `join`, and goes away (its actor system ends) without training.
+void hello_and_leave(const std::string& port, bool join) {
+  psgd::psgd_config cfg;
+  cfg.enable_network(1);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto front = sys.middleman().remote_actor<psgd::facade_actor>(
+    "127.0.0.1", static_cast<uint16_t>(std::stoi(port)));
+  REQUIRE(front);
+  psgd::hello_request ask;
+  ask.version = psgd::protocol_version;
+  ask.fingerprint = psgd::data::fingerprint(fashion_mnist()->train);
+  ask.wanted = 1;
+  std::vector<int32_t> ids;
+  self->request(*front, std::chrono::seconds(10), psgd::hello_atom::value, ask)
+    .receive([&](psgd::run_spec& s) { ids = s.ids; },
+             [&](caf::error& e) { FAIL(sys.render(e)); });
+  REQUIRE(ids == std::vector<int32_t>{0});
+  if (join) // held at the barrier: no answer comes
+    self->send(*front, psgd::join_atom::value, ids[0]);
+}
+
+} // namespace
+
 TEST_CASE("ids handed to a process that went away before it joined go back", "[network]") {
   temp_dir dir;
   auto port = start_server(dir, "--mode sync --workers 2 --epochs 0.2 --port 0");
-  {
-    psgd::psgd_config cfg;
-    cfg.enable_network(1);
-    caf::actor_system sys{cfg};
-    caf::scoped_actor self{sys};
-    auto front = sys.middleman().remote_actor<psgd::facade_actor>(
-      "127.0.0.1", static_cast<uint16_t>(std::stoi(port)));
-    REQUIRE(front);
-    psgd::hello_request ask;
-    ask.version = psgd::protocol_version;
-    ask.fingerprint = psgd::data::fingerprint(fashion_mnist()->train);
-    ask.wanted = 1;
-    std::vector<int32_t> ids;
-    self->request(*front, std::chrono::seconds(10), psgd::hello_atom::value, ask)
-      .receive([&](psgd::run_spec& s) { ids = s.ids; },
-               [&](caf::error& e) { FAIL(sys.render(e)); });
-    REQUIRE(ids == std::vector<int32_t>{0});
-  } // gone without a join: a work process killed between its hello and its workers' joins
+  // Gone without a join: a work process killed between its hello and its workers' joins.
+  hello_and_leave(port, false);
   REQUIRE(wait_for(dir, "serve.err", "worker id 0 is free again", 30));
   // Before, id 0 stayed the dead node's: "2 worker(s) asked, 1 of 2 ids left".
   auto work = run_psgd("work --connect 127.0.0.1:" + port + " --workers 2");
   INFO(work.output << read_file(dir.file("serve.err")));
   CHECK(work.exit_code == 0);
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+}
+
+TEST_CASE("a server whose only joined worker left before training stops after the request "
+          "timeout, saying so",
+          "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --epochs 0.2 --port 0 "
+                                "--request-timeout-ms 2000");
+  hello_and_leave(port, true);
+  REQUIRE(wait_for(dir, "serve.err", "worker id 0 is free again", 30));
+  wait_server(dir);
+  const auto log = read_file(dir.file("serve.err"));
+  INFO(log);
+  // Before, it started training with nobody ("only 0 of 2 worker(s) joined") and stopped a
+  // request timeout later ("every worker is gone").
+  CHECK_THAT(log, Catch::Contains("every worker that joined left before training started, and "
+                                  "none took its place within 2000 ms"));
+  CHECK_THAT(log, !Catch::Contains("training starts"));
 }
 
 TEST_CASE("a scenario's faults reach worker processes: a lossy link and a slow worker",
