@@ -285,18 +285,25 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   // slower: the OS then places them.
   const auto cpus = allowed_cpus();
   const bool pin = workers_per_process.size() > 1 && workers_per_process.size() == cpus.size();
-  for (size_t k = 0; k < workers_per_process.size(); ++k) {
+  std::map<pid_t, size_t> slot_of;                      // work process -> its k
+  std::vector<bool> restarted(workers_per_process.size(), false);
+  auto start_work = [&](size_t k) -> pid_t {
     std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
                                   "--workers=" + std::to_string(workers_per_process[k])};
     work.insert(work.end(), worker_options.begin(), worker_options.end());
     pid_t pid = start(work, work_fds[1], pin ? cpus[k] : -1, stdout_is_results);
     if (pid > 0) {
       children[pid] = "worker process " + std::to_string(k);
+      slot_of[pid] = k;
+    }
+    return pid;
+  };
+  for (size_t k = 0; k < workers_per_process.size(); ++k)
+    if (pid_t pid = start_work(k); pid > 0) {
       const int n = workers_per_process[k];
       say(fmt::format("psgd launch: worker process {} pid {}{}\n", k, pid,
                       n == 1 ? std::string{} : fmt::format(", {} workers", n)));
     }
-  }
   std::thread forward_work;
   if (work_fds[0] >= 0) {
     close(work_fds[1]);
@@ -372,6 +379,21 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     if (pid == server) {
       server_done = true;
       server_status = status;
+    } else if (const size_t k = slot_of[pid]; !training_started && interrupts == 0
+                                                && exit_code_of(status) != 2 && !restarted[k]) {
+      // Died before training started (killed, crashed, out of memory): started again, once,
+      // so the run starts with its m workers (the server gave its ids back). Exit 2 is a
+      // refusal (other data, no ids left): the same again would be refused again.
+      restarted[k] = true;
+      children.erase(i);
+      const pid_t again = start_work(k);
+      say(fmt::format("psgd launch: worker process {} (pid {}) exited with {} before training "
+                      "started; starting it again{}\n",
+                      k, pid, exit_code_of(status),
+                      again > 0 ? fmt::format(" (pid {})", again) : std::string{": failed"}));
+      if (again <= 0)
+        --work_alive;
+      continue;
     } else {
       --work_alive;
       work_succeeded += exit_code_of(status) == 0;

@@ -11,6 +11,10 @@
 // server's code); before that, at a second signal, or 30 s after the first, every child is
 // stopped and the launcher exits 130. Once the server has exited the workers still running
 // get SIGTERM, then SIGKILL. A worker process that fails is reported; the server decides how training goes on.
+// One that exits before training started, other than with exit 2 (a refusal, which would
+// repeat), is started again once, so that the run starts with all its workers (the server
+// gives a dead process's ids back); if every work process has exited before training
+// started, the server is stopped and launch fails.
 // Not thread-safe: one launch per process.
 #pragma once
 

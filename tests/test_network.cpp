@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -198,6 +199,22 @@ bool alive(int pid) {
   return ::kill(pid, 0) == 0;
 }
 
+/// The pid of the process launch started again for worker process k (it died before
+/// training started): "... starting it again (pid N)".
+int restarted_pid(const temp_dir& dir, int k) {
+  const std::regex again{"worker process " + std::to_string(k)
+                         + R"( \(pid \d+\) exited with \d+ before training started; starting it again \(pid (\d+)\))"};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::smatch m;
+  std::string out;
+  while (!std::regex_search(out = read_file(dir.file("launch.out")), m, again)
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  INFO(out);
+  REQUIRE(!m.empty());
+  return std::stoi(m[1].str());
+}
+
 } // namespace
 
 TEST_CASE("launch m=2 reaches the in-process accuracy within a point in every mode",
@@ -268,15 +285,38 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
   }
 }
 
+TEST_CASE("launch starts a work process that died before training started again, once",
+          "[network]") {
+  temp_dir dir;
+  start_launch(dir, "--mode sync --workers 2 --epochs 0.5 --out " + dir.file("run.jsonl"));
+  // It loads its data before it joins: killed now, it has not.
+  REQUIRE(::kill(worker_pid(dir, 1), SIGKILL) == 0);
+  const int again = restarted_pid(dir, 1);
+  CHECK(again > 0);
+  REQUIRE(wait_for(dir, "launch.rc", "\n", 90));
+  const auto out = read_file(dir.file("launch.out"));
+  INFO(out);
+  // Before, the server waited --request-timeout-ms (a minute) for the missing worker, then
+  // trained sync m=2 with one.
+  CHECK(read_file(dir.file("launch.rc")) == "0\n");
+  CHECK_THAT(out, !Catch::Contains("only 1 of 2"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  for (const auto& w : summary["workers"])
+    CHECK(w["applied"] == summary["updates"]);
+}
+
 TEST_CASE("launch whose work processes all die before training started stops at once",
           "[network]") {
   temp_dir dir;
   // Before, the server waited --request-timeout-ms for workers that could no longer come.
   start_launch(dir, "--mode async --workers 2 --epochs 1 --request-timeout-ms 60000");
   const int first = worker_pid(dir, 0), second = worker_pid(dir, 1);
-  // Each loads its data before it joins: killed now, neither has.
+  // Each loads its data before it joins: killed now, neither has. Launch starts each again
+  // once; those die too.
   REQUIRE(::kill(first, SIGKILL) == 0);
   REQUIRE(::kill(second, SIGKILL) == 0);
+  REQUIRE(::kill(restarted_pid(dir, 0), SIGKILL) == 0);
+  REQUIRE(::kill(restarted_pid(dir, 1), SIGKILL) == 0);
   REQUIRE(wait_for(dir, "launch.rc", "1", 60));
   auto out = read_file(dir.file("launch.out"));
   INFO(out);
