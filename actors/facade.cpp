@@ -28,6 +28,26 @@ void watch_process(Self* self) {
     self->monitor(process);
 }
 
+/// Answers `spec` once the server said where the lost members among its ids left off: a
+/// process that takes over a lost worker's id (or comes back after its connection dropped)
+/// goes on from there. Those positions come first, before a resumed checkpoint's.
+template <class Self>
+caf::result<run_spec> with_positions(Self* self, run_spec spec) {
+  auto rp = self->template make_response_promise<run_spec>();
+  hello_request ask;
+  ask.ids = spec.ids;
+  self->request(self->state.server, std::chrono::milliseconds{spec.request_timeout_ms},
+                position_atom::value, std::move(ask))
+    .then(
+      [=](member_positions& at) mutable {
+        auto answer = spec;
+        answer.positions.insert(answer.positions.begin(), at.flat.begin(), at.flat.end());
+        rp.deliver(std::move(answer));
+      },
+      [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
 caf::error spoofed(int32_t id) {
   return make_error(error_code::refused,
                     "worker id " + std::to_string(id) + " was not handed to this node");
@@ -99,7 +119,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
           owner[id] = node;
         spec.ids = req.ids;
         watch_process(self);
-        return spec;
+        return with_positions(self, std::move(spec));
       }
       for (int32_t id = 0; id < spec.shards && int32_t(spec.ids.size()) < req.wanted; ++id)
         if (!owner[id])
@@ -111,7 +131,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
       for (auto id : spec.ids)
         owner[id] = self->current_sender()->node();
       watch_process(self);
-      return spec;
+      return with_positions(self, std::move(spec));
     },
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
       if (!owned_by_sender(self, id))

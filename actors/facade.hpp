@@ -20,9 +20,11 @@
 //   (Except exit_reason::kill, which CAF 0.17 delivers untrappably: the driver then
 //   publishes a new facade on the same port, with the same `owners`.)
 // - The work process that got ids is monitored (the actor that said hello): when it is gone
-//   before training started (killed, interrupted, its connection lost), the server forgets
-//   its workers (release) and their ids are free for another process, so a work process
-//   that died at the join barrier, joined or not, can be replaced.
+//   (killed, interrupted, its connection lost), each of its ids is released to the server,
+//   and those the server lets go are free for another process: before training started the
+//   barrier waits for a replacement; afterwards a new process takes the lost worker over.
+// - A hello that hands out ids (or gives them back) is answered once the server said where
+//   the lost members among them left their shards (run_spec::positions, first).
 // - It dies with the server.
 #pragma once
 

@@ -285,6 +285,23 @@ void arm_tick(Self* self) {
   self->delayed_send(self, tick_interval(st.core->settings()), tick_atom::value);
 }
 
+/// Worker `id` is gone (its actor died, or the facade saw its process go): it leaves the
+/// quorum, and a round that waited only for it closes.
+template <class Self>
+void lose_member(Self* self, int32_t id, const std::string& why) {
+  auto& st = self->state;
+  for (auto m = st.members.begin(); m != st.members.end();)
+    m = m->second == id ? st.members.erase(m) : std::next(m);
+  st.waiting.erase(id);
+  tell(self, fmt::format("worker {} {}: {}", id,
+                         st.started ? "left the quorum" : "left before training started", why));
+  if (st.core->lose(id)) {
+    report(self);
+    answer_round(self);
+  }
+  check_quorum(self);
+}
+
 /// Every expected worker is here: start the clock and answer the held joins.
 template <class Self>
 void begin_training(Self* self) {
@@ -384,19 +401,11 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     auto i = st.members.find(msg.source);
     if (i == st.members.end())
       return;
-    int32_t id = i->second;
-    st.members.erase(i);
-    if (st.done_sent)
-      return; // workers leave once the budget is spent: not a loss
-    st.waiting.erase(id);
-    tell(self, fmt::format("worker {} {}: {}", id,
-                           st.started ? "left the quorum" : "left before training started",
-                           self->system().render(msg.reason)));
-    if (st.core->lose(id)) {
-      report(self);
-      answer_round(self);
+    if (st.done_sent) { // workers leave once the budget is spent: not a loss
+      st.members.erase(i);
+      return;
     }
-    check_quorum(self);
+    lose_member(self, i->second, self->system().render(msg.reason));
   });
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {
@@ -466,7 +475,22 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     },
     [=](release_atom, int32_t id) {
       auto& st = self->state;
-      if (st.started || st.core->restored())
+      if (st.done_sent)
+        return false;
+      if (st.started) {
+        // Its process is gone (the facade's word can come before the worker's own down).
+        // A new process may take the id over, and goes on where the member left off.
+        const bool connected = std::any_of(st.members.begin(), st.members.end(),
+                                           [id](const auto& m) { return m.second == id; });
+        if (connected)
+          lose_member(self, id, "its work process is gone");
+        if (st.core->knows(id) && !st.core->lost(id))
+          return false; // quarantined: it stays out
+        tell(self, fmt::format("worker id {} is free for another work process to take over",
+                               id));
+        return true;
+      }
+      if (st.core->restored())
         return false;
       st.core->forget(id); // or it never joined: its process died between hello and join
       for (auto m = st.members.begin(); m != st.members.end();)
@@ -478,6 +502,9 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
                              "for {} more worker(s)",
                              id, st.core->settings().expected_workers - st.joins.size()));
       return true;
+    },
+    [=](position_atom, const hello_request& req) {
+      return member_positions{self->state.core->lost_positions(req.ids)};
     },
     [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
       self->state.core->report_computed(id, computed, lost_in_network);

@@ -28,8 +28,12 @@
 //   id's own node join with it). Another actor with a live member's id is refused.
 // - release(id) before training started (a fresh server): the member, if it joined, is
 //   forgotten, its held join dropped, and the barrier waits for a replacement; answered
-//   true, and the facade frees the id. Afterwards (or restored) false: the member stays,
-//   lost if it died.
+//   true, and the facade frees the id. A restored server before its members are back:
+//   false. Once training runs the member is lost (if its own down has not come yet) and
+//   the answer is true, so that a new process may take the id over, unless it was
+//   quarantined; after the end of the budget, false.
+// - position(request): (id, epoch, step, computed) of each lost member among request.ids,
+//   for the facade's hello answer: a process taking over a lost id goes on from there.
 // - pull(id): the current snapshot for a member (its gradient was lost on the way).
 // - Rejected gradients (see server_core) are answered with error `rejected`; quarantines,
 //   late joins and round timeouts are told to the observer as events.

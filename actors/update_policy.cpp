@@ -86,7 +86,7 @@ bool server_core::join(int32_t worker) {
     ++live_;
     return true;
   }
-  if (auto* m = find(worker); m != nullptr && started && m->stats.lost && !m->stats.quarantined) {
+  if (auto* m = find(worker); m != nullptr && started && lost(worker)) {
     // A lost member is back (its connection dropped, its process reconnected). ssp: at
     // least at the slowest clock, or the others, now far ahead, would wait for it.
     if (settings_.mode == train_mode::ssp && live_ > 0) // the others' slowest, not its own
@@ -373,6 +373,21 @@ bool server_core::forget(int32_t worker) {
   members_.erase(worker);
   --joined_;
   return true;
+}
+
+bool server_core::lost(int32_t worker) const {
+  auto i = members_.find(worker);
+  return i != members_.end() && i->second.stats.lost && !i->second.stats.quarantined;
+}
+
+std::vector<int64_t> server_core::lost_positions(const std::vector<int32_t>& workers) const {
+  std::vector<int64_t> flat;
+  for (auto id : workers)
+    if (lost(id)) {
+      const auto& m = members_.at(id);
+      flat.insert(flat.end(), {id, m.epoch, m.step, m.stats.computed});
+    }
+  return flat;
 }
 
 bool server_core::suspend(const std::vector<int32_t>& workers) {

@@ -171,6 +171,12 @@ public:
   /// id can be handed out again and the join barrier waits for a replacement. False (and
   /// nothing changes) once training started, on a restored server, or for a non-member.
   bool forget(int32_t worker);
+  /// True if `worker` is a member that died (and was not quarantined): a new process may
+  /// take its id over once training runs.
+  bool lost(int32_t worker) const;
+  /// (id, epoch, step, computed) of each lost member among `workers`, flat: where its shard's
+  /// sample stream stood after its last accepted gradient, and its count of computed ones.
+  std::vector<int64_t> lost_positions(const std::vector<int32_t>& workers) const;
   /// True if `worker` is (or was) a member.
   bool knows(int32_t worker) const { return members_.count(worker) > 0; }
   /// A worker died: it leaves the quorum. Returns true if that closed the open round.

@@ -336,6 +336,18 @@ typename Inspector::result_type inspect(Inspector& f, hello_request& x) {
   return f(caf::meta::type_name("hello_request"), x.version, x.fingerprint, x.wanted, x.ids);
 }
 
+/// Where lost members left their shards: (id, epoch, step, computed) per member, flat, as
+/// run_spec::positions. The server tells the facade, so that a new work process that takes
+/// over a lost worker's id goes on from there with its count.
+struct member_positions {
+  std::vector<int64_t> flat;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_positions& x) {
+  return f(caf::meta::type_name("member_positions"), x.flat);
+}
+
 /// psgd's error codes (category atom "psgd").
 enum class error_code : uint8_t {
   none = 0,
@@ -369,6 +381,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(psgd, (psgd::fault_effect))
   CAF_ADD_TYPE_ID(psgd, (psgd::run_spec))
   CAF_ADD_TYPE_ID(psgd, (psgd::hello_request))
+  CAF_ADD_TYPE_ID(psgd, (psgd::member_positions))
   CAF_ADD_ATOM(psgd, psgd, join_atom, "join")
   CAF_ADD_ATOM(psgd, psgd, push_atom, "push")
   CAF_ADD_ATOM(psgd, psgd, stats_atom, "stats")
@@ -390,6 +403,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, enlist_atom, "enlist")
   CAF_ADD_ATOM(psgd, psgd, warm_atom, "warm")
   CAF_ADD_ATOM(psgd, psgd, release_atom, "release")
+  CAF_ADD_ATOM(psgd, psgd, position_atom, "position")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -417,10 +431,13 @@ using facade_actor = upstream_actor::extend<
 /// The parameter server. tick() is its own watchdog timer (round timeout). done() comes from
 /// the driver: the user interrupted the run; end the budget now, as if it were spent.
 /// release(id) comes from the facade: the process holding worker id is gone; true if the
-/// server let the id go (training had not started), so that the facade may hand it out again.
+/// server let the id go, so that the facade may hand it out again (before training: the
+/// member is forgotten; after: it is lost, and a new process may take it over).
+/// position(request) answers where the lost members among request.ids left their shards.
 using server_actor = upstream_actor::extend<
   caf::replies_to<stats_atom>::with<server_stats>,
   caf::replies_to<release_atom, int32_t>::with<bool>,
+  caf::replies_to<position_atom, hello_request>::with<member_positions>,
   caf::replies_to<watch_atom, uint64_t>::with<uint64_t>,
   caf::reacts_to<crash_atom>,
   caf::reacts_to<tick_atom>,

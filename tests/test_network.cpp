@@ -457,6 +457,40 @@ TEST_CASE("a work process killed at the join barrier is replaced: its worker id 
   }
 }
 
+TEST_CASE("kill -9 of a work process mid-run: a new one takes over its worker id and goes on "
+          "from its place",
+          "[network]") {
+  temp_dir dir;
+  auto port = start_server(dir, "--mode sync --workers 2 --model mlp --epochs 3 --eval-every 300 "
+                                "--port 0 --out " + dir.file("run.jsonl"));
+  start_work(dir, "kept", port, "--workers 1");
+  start_work(dir, "victim", port, "--workers 1");
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // training runs
+  REQUIRE(::kill(pid_in(dir, "victim.pid"), SIGKILL) == 0);
+  // Before, its id stayed the dead node's: a new process was refused ("0 of 2 ids left").
+  REQUIRE(wait_for(dir, "serve.err", "is free for another work process to take over", 30));
+  start_work(dir, "successor", port, "--workers 1");
+  REQUIRE(wait_for(dir, "successor.rc", "\n", 90));
+  REQUIRE(wait_for(dir, "kept.rc", "\n", 90));
+  wait_server(dir);
+  const auto log = read_file(dir.file("serve.err"));
+  INFO(log << read_file(dir.file("successor.out")));
+  CHECK(read_file(dir.file("successor.rc")) == "0\n");
+  CHECK(read_file(dir.file("kept.rc")) == "0\n");
+  CHECK_THAT(log, Catch::Contains("rejoined at update"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["type"] == "summary");
+  int rejoins = 0;
+  for (const auto& w : summary["workers"]) {
+    CHECK_FALSE(w["lost"].get<bool>());
+    rejoins += w["rejoins"].get<int>();
+    // The successor counted on from the victim's count (had it started from 0, its report
+    // would say fewer computed than the server received: a negative loss).
+    CHECK(w["lost_in_flight"].get<int64_t>() >= 0);
+  }
+  CHECK(rejoins == 1);
+}
+
 TEST_CASE("a work process started before its server waits for it", "[network]") {
   temp_dir dir;
   const auto port = std::to_string(free_port());
