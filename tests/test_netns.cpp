@@ -321,26 +321,33 @@ TEST_CASE("server and workers on separate addresses in network namespaces train 
   CHECK(accuracy_in(out) >= 0.75);
 }
 
+/// A sync MLP run of `epochs` with heartbeats: the server on the host, the workers "kept"
+/// (namespace 0) and "cut" (namespace 1). Returns once training runs. Sync: every round
+/// waits for both workers, so the run cannot end before a cut worker is found lost; without
+/// --quiet serve prints progress lines ("] epoch"). A cut worker retries for
+/// `request_timeout_ms`.
+void start_kept_and_cut(const netns_lab& lab, background& procs, const std::string& epochs,
+                        const std::string& request_timeout_ms) {
+  const std::string liveness = " --heartbeat-ms 200 --connection-timeout-ms 1000";
+  auto port = start_server(procs, lab.host_address(),
+                           "--mode sync --workers 2 --model mlp --epochs " + epochs
+                             + " --eval-every 300" + liveness);
+  const auto work_args = "--connect " + lab.host_address() + ":" + port + liveness
+                         + " --request-timeout-ms " + request_timeout_ms;
+  start_worker(procs, lab, 0, "kept", work_args);
+  start_worker(procs, lab, 1, "cut", work_args);
+  bool training = procs.wait_for("serve.err", "] epoch", 60); // mid-run, not during the joins
+  INFO(procs.output("serve"));
+  REQUIRE(training);
+}
+
 TEST_CASE("cutting a worker's link is detected", "[network][netns]") {
   netns_lab lab{2};
   if (!ready(lab))
     return;
   temp_dir dir;
   background procs{dir};
-  const std::string liveness = " --heartbeat-ms 200 --connection-timeout-ms 1000";
-  // Sync: every round waits for both workers, so the run cannot end before the cut worker
-  // is found lost; without --quiet serve prints progress lines ("] epoch").
-  auto port = start_server(procs, lab.host_address(),
-                           "--mode sync --workers 2 --model mlp --epochs 3 --eval-every 300"
-                             + liveness);
-  // The cut worker finds its server gone and retries until --request-timeout-ms: keep it short.
-  const auto work_args = "--connect " + lab.host_address() + ":" + port + liveness
-                         + " --request-timeout-ms 3000";
-  start_worker(procs, lab, 0, "kept", work_args);
-  start_worker(procs, lab, 1, "cut", work_args);
-  bool training = procs.wait_for("serve.err", "] epoch", 60); // mid-run, not during the joins
-  INFO(procs.output("serve"));
-  REQUIRE(training);
+  start_kept_and_cut(lab, procs, "3", "3000"); // the cut worker gives up soon
   lab.cut(1);
   auto cut_at = clock_type::now();
   bool seen = procs.wait_for("serve.err", "left the quorum", 10);
@@ -384,15 +391,7 @@ TEST_CASE("a worker whose link was cut and healed rejoins the run", "[network][n
     return;
   temp_dir dir;
   background procs{dir};
-  const std::string liveness = " --heartbeat-ms 200 --connection-timeout-ms 1000";
-  auto port = start_server(procs, lab.host_address(),
-                           "--mode sync --workers 2 --model mlp --epochs 4 --eval-every 300"
-                             + liveness);
-  const auto work_args = "--connect " + lab.host_address() + ":" + port + liveness
-                         + " --request-timeout-ms 20000";
-  start_worker(procs, lab, 0, "kept", work_args);
-  start_worker(procs, lab, 1, "cut", work_args);
-  REQUIRE(procs.wait_for("serve.err", "] epoch", 60));
+  start_kept_and_cut(lab, procs, "4", "20000"); // the cut worker waits for the link
   lab.cut(1);
   REQUIRE(procs.wait_for("serve.err", "left the quorum", 10));
   REQUIRE(procs.wait_for("cut.err", "lost the server at", 10));

@@ -419,6 +419,14 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+/// Waits (at most `seconds`) for the background process NAME (start_work) to exit: its exit
+/// code, or -1 if it still runs.
+int exit_code(const temp_dir& dir, const std::string& name, double seconds = 90) {
+  if (!wait_for(dir, name + ".rc", "\n", seconds))
+    return -1;
+  return std::stoi(read_file(dir.file(name + ".rc")));
+}
+
 int pid_in(const temp_dir& dir, const std::string& file) {
   return std::stoi(read_file(dir.file(file)));
 }
@@ -440,13 +448,13 @@ TEST_CASE("a work process killed at the join barrier is replaced: its worker id 
   REQUIRE(wait_for(dir, "serve.err", "worker id 0 is free again", 30));
   start_work(dir, "second", port, "--workers 1");
   start_work(dir, "third", port, "--workers 1");
-  REQUIRE(wait_for(dir, "second.rc", "\n", 90));
-  REQUIRE(wait_for(dir, "third.rc", "\n", 90));
+  const int second_rc = exit_code(dir, "second", 90);
+  const int third_rc = exit_code(dir, "third", 90);
   wait_server(dir);
   INFO(read_file(dir.file("serve.err")) << read_file(dir.file("second.out"))
                                         << read_file(dir.file("third.out")));
-  CHECK(read_file(dir.file("second.rc")) == "0\n");
-  CHECK(read_file(dir.file("third.rc")) == "0\n");
+  CHECK(second_rc == 0);
+  CHECK(third_rc == 0);
   CHECK_THAT(read_file(dir.file("second.out")) + read_file(dir.file("third.out")),
              Catch::Contains("worker 0 joined") && Catch::Contains("worker 1 joined"));
   auto summary = last_record(dir.file("run.jsonl"));
@@ -470,13 +478,13 @@ TEST_CASE("kill -9 of a work process mid-run: a new one takes over its worker id
   // Before, its id stayed the dead node's: a new process was refused ("0 of 2 ids left").
   REQUIRE(wait_for(dir, "serve.err", "is free for another work process to take over", 30));
   start_work(dir, "successor", port, "--workers 1");
-  REQUIRE(wait_for(dir, "successor.rc", "\n", 90));
-  REQUIRE(wait_for(dir, "kept.rc", "\n", 90));
+  const int successor_rc = exit_code(dir, "successor", 90);
+  const int kept_rc = exit_code(dir, "kept", 90);
   wait_server(dir);
   const auto log = read_file(dir.file("serve.err"));
   INFO(log << read_file(dir.file("successor.out")));
-  CHECK(read_file(dir.file("successor.rc")) == "0\n");
-  CHECK(read_file(dir.file("kept.rc")) == "0\n");
+  CHECK(successor_rc == 0);
+  CHECK(kept_rc == 0);
   CHECK_THAT(log, Catch::Contains("rejoined at update"));
   auto summary = last_record(dir.file("run.jsonl"));
   REQUIRE(summary["type"] == "summary");
@@ -498,9 +506,9 @@ TEST_CASE("a work process started before its server waits for it", "[network]") 
   REQUIRE(wait_for(dir, "early.out", "no server at 127.0.0.1:" + port + " yet", 30));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   start_server(dir, "--mode sync --workers 1 --epochs 0.2 --port " + port);
-  REQUIRE(wait_for(dir, "early.rc", "\n", 60));
+  const int early_rc = exit_code(dir, "early", 60);
   INFO(read_file(dir.file("early.out")));
-  CHECK(read_file(dir.file("early.rc")) == "0\n");
+  CHECK(early_rc == 0);
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
 }
 
@@ -512,21 +520,21 @@ TEST_CASE("SIGINT to a work process: its workers leave the run and the server's 
   start_work(dir, "first", port, "--workers 1");
   REQUIRE(wait_for(dir, "first.out", "joined", 60));
   REQUIRE(::kill(pid_in(dir, "first.pid"), SIGINT) == 0); // at the join barrier
-  REQUIRE(wait_for(dir, "first.rc", "\n", 30));
-  CHECK(read_file(dir.file("first.rc")) == "130\n");
+  const int first_rc = exit_code(dir, "first", 30);
+  CHECK(first_rc == 130);
   CHECK_THAT(read_file(dir.file("first.out")), Catch::Contains("left (interrupted)"));
   REQUIRE(wait_for(dir, "serve.err", "is free again", 30));
   start_work(dir, "second", port, "--workers 1");
   start_work(dir, "third", port, "--workers 1");
   REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // mid-run
   REQUIRE(::kill(pid_in(dir, "third.pid"), SIGINT) == 0);
-  REQUIRE(wait_for(dir, "third.rc", "\n", 30));
-  REQUIRE(wait_for(dir, "second.rc", "\n", 90));
+  const int third_rc = exit_code(dir, "third", 30);
+  const int second_rc = exit_code(dir, "second", 90);
   wait_server(dir);
   const auto log = read_file(dir.file("serve.err"));
   INFO(log << read_file(dir.file("third.out")));
-  CHECK(read_file(dir.file("third.rc")) == "130\n");
-  CHECK(read_file(dir.file("second.rc")) == "0\n");
+  CHECK(third_rc == 130);
+  CHECK(second_rc == 0);
   // Before, SIGINT killed the process at once: the server saw a lost link, nothing more.
   CHECK_THAT(log, Catch::Contains("left before training started: interrupted: psgd work (pid "));
   CHECK_THAT(log, Catch::Contains("left the quorum: interrupted: psgd work (pid "));
@@ -551,12 +559,12 @@ TEST_CASE("a server frozen longer than the connection timeout gets its workers b
   REQUIRE(wait_for(dir, "work.out", "lost the server at", 10)); // the workers' side noticed
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   REQUIRE(::kill(server, SIGCONT) == 0);
-  REQUIRE(wait_for(dir, "work.rc", "\n", 90));
+  const int work_rc = exit_code(dir, "work", 90);
   wait_server(dir);
   const auto log = read_file(dir.file("serve.err"));
   INFO(log << read_file(dir.file("work.out")));
   // Before, they were refused ("worker id 0 is unknown or taken") and the run failed.
-  CHECK(read_file(dir.file("work.rc")) == "0\n");
+  CHECK(work_rc == 0);
   CHECK_THAT(log, Catch::Contains("worker 0 rejoined at update")
                     && Catch::Contains("worker 1 rejoined at update"));
   auto summary = last_record(dir.file("run.jsonl"));
