@@ -64,6 +64,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
   st.spec = std::move(spec);
   st.data_fingerprint = std::move(data_fingerprint);
   st.owners->owner.resize(static_cast<size_t>(std::max(0, st.spec.shards)));
+  st.owners->handed.resize(st.owners->owner.size());
   self->monitor(st.server);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
@@ -73,18 +74,21 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
     }
     if (st.processes.erase(msg.source) == 0)
       return;
-    // A work process is gone (or its connection). Before training started the server
-    // forgets its workers, and their ids are free for a replacement (else the barrier
-    // counted a dead worker, or waited for one that never joined).
-    const auto& owner = st.owners->owner;
-    for (int32_t id = 0; id < static_cast<int32_t>(owner.size()); ++id)
-      if (owner[static_cast<size_t>(id)] == msg.source.node())
+    // A work process is gone (or its connection). The ids the server lets go are free for
+    // another process: before training started a replacement at the barrier (else it
+    // counted a dead worker, or waited for one that never joined), afterwards a successor
+    // that takes the lost worker over.
+    const auto& owners = *st.owners;
+    for (size_t id = 0; id < owners.owner.size(); ++id)
+      if (owners.owner[id] == msg.source.node())
         self->request(st.server, std::chrono::milliseconds{st.spec.request_timeout_ms},
-                      release_atom::value, id)
+                      release_atom::value, static_cast<int32_t>(id))
           .then(
-            [=](bool released) {
-              if (released)
-                self->state.owners->owner[static_cast<size_t>(id)] = caf::node_id{};
+            [=, handed = owners.handed[id]](bool released) {
+              // Unless it was handed out again meanwhile (the same process came back).
+              auto& now = *self->state.owners;
+              if (released && now.handed[id] == handed)
+                now.owner[id] = caf::node_id{};
             },
             [](caf::error&) {}); // the server is gone: so is this facade
   });
@@ -116,7 +120,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
             return make_error(error_code::refused,
                               fmt::format("worker id {} is not free on this server", id));
         for (auto id : req.ids)
-          owner[id] = node;
+          st.owners->hand(id, node);
         spec.ids = req.ids;
         watch_process(self);
         return with_positions(self, std::move(spec));
@@ -129,7 +133,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
                           fmt::format("{} worker(s) asked, {} of {} ids left", req.wanted,
                                       spec.ids.size(), spec.shards));
       for (auto id : spec.ids)
-        owner[id] = self->current_sender()->node();
+        st.owners->hand(id, self->current_sender()->node());
       watch_process(self);
       return with_positions(self, std::move(spec));
     },

@@ -48,6 +48,11 @@ namespace psgd {
 /// died), so it needs no lock.
 struct id_owners {
   std::vector<caf::node_id> owner;  ///< per worker id: the node it was handed to (or none)
+  std::vector<uint64_t> handed;     ///< per worker id: how often it was handed out
+  void hand(int32_t id, const caf::node_id& node) {
+    owner[static_cast<size_t>(id)] = node;
+    ++handed[static_cast<size_t>(id)];
+  }
 };
 
 struct facade_state {
