@@ -98,8 +98,9 @@ private:
   const std::atomic<bool>* interrupt_;
 };
 
-caf::error interrupted_while(const std::string& what) {
-  return make_error(error_code::interrupted, "interrupted " + what);
+/// Rendered "interrupted: <when>".
+caf::error interrupted_while(const std::string& when) {
+  return make_error(error_code::interrupted, when);
 }
 
 /// The first connection: a port nobody listens on yet (the server starts after its workers,
