@@ -510,6 +510,14 @@ TEST_CASE("a work process started before its server waits for it", "[network]") 
   INFO(read_file(dir.file("early.out")));
   CHECK(early_rc == 0);
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
+  // Ctrl-C while it waits: it stops at once, saying so.
+  const auto nobody = std::to_string(free_port());
+  start_work(dir, "waiting", nobody, "--workers 1 --request-timeout-ms 30000");
+  REQUIRE(wait_for(dir, "waiting.out", "no server at 127.0.0.1:" + nobody + " yet", 30));
+  REQUIRE(::kill(pid_in(dir, "waiting.pid"), SIGINT) == 0);
+  CHECK(exit_code(dir, "waiting", 10) == 130);
+  CHECK_THAT(read_file(dir.file("waiting.out")),
+             Catch::Contains("psgd work: interrupted: before a server listened"));
 }
 
 TEST_CASE("SIGINT to a work process: its workers leave the run and the server's log says why",
