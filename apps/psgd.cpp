@@ -227,7 +227,10 @@ std::string usage_of(const std::string& command) {
            "  the parameter server of a run whose workers connect over TCP (psgd work)\n";
   if (command == "launch")
     return "usage: psgd launch [options]\n"
-           "  psgd serve and its psgd work processes on this machine, over loopback\n";
+           "  psgd serve and its psgd work processes on this machine, over loopback; a work "
+           "process that\n"
+           "  dies before training started is started again once, one that dies later is a "
+           "lost worker\n";
   return "usage: psgd train [options]\n  trains a model in this process\n";
 }
 
