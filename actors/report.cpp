@@ -270,8 +270,8 @@ std::string read_input(const std::string& path, inputs& in) {
     return fmt::format("{}: read error", path);
   const auto evals = count_text(pending.size(), "eval line", "eval lines");
   if (failure)
-    in.notes.push_back(fmt::format("{}: the run failed ({}){}", path, *failure,
-                                   pending.empty() ? "" : ": " + evals + " plotted under the file's name"));
+    in.notes.push_back(failure_note(path, *failure)
+                       + (pending.empty() ? "" : ": " + evals + " plotted under the file's name"));
   else if (!pending.empty())
     in.notes.push_back(fmt::format("{}: {} without a summary line (an unfinished run?): "
                                    "plotted under the file's name", path, evals));
@@ -1134,6 +1134,10 @@ std::string no_runs_error(const std::vector<std::string>& files) {
 }
 
 } // namespace
+
+std::string failure_note(const std::string& file, const std::string& error) {
+  return fmt::format("{}: the run failed ({})", file, error);
+}
 
 std::vector<std::string> distinct_files(const std::vector<std::string>& files) {
   std::vector<std::string> out;

@@ -53,6 +53,10 @@ outcome<report_contents> write_report_plots(const std::vector<std::string>& json
                                             const std::string& out_dir,
                                             const std::string& gnuplot = "gnuplot");
 
+/// "FILE: the run failed (ERROR)", for a results file that ends with a failure record
+/// ({"type":"failure","error":...}): the page's note and psgd report's terminal line.
+std::string failure_note(const std::string& file, const std::string& error);
+
 /// `files` without the ones that name a file given before (the same path, or another path
 /// to it): a file given twice was two rows and two curves.
 std::vector<std::string> distinct_files(const std::vector<std::string>& files);

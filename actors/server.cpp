@@ -285,13 +285,23 @@ void arm_tick(Self* self) {
   self->delayed_send(self, tick_interval(st.core->settings()), tick_atom::value);
 }
 
+/// Stops watching worker `id`'s actor; true if it was watched (connected, in the server's
+/// view).
+bool drop_actor_of(server_state& st, int32_t id) {
+  for (auto m = st.members.begin(); m != st.members.end(); ++m)
+    if (m->second == id) {
+      st.members.erase(m);
+      return true;
+    }
+  return false;
+}
+
 /// Worker `id` is gone (its actor died, or the facade saw its process go): it leaves the
 /// quorum, and a round that waited only for it closes.
 template <class Self>
 void lose_member(Self* self, int32_t id, const std::string& why) {
   auto& st = self->state;
-  for (auto m = st.members.begin(); m != st.members.end();)
-    m = m->second == id ? st.members.erase(m) : std::next(m);
+  drop_actor_of(st, id);
   st.waiting.erase(id);
   tell(self, fmt::format("worker {} {}: {}", id,
                          st.started ? "left the quorum" : "left before training started", why));
@@ -480,9 +490,7 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       if (st.started) {
         // Its process is gone (the facade's word can come before the worker's own down).
         // A new process may take the id over, and goes on where the member left off.
-        const bool connected = std::any_of(st.members.begin(), st.members.end(),
-                                           [id](const auto& m) { return m.second == id; });
-        if (connected)
+        if (drop_actor_of(st, id))
           lose_member(self, id, "its work process is gone");
         if (st.core->knows(id) && !st.core->lost(id))
           return false; // quarantined: it stays out
@@ -493,8 +501,7 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       if (st.core->restored())
         return false;
       st.core->forget(id); // or it never joined: its process died between hello and join
-      for (auto m = st.members.begin(); m != st.members.end();)
-        m = m->second == id ? st.members.erase(m) : std::next(m);
+      drop_actor_of(st, id);
       auto held_for_id = [id](const server_state::held_answer& j) { return j.first == id; };
       st.joins.erase(std::remove_if(st.joins.begin(), st.joins.end(), held_for_id),
                      st.joins.end());

@@ -804,8 +804,8 @@ int cmd_report(int argc, char** argv) {
       if (j.is_object() && j.contains("type") && j["type"] == "sweep_point")
         ++sweep_points;
       if (j.is_object() && j.contains("type") && j["type"] == "failure")
-        std::cerr << fmt::format("psgd report: {}: the run failed ({})\n", file,
-                                 j.value("error", std::string{"no reason given"}));
+        std::cerr << "psgd report: "
+                  << failure_note(file, j.value("error", std::string{"no reason given"})) << '\n';
       if (!j.is_object() || !j.contains("type") || j["type"] != "summary")
         continue;
       if (auto problem = summary_problem(j); !problem.empty())
