@@ -440,12 +440,19 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
         return make_error(error_code::not_a_member,
                           "worker id " + std::to_string(id) + " is unknown or taken");
       auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+      bool taken_over = false;
       if (sender) {
         self->monitor(sender);
         st.members.emplace(sender.address(), id);
+        auto& node = st.node_of[id];
+        taken_over = rejoin && node && node != sender.node();
+        node = sender.node();
       }
       if (st.started) {
-        tell(self, fmt::format("worker {} {} at update {}", id, rejoin ? "rejoined" : "joined",
+        tell(self, fmt::format("worker {} {} at update {}", id,
+                               taken_over ? "was taken over by a new work process"
+                               : rejoin   ? "rejoined"
+                                          : "joined",
                                st.core->current().version));
         return st.core->snapshot_for(id);
       }

@@ -104,6 +104,9 @@ struct server_state {
   std::chrono::steady_clock::time_point checkpointed_at;
   /// Member actors by address, for the down handler.
   std::map<caf::actor_addr, int32_t> members;
+  /// The node each worker id last joined from: one back from another node was taken over
+  /// by a new work process, one back from its own came back after its connection dropped.
+  std::map<int32_t, caf::node_id> node_of;
 };
 
 /// `restore`: null for a fresh start from `initial`; else the checkpoint to continue from

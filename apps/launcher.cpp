@@ -221,7 +221,8 @@ std::vector<int> deal_workers(int workers, int processes) {
 
 int launch(const std::string& self_exe, const std::vector<std::string>& options,
            const std::vector<std::string>& worker_options,
-           const std::vector<int>& workers_per_process, bool stdout_is_results) {
+           const std::vector<int>& workers_per_process, bool stdout_is_results,
+           int max_restarts) {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
@@ -286,7 +287,8 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   const auto cpus = allowed_cpus();
   const bool pin = workers_per_process.size() > 1 && workers_per_process.size() == cpus.size();
   std::map<pid_t, size_t> slot_of;                      // work process -> its k
-  std::vector<bool> restarted(workers_per_process.size(), false);
+  std::vector<bool> restarted(workers_per_process.size(), false); // before training started
+  int restarts_left = max_restarts;                                // after
   auto start_work = [&](size_t k) -> pid_t {
     std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
                                   "--workers=" + std::to_string(workers_per_process[k])};
@@ -394,6 +396,22 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       if (again <= 0)
         --work_alive;
       continue;
+    } else if (training_started && interrupts == 0 && exit_code_of(status) >= 128
+               && restarts_left > 0) {
+      // Crashed mid-run (a signal, not an error of its own, which it has said and which would
+      // repeat): a new process takes over its workers, from where the server has them.
+      --restarts_left;
+      children.erase(i);
+      const pid_t again = start_work(k);
+      say(fmt::format("psgd launch: worker process {} (pid {}) exited with {} after training "
+                      "started; starting it again{} to take over its workers ({} restart(s) "
+                      "left)\n",
+                      k, pid, exit_code_of(status),
+                      again > 0 ? fmt::format(" (pid {})", again) : std::string{": failed,"},
+                      restarts_left));
+      if (again <= 0)
+        --work_alive;
+      continue;
     } else {
       --work_alive;
       work_succeeded += exit_code_of(status) == 0;
@@ -401,8 +419,16 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     if (pid != server && exit_code_of(status) != 0) {
       // No claim about the training here: the server's own lines say whether its workers
       // left the quorum (and training goes on) or the run ended.
-      auto text = fmt::format("psgd launch: {} (pid {}) exited with {}\n", i->second, pid,
-                              exit_code_of(status));
+      const bool crashed_mid_run = training_started && interrupts == 0
+                                   && exit_code_of(status) >= 128 && !server_done;
+      auto text = fmt::format("psgd launch: {} (pid {}) exited with {}{}\n", i->second, pid,
+                              exit_code_of(status),
+                              crashed_mid_run ? fmt::format("; its workers are lost ({})",
+                                                            max_restarts == 0
+                                                              ? "--max-restarts N starts a "
+                                                                "new process for them"
+                                                              : "no restarts left")
+                                              : std::string{});
       if (WIFSIGNALED(status))
         say(text);
       else

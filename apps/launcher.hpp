@@ -14,7 +14,10 @@
 // One that exits before training started, other than with exit 2 (a refusal, which would
 // repeat), is started again once, so that the run starts with all its workers (the server
 // gives a dead process's ids back); if every work process has exited before training
-// started, the server is stopped and launch fails.
+// started, the server is stopped and launch fails. One that dies after training started
+// (killed by a signal, or exits with 128 or more: a crash, not its own error) is started again
+// while `max_restarts` allows, up to that many times in the run: the server gives its worker
+// ids free, and the new process takes them over. Without, it stays a lost worker.
 // Not thread-safe: one launch per process.
 #pragma once
 
@@ -30,7 +33,8 @@ namespace psgd {
 /// processes' lines ("worker N: finished") go to stderr instead.
 int launch(const std::string& self_exe, const std::vector<std::string>& options,
            const std::vector<std::string>& worker_options,
-           const std::vector<int>& workers_per_process, bool stdout_is_results);
+           const std::vector<int>& workers_per_process, bool stdout_is_results,
+           int max_restarts);
 
 /// `workers` dealt out evenly over `processes` (the first ones get one more where it does
 /// not divide): {5, 2} -> {3, 2}. Requires 1 <= processes <= workers.

@@ -230,7 +230,10 @@ std::string usage_of(const std::string& command) {
            "  psgd serve and its psgd work processes on this machine, over loopback; a work "
            "process that\n"
            "  dies before training started is started again once, one that dies later is a "
-           "lost worker\n";
+           "lost worker\n"
+           "  (with --max-restarts N started again too, up to N times in the run: the new one "
+           "takes over\n"
+           "  its workers and goes on where they left off)\n";
   return "usage: psgd train [options]\n  trains a model in this process\n";
 }
 
@@ -576,13 +579,16 @@ int cmd_launch(int argc, char** argv) {
   if (n <= 0)
     return usage_error("launch: cannot find the psgd executable (/proc/self/exe)");
   exe[n] = '\0';
-  // The server gets launch's options but --processes, which is launch's own (serve refuses
-  // it: it has no work processes).
+  // The server gets launch's options but --processes and --max-restarts, which are launch's
+  // own (serve refuses them: it has no work processes).
   auto options = join_option_values(cfg.options(), {argv + 2, argv + argc});
   options.erase(std::remove_if(options.begin(), options.end(),
                                [](const std::string& a) {
-                                 return a.rfind("--processes=", 0) == 0
-                                        || a.rfind("--global.processes=", 0) == 0;
+                                 for (auto own : {"processes=", "max-restarts="})
+                                   if (a.rfind(std::string{"--"} + own, 0) == 0
+                                       || a.rfind(std::string{"--global."} + own, 0) == 0)
+                                     return true;
+                                 return false;
                                }),
                 options.end());
   std::vector<std::string> worker_options{
@@ -596,7 +602,7 @@ int cmd_launch(int argc, char** argv) {
   auto plan = plan_work_processes(run);
   if (!plan)
     return usage_error(plan.error());
-  return launch(exe, options, worker_options, *plan, run.out == stdout_path);
+  return launch(exe, options, worker_options, *plan, run.out == stdout_path, run.max_restarts);
 }
 
 int cmd_eval(int argc, char** argv) {

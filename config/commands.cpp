@@ -44,7 +44,7 @@ const std::vector<command_scope>& scopes() {
     {"train", join({training_options, {"placement"}})},
     {"serve", join({training_options, link_options, {"port", "bind", "insecure"}})},
     // launch serves on loopback on a port the OS picks, and deals the workers out itself.
-    {"launch", join({training_options, link_options, {"processes"}})},
+    {"launch", join({training_options, link_options, {"processes", "max-restarts"}})},
     // The server's run_spec sets everything else (mode, model, batch, lr, ...).
     {"work", join({link_options, {"connect", "workers", "data", "request-timeout-ms"}})},
     {"eval", {"load", "data"}},

@@ -170,6 +170,9 @@ std::string validate(run_config& cfg) {
   if (cfg.processes < 0 || cfg.processes > cfg.total_workers())
     return fmt::format("--processes: must be 0 (one per worker) to the {} workers (got {})",
                        cfg.total_workers(), cfg.processes);
+  if (cfg.max_restarts < 0 || cfg.max_restarts > max_restarts_limit)
+    return fmt::format("--max-restarts: must be 0 (none) to {} (got {})", max_restarts_limit,
+                       cfg.max_restarts);
   if (cfg.placement != "detached" && cfg.placement != "shared")
     return fmt::format("--placement: unknown placement '{}' (expected detached or shared)",
                        cfg.placement);
@@ -399,6 +402,9 @@ psgd_config::psgd_config() {
     .add(run.processes, "processes",
          "launch: psgd work processes, the workers dealt out evenly; 0 = one per worker, at "
          "most 16 (default 0)")
+    .add(run.max_restarts, "max-restarts",
+         "launch: start a work process that dies after training started again, up to this "
+         "many times in the run; the new one takes over its workers (default 0)")
     .add(run.placement, "placement",
          "shared (workers on the scheduler) | detached (a thread per worker) (default shared)")
     .add(run.request_timeout_ms, "request-timeout-ms",

@@ -79,6 +79,8 @@ struct run_config {
   int64_t connection_timeout_ms = 1000;  ///< a silent peer is dropped after this
   int processes = 0;                 ///< launch: psgd work processes, the workers dealt out
                                      ///< evenly; 0 = one per worker, at most 16
+  int max_restarts = 0;              ///< launch: work processes that die after training
+                                     ///< started are started again, this many in all
   // -- runtime -------------------------------------------------------------------------------
   std::string placement = "shared";  ///< workers on the scheduler (shared) or own threads (detached)
   int64_t request_timeout_ms = 60000;  ///< timeout of every request between actors
@@ -107,6 +109,9 @@ inline constexpr int max_simulated_staleness = 1024;
 /// The largest --hidden: 784 x 16384 weights are 51 MB per parameter buffer, and a run holds
 /// about ten buffers (beyond that the allocation, not the run, would fail).
 inline constexpr int max_hidden = 16384;
+/// The most --max-restarts: a work process that dies more often than that is not a fault the
+/// run can study, it is a crash loop.
+inline constexpr int max_restarts_limit = 1000;
 /// The longest timeout or interval in ms (a week): far longer ones overflowed the clock
 /// arithmetic (every request then timed out at once).
 inline constexpr int64_t max_timeout_ms = 7LL * 24 * 3600 * 1000;

@@ -124,6 +124,16 @@ TEST_CASE("network options are checked", "[network]") {
     CHECK_THAT(wrong.output, Catch::Contains("--processes: must be 0 (one per worker) to the 2 "
                                              "workers (got " + processes + ")"));
   }
+  for (std::string restarts : {"-1", "1001"}) {
+    auto wrong = run_psgd("launch --mode async --workers 2 --max-restarts " + restarts);
+    CHECK(wrong.exit_code == 2);
+    CHECK_THAT(wrong.output, Catch::Contains("--max-restarts: must be 0 (none) to 1000 (got "
+                                             + restarts + ")"));
+  }
+  auto restarts_on_serve = run_psgd("serve --port 0 --max-restarts 1");
+  CHECK(restarts_on_serve.exit_code == 2);
+  CHECK_THAT(restarts_on_serve.output,
+             Catch::Contains("--max-restarts does nothing in psgd serve"));
   // Every work process holds the data (~210 MiB of Fashion-MNIST): 1024 copies need ~280 GiB,
   // more than this kind of machine has.
   auto huge = run_psgd("launch --mode async --workers 1024 --processes 1024");
@@ -199,11 +209,11 @@ bool alive(int pid) {
   return ::kill(pid, 0) == 0;
 }
 
-/// The pid of the process launch started again for worker process k (it died before
-/// training started): "... starting it again (pid N)".
-int restarted_pid(const temp_dir& dir, int k) {
-  const std::regex again{"worker process " + std::to_string(k)
-                         + R"( \(pid \d+\) exited with \d+ before training started; starting it again \(pid (\d+)\))"};
+/// The pid of the process launch started again for worker process k (it died `when`: before
+/// or after training started): "... starting it again (pid N)".
+int restarted_pid(const temp_dir& dir, int k, const std::string& when = "before") {
+  const std::regex again{"worker process " + std::to_string(k) + R"( \(pid \d+\) exited with \d+ )"
+                         + when + R"( training started; starting it again \(pid (\d+)\))"};
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   std::smatch m;
   std::string out;
@@ -279,10 +289,43 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
     // Worker ids go to processes in the order they say hello: any id may be the victim's.
     CHECK_THAT(out, Catch::Contains("left the quorum"));
     CHECK_THAT(out, Catch::Contains("test accuracy"));
-    CHECK_THAT(out, Catch::Contains("exited with 137"));
+    CHECK_THAT(out, Catch::Contains("exited with 137; its workers are lost (--max-restarts N "
+                                    "starts a new process for them)"));
     for (int k = 0; k < 2; ++k)
       CHECK_FALSE(alive(worker_pid(dir, k))); // no process left behind
   }
+}
+
+TEST_CASE("launch --max-restarts: a work process killed mid-run is started again and takes "
+          "over its worker; past the limit its worker is lost",
+          "[network]") {
+  temp_dir dir;
+  start_launch(dir, "--mode sync --workers 2 --model mlp --epochs 5 --eval-every 300 "
+                    "--max-restarts 1 --out " + dir.file("run.jsonl"));
+  const int victim = worker_pid(dir, 1);
+  REQUIRE(wait_for(dir, "launch.out", "] epoch", 60)); // mid-run
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  const int successor = restarted_pid(dir, 1, "after");
+  REQUIRE(wait_for(dir, "launch.out", "was taken over by a new work process at update", 30));
+  CHECK_THAT(read_file(dir.file("launch.out")), Catch::Contains("(0 restart(s) left)"));
+  // The one restart is spent: the successor's death is a lost worker.
+  REQUIRE(::kill(successor, SIGKILL) == 0);
+  REQUIRE(wait_for(dir, "launch.rc", "\n", 90));
+  const auto out = read_file(dir.file("launch.out"));
+  INFO(out);
+  CHECK(read_file(dir.file("launch.rc")) == "0\n");
+  CHECK_THAT(out, Catch::Contains("exited with 137; its workers are lost (no restarts left)"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["type"] == "summary");
+  int rejoins = 0, lost = 0;
+  for (const auto& w : summary["workers"]) {
+    rejoins += w["rejoins"].get<int>();
+    lost += w["lost"].get<bool>();
+    CHECK(w["lost_in_flight"].get<int64_t>() >= 0); // the successor counted on
+  }
+  CHECK(rejoins == 1);
+  CHECK(lost == 1);
+  CHECK_FALSE(alive(successor));
 }
 
 TEST_CASE("launch starts a work process that died before training started again, once",
@@ -485,7 +528,8 @@ TEST_CASE("kill -9 of a work process mid-run: a new one takes over its worker id
   INFO(log << read_file(dir.file("successor.out")));
   CHECK(successor_rc == 0);
   CHECK(kept_rc == 0);
-  CHECK_THAT(log, Catch::Contains("rejoined at update"));
+  // Not "rejoined": that is a worker whose own process came back (see the SIGSTOP test).
+  CHECK_THAT(log, Catch::Contains("was taken over by a new work process at update"));
   auto summary = last_record(dir.file("run.jsonl"));
   REQUIRE(summary["type"] == "summary");
   int rejoins = 0;
