@@ -83,6 +83,18 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
 /// The server died mid-run: bring it back from its last good checkpoint, or give up.
 void restart_server(self_ptr self, const caf::error& reason);
 
+/// The workers of checkpoint `c` that joined mid-run (ids from `shards` on), sorted; with
+/// `live_only`, those that were not lost.
+std::vector<int32_t> late_joiners(const checkpoint& c, int32_t shards, bool live_only) {
+  std::vector<int32_t> ids;
+  for (const auto& m : c.state.value("members", nlohmann::json::array()))
+    if (const int32_t id = m.value("worker", -1);
+        id >= shards && !(live_only && m.value("lost", false)))
+      ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 /// Spawns the next worker (monitored); the caller starts it.
 worker_actor spawn_worker(self_ptr self) {
   auto& st = self->state;
@@ -92,8 +104,7 @@ worker_actor spawn_worker(self_ptr self) {
   worker_settings ws;
   ws.id = id;
   ws.shards = cfg.total_workers();
-  // A worker that joins mid-run takes shard id % shards of its own permutation.
-  ws.seed = id < cfg.total_workers() ? cfg.seed : data::mix_seed(cfg.seed, 0x101, id);
+  ws.seed = worker_seed(cfg.seed, id, ws.shards);
   ws.batch = cfg.batch;
   ws.timeout = std::chrono::milliseconds{cfg.request_timeout_ms};
   ws.network_faults = job.faults && job.faults->has_network_faults();
@@ -140,14 +151,24 @@ bool publish_front(self_ptr self) {
   spec.dataset = cfg.synthetic ? "synthetic" : "fashion-mnist";
   spec.network_faults = job.faults && job.faults->has_network_faults();
   spec.track_inclusion = cfg.track_inclusion;
-  if (job.resume) // the work processes start (and after a restart go back) where it left them
-    for (int32_t id = 0; id < spec.shards; ++id) {
+  if (job.resume) { // the work processes start (and after a restart go back) where it left them
+    // The ids a join event opened are open again for their work processes.
+    const auto joiners = late_joiners(*job.resume, spec.shards, false);
+    const int32_t open = joiners.empty() ? spec.shards : joiners.back() + 1;
+    // A resumed scenario fires its join events again (as in one process, where they spawn
+    // the checkpoint's joiners again): those ids are open already.
+    if (st.port == 0) // not again for a successor facade
+      st.ids_opened_before = static_cast<int32_t>(joiners.size());
+    st.owners->owner.resize(std::max(st.owners->owner.size(), static_cast<size_t>(open)));
+    st.owners->handed.resize(st.owners->owner.size());
+    for (int32_t id = 0; id < open; ++id) {
       worker_settings at;
       at.id = id;
       if (resume_position(*job.resume, at))
         spec.positions.insert(spec.positions.end(),
                               {id, at.start_epoch, at.start_step, at.start_computed});
     }
+  }
   // Beside the server on the multiplexer thread: a push it delegates stays on that thread.
   st.front = caf::actor_cast<facade_actor>(self->system().middleman().spawn_broker(
     facade_on_multiplexer, st.server, spec, data::fingerprint(job.data->train), st.owners,
@@ -172,10 +193,41 @@ bool publish_front(self_ptr self) {
     return true; // a successor: the workers know the port
   st.port = *port;
   // Always printed (also with --quiet): the workers need the port.
+  const size_t joiners = job.resume ? late_joiners(*job.resume, spec.shards, true).size() : 0;
   std::cerr << fmt::format("psgd serve: listening on {}:{}; waiting for {} worker(s){}\n",
-                           job.serve->bind, *port, cfg.total_workers(),
+                           job.serve->bind, *port, cfg.total_workers() + joiners,
                            cfg.tls() ? " (mutual TLS)" : "");
   return true;
+}
+
+/// Serving, a `join` event: the facade opens `count` new worker ids for work processes that
+/// join mid-run. Said also with --quiet: psgd launch starts a work process for them when it
+/// reads the line (and a user of psgd serve starts one by hand).
+void open_worker_ids(self_ptr self, int32_t count) {
+  auto& st = self->state;
+  const int32_t reopened = std::min(count, st.ids_opened_before);
+  st.ids_opened_before -= reopened;
+  if (reopened > 0)
+    record_event(self, fmt::format("join: {} worker id(s) open since before the resume",
+                                   reopened));
+  if ((count -= reopened) == 0)
+    return;
+  self->request(st.front, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},
+                open_atom::value, count)
+    .then(
+      [=](int32_t first) {
+        auto& st = self->state;
+        std::vector<int32_t> ids(static_cast<size_t>(count));
+        std::iota(ids.begin(), ids.end(), first);
+        record_event(self, fmt::format("join: worker id(s) {} open for a new work process",
+                                       fmt::join(ids, ", ")));
+        std::cerr << fmt::format("psgd serve: {} new worker id(s) open: psgd work --connect "
+                                 "{}:{} --workers {} takes them\n",
+                                 count, st.job->serve->bind, st.port, count);
+      },
+      [=](caf::error& err) {
+        record_event(self, "join: no new worker ids: " + self->system().render(err));
+      });
 }
 
 /// Arms the injector's triggers, then runs `then`; a failure ends the run.
@@ -214,6 +266,9 @@ void spawn_team(self_ptr self) {
   const auto& cfg = job.cfg;
   std::vector<int32_t> everyone(cfg.total_workers());
   std::iota(everyone.begin(), everyone.end(), 0);
+  if (job.serve && job.resume) // and the work processes that took a join event's ids
+    for (auto id : late_joiners(*job.resume, cfg.total_workers(), true))
+      everyone.push_back(id);
   for (const auto& note : job.resume_notes)
     record_event(self, note);
   spawn_server(self, job.resume, everyone);
@@ -520,6 +575,10 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
       if (self->state.finishing || self->state.finished)
         return;
       auto& st = self->state;
+      if (st.job->serve) {
+        open_worker_ids(self, count);
+        return;
+      }
       for (int32_t i = 0; i < count; ++i) {
         auto w = spawn_worker(self);
         if (!st.injector) {

@@ -264,7 +264,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     ws.id = id;
     ws.shards = spec->shards;
     ws.batch = spec->batch;
-    ws.seed = spec->seed;
+    ws.seed = worker_seed(spec->seed, id, spec->shards);
     ws.timeout = timeout;
     ws.network_faults = spec->network_faults;
     ws.track_inclusion = spec->track_inclusion;

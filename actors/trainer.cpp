@@ -64,18 +64,12 @@ outcome<scenario> load_scenario_for(const run_config& cfg) {
   if (!loaded)
     return result::failure("--scenario: " + loaded.error());
   // Across processes first: there a --checkpoint would not make a server_crash possible.
-  if (const auto* e = loaded->needs_local_actors(); e && cfg.networked)
-    return result::failure(
-      "--scenario " + cfg.scenario
-      + (e->kind == fault_kind::join
-           ? ": a 'join' event starts workers in the server's process, which has none across "
-             "processes (use it with psgd train)"
-           : ": a 'server_crash' event restarts the server inside its process; across "
-             "processes kill the serve process and restart it with --resume instead"));
-  const bool crashes_server =
-    std::any_of(loaded->events.begin(), loaded->events.end(),
-                [](const fault_event& e) { return e.kind == fault_kind::server_crash; });
-  if (crashes_server && cfg.checkpoint.empty())
+  if (loaded->server_crash() && cfg.networked)
+    return result::failure("--scenario " + cfg.scenario
+                           + ": a 'server_crash' event restarts the server inside its process; "
+                             "across processes kill the serve process and restart it with "
+                             "--resume instead");
+  if (loaded->server_crash() && cfg.checkpoint.empty())
     return result::failure("--scenario " + cfg.scenario
                            + ": it crashes the server, which restarts from its checkpoint: "
                              "give --checkpoint FILE");

@@ -7,9 +7,15 @@
 #include "actors/injector.hpp"
 #include "actors/link.hpp"
 #include "config/scenario.hpp"
+#include "data/random.hpp"
 #include "model/kernels.hpp"
 
 namespace psgd {
+
+uint64_t worker_seed(uint64_t run_seed, int32_t id, int shards) {
+  return id < shards ? run_seed : data::mix_seed(run_seed, 0x101, static_cast<uint64_t>(id));
+}
+
 
 namespace {
 

@@ -67,6 +67,12 @@ struct worker_settings {
   std::shared_ptr<buffer_pool> gradient_pool;
 };
 
+/// The sample-order seed of worker `id` in a run of `shards` starting workers: the run's own
+/// for those (each takes shard id of one permutation per epoch); one of its own for a worker
+/// that joined mid-run (it takes shard id % shards of its own permutation, so that it does not
+/// walk in step with the worker whose shard it shares).
+uint64_t worker_seed(uint64_t run_seed, int32_t id, int shards);
+
 struct worker_state {
   static inline const char* name = "worker";
   worker_settings settings;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -95,6 +96,10 @@ public:
     seen_watched_ = seen;
   }
 
+  /// Adds N to `*opened` for each forwarded line "psgd serve: N new worker id(s) open..." (a
+  /// scenario's join event: the ids wait for a new work process).
+  void count_opened_ids(std::atomic<int>* opened) { opened_ = opened; }
+
   void feed(const char* data, size_t n) {
     carry_.append(data, n);
     auto end = carry_.rfind('\n');
@@ -103,6 +108,14 @@ public:
     for (const auto& text : watched_)
       if (auto at = carry_.find(text); at != std::string::npos && at < end)
         seen_watched_->store(true);
+    if (opened_)
+      for (size_t at = 0; (at = carry_.find("psgd serve: ", at)) < end; ++at) {
+        int count = 0, length = 0;
+        if (std::sscanf(carry_.c_str() + at, "psgd serve: %d new worker id(s) open%n", &count,
+                        &length) == 1
+            && length > 0)
+          opened_->fetch_add(count);
+      }
     if (collapse_)
       forward_new_lines(end + 1);
     else
@@ -138,6 +151,7 @@ private:
   bool collapse_;
   std::vector<std::string> watched_;
   std::atomic<bool>* seen_watched_ = nullptr;
+  std::atomic<int>* opened_ = nullptr;
   std::string carry_;
   std::set<std::string> seen_;
   int repeated_ = 0;
@@ -251,6 +265,8 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   std::atomic<bool> training_started{false};
   line_forwarder echo;
   echo.watch_for({"training starts", "training goes on"}, &training_started);
+  std::atomic<int> opened_ids{0}; // by the scenario's join events, not yet given a process
+  echo.count_opened_ids(&opened_ids);
   std::optional<int> server_exit;
   int port = read_port(pipe_fds[0], server, echo, &server_exit);
   if (port == 0) {
@@ -287,13 +303,15 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   const auto cpus = allowed_cpus();
   const bool pin = workers_per_process.size() > 1 && workers_per_process.size() == cpus.size();
   std::map<pid_t, size_t> slot_of;                      // work process -> its k
-  std::vector<bool> restarted(workers_per_process.size(), false); // before training started
-  int restarts_left = max_restarts;                                // after
+  std::vector<int> slots = workers_per_process;         // and those for join events
+  std::vector<bool> restarted(slots.size(), false);     // before training started
+  int restarts_left = max_restarts;                     // after
   auto start_work = [&](size_t k) -> pid_t {
     std::vector<std::string> work{self_exe, "work", "--connect=127.0.0.1:" + std::to_string(port),
-                                  "--workers=" + std::to_string(workers_per_process[k])};
+                                  "--workers=" + std::to_string(slots[k])};
     work.insert(work.end(), worker_options.begin(), worker_options.end());
-    pid_t pid = start(work, work_fds[1], pin ? cpus[k] : -1, stdout_is_results);
+    pid_t pid = start(work, work_fds[1], pin && k < cpus.size() ? cpus[k] : -1,
+                      stdout_is_results);
     if (pid > 0) {
       children[pid] = "worker process " + std::to_string(k);
       slot_of[pid] = k;
@@ -361,6 +379,19 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     if (pid <= 0) {
       const auto now = std::chrono::steady_clock::now();
       say_due(now);
+      if (const int opened = opened_ids.exchange(0); opened > 0 && interrupts == 0) {
+        // A join event opened worker ids: a new work process takes them.
+        slots.push_back(opened);
+        restarted.push_back(false);
+        const size_t k = slots.size() - 1;
+        const pid_t joiner = start_work(k);
+        say(joiner > 0 ? fmt::format("psgd launch: worker process {} pid {}, {} worker(s), for "
+                                     "the ids the join event opened\n",
+                                     k, joiner, opened)
+                       : fmt::format("psgd launch: cannot start a work process for the ids "
+                                     "the join event opened\n"));
+        work_alive += joiner > 0;
+      }
       if (work_alive == 0 && work_succeeded == 0 && !training_started && !all_failed_at)
         all_failed_at = now;
       // A second for a "training starts" line already on its way.

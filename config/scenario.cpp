@@ -795,9 +795,9 @@ bool scenario::has_network_faults() const {
   });
 }
 
-const fault_event* scenario::needs_local_actors() const {
+const fault_event* scenario::server_crash() const {
   for (const auto& e : events)
-    if (e.kind == fault_kind::join || e.kind == fault_kind::server_crash)
+    if (e.kind == fault_kind::server_crash)
       return &e;
   return nullptr;
 }

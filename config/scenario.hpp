@@ -33,7 +33,8 @@
 //                     gradients arrive late)
 //     "pause"         workers, "at": POINT, "duration_ms": D (0 < D <= 86400000, a day)
 //     "crash"         workers, "at": POINT              (the worker actor dies with an error)
-//     "join"          "at": POINT, "count": N (1..1024, default 1)  (N new workers join)
+//     "join"          "at": POINT, "count": N (1..1024, default 1)  (N new workers join; across
+//                     processes the server opens N new ids for a new work process)
 //     "server_crash"  "at": POINT                       (the server dies; restarts from its
 //                                                       last checkpoint)
 //     "net_delay"     workers, window, "delay": DIST: each message from the worker to the
@@ -154,9 +155,10 @@ struct scenario {
 
   /// True if an event delays or drops messages (workers then need a link actor).
   bool has_network_faults() const;
-  /// True if an event needs the workers or the server in this process (join,
-  /// server_crash): not possible when workers are remote (psgd serve).
-  const fault_event* needs_local_actors() const;
+  /// The first server_crash event, if any: it restarts the server inside its process, which
+  /// is not possible when the workers are remote (psgd serve). (A join event is: there it
+  /// opens worker ids for a new work process.)
+  const fault_event* server_crash() const;
 };
 
 /// Reads and validates a scenario file. Errors name the file and the field.

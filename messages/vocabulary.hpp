@@ -61,7 +61,7 @@
 namespace psgd {
 
 /// The protocol's version: processes of different versions refuse each other.
-inline constexpr const char* protocol_version = "psgd-3"; // 2: run_spec.positions, 3: run_id
+inline constexpr const char* protocol_version = "psgd-4"; // 2: run_spec.positions, 3: run_id, 4: open
 
 // -- float_buffer -------------------------------------------------------------------------
 
@@ -404,6 +404,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, warm_atom, "warm")
   CAF_ADD_ATOM(psgd, psgd, release_atom, "release")
   CAF_ADD_ATOM(psgd, psgd, position_atom, "position")
+  CAF_ADD_ATOM(psgd, psgd, open_atom, "open")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
@@ -424,9 +425,13 @@ using upstream_actor = caf::typed_actor<
 
 /// What a serving process publishes: the worker protocol and nothing else (no stats, no
 /// crash, no timers). hello(request) -> the run_spec with the ids assigned to the asking
-/// process, or error `refused` naming the mismatch.
+/// process, or error `refused` naming the mismatch. open(count) comes from the serving
+/// process's own driver (refused from any other node): a scenario's `join` event opens
+/// `count` new worker ids, after every id so far, for work processes that join mid-run;
+/// the answer is the first of them.
 using facade_actor = upstream_actor::extend<
-  caf::replies_to<hello_atom, hello_request>::with<run_spec>>;
+  caf::replies_to<hello_atom, hello_request>::with<run_spec>,
+  caf::replies_to<open_atom, int32_t>::with<int32_t>>;
 
 /// The parameter server. tick() is its own watchdog timer (round timeout). done() comes from
 /// the driver: the user interrupted the run; end the budget now, as if it were spent.

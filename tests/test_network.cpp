@@ -95,9 +95,6 @@ TEST_CASE("network options are checked", "[network]") {
   CHECK(wide.exit_code == 2);
   CHECK_THAT(wide.output, Catch::Contains("--insecure"));
   const std::string scenarios = std::string{PSGD_SOURCE_DIR} + "/config/scenarios/";
-  auto join = run_psgd("launch --mode async --scenario " + scenarios + "crash-and-rejoin.json");
-  CHECK(join.exit_code == 2);
-  CHECK_THAT(join.output, Catch::Contains("a 'join' event starts workers in the server's"));
   auto restart = run_psgd("serve --mode sync --checkpoint /tmp/x.ckpt --scenario " + scenarios
                           + "server-crash.json");
   CHECK(restart.exit_code == 2);
@@ -294,6 +291,28 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
     for (int k = 0; k < 2; ++k)
       CHECK_FALSE(alive(worker_pid(dir, k))); // no process left behind
   }
+}
+
+TEST_CASE("a join event across processes: launch starts a work process for the new worker id",
+          "[network]") {
+  temp_dir dir;
+  // Worker 1 crashes at update 1000, a new worker joins at 2000 (of 7500).
+  auto r = run_psgd("launch --mode async --workers 2 --model mlp --epochs 4 --scenario "
+                    + std::string{PSGD_SOURCE_DIR} + "/config/scenarios/crash-and-rejoin.json "
+                    + "--out " + dir.file("run.jsonl"));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("join: worker id(s) 2 open for a new work process")
+                         && Catch::Contains("worker process 2 pid")
+                         && Catch::Contains("worker 2 joined at update"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["workers"].size() == 3);
+  // As in one process: the crashed worker stays lost (the new process got the new id, not
+  // its), and the joiner trained with its own shard stream.
+  CHECK(summary["workers"][1]["lost"] == true);
+  CHECK(summary["workers"][2]["joined_late"] == true);
+  CHECK(summary["workers"][2]["applied"].get<int64_t>() > 0);
+  CHECK(summary["workers"][2]["lost"] == false);
 }
 
 TEST_CASE("launch --max-restarts: a work process killed mid-run is started again and takes "
@@ -681,6 +700,49 @@ TEST_CASE("kill -9 of the server process and a restart with resume: the workers 
   }
 }
 
+TEST_CASE("psgd serve with a join event: a psgd work takes the opened id, and after a kill -9 "
+          "and --resume the joiner rejoins with the others",
+          "[network]") {
+  temp_dir dir;
+  {
+    std::ofstream f{dir.file("join.json")};
+    f << R"({"events": [{"kind": "join", "at": {"updates": 300}, "count": 1}]})";
+  }
+  const std::string run = "--mode async --workers 2 --model mlp --epochs 6 --eval-every 300 "
+                          "--checkpoint " + dir.file("run.ckpt") + " --checkpoint-every 200 "
+                          "--scenario " + dir.file("join.json");
+  auto port = start_server(dir, run + " --port 0");
+  start_work(dir, "first", port, "--workers 2");
+  REQUIRE(wait_for(dir, "serve.err", "1 new worker id(s) open: psgd work --connect", 60));
+  start_work(dir, "joiner", port, "--workers 1");
+  REQUIRE(wait_for(dir, "serve.err", "worker 2 joined at update", 60));
+  REQUIRE(wait_for(dir, "serve.err", "] epoch", 60)); // a checkpoint with worker 2 in it
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto pid = std::stoi(read_file(dir.file("serve.pid")));
+  std::system(("pkill -9 -P " + std::to_string(pid) + "; kill -9 " + std::to_string(pid)).c_str());
+  auto restart = "cd " + dir.path() + " && (timeout 120 " + std::string{PSGD_BINARY} + " serve "
+                 + run + " --port " + port + " --resume " + dir.file("run.ckpt") + " --out "
+                 + dir.file("run.jsonl") + " > serve2.out 2> serve2.err; echo $? > serve2.rc) & true";
+  REQUIRE(std::system(restart.c_str()) == 0);
+  const int first_rc = exit_code(dir, "first", 90);
+  const int joiner_rc = exit_code(dir, "joiner", 90);
+  REQUIRE(wait_for(dir, "serve2.rc", "\n", 90));
+  const auto log = read_file(dir.file("serve2.err"));
+  INFO(read_file(dir.file("serve.err")) << log << read_file(dir.file("joiner.out")));
+  CHECK(first_rc == 0);
+  CHECK(joiner_rc == 0);
+  CHECK(read_file(dir.file("serve2.rc")) == "0\n");
+  // Expected back with the run's own workers (before, its id was unknown to the resumed
+  // server); the join event, fired again, opens no id beyond it.
+  CHECK_THAT(log, Catch::Contains("3 worker(s) rejoined")
+                    && Catch::Contains("join: 1 worker id(s) open since before the resume"));
+  CHECK_THAT(read_file(dir.file("joiner.out")), Catch::Contains("worker 2 rejoined"));
+  auto summary = last_record(dir.file("run.jsonl"));
+  REQUIRE(summary["workers"].size() == 3);
+  for (const auto& w : summary["workers"])
+    CHECK(w["lost"] == false);
+}
+
 TEST_CASE("a work process does not rejoin another run that took its server's port",
           "[network]") {
   struct other_run {
@@ -957,6 +1019,15 @@ TEST_CASE("a peer cannot use a worker id it was not handed", "[network]") {
     CHECK(refused);
   };
   expect_refused(psgd::join_atom::value, int32_t{1}); // someone else's id
+  // Nor open ids beyond the run's (only the serving process's join event does).
+  bool open_refused = false;
+  self->request(*front, std::chrono::seconds(10), psgd::open_atom::value, int32_t{5})
+    .receive([&](int32_t) {},
+             [&](caf::error& e) {
+               open_refused = sys.render(e).find("only the serving process opens worker ids")
+                              != std::string::npos;
+             });
+  CHECK(open_refused);
   psgd::gradient g;
   g.worker = 1;
   expect_refused(psgd::push_atom::value, g);

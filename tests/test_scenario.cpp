@@ -89,7 +89,7 @@ TEST_CASE("shipped scenarios say what the brief asks for", "[scenario]") {
   CHECK(lossy->events[1].kind == fault_kind::net_delay);
   CHECK(lossy->events[1].delay->dist == delay_distribution::family::exponential);
   CHECK(lossy->has_network_faults());
-  CHECK_FALSE(lossy->needs_local_actors());
+  CHECK_FALSE(lossy->server_crash());
 
   auto tail = load_scenario(scenario_dir + "/long-tail.json");
   REQUIRE(tail);
@@ -490,11 +490,14 @@ TEST_CASE("network kinds parse, and net_drop notices a loss after 200 ms by defa
   CHECK(s.events[1].delay->b == 3);
   CHECK(to_string(*s.events[1].from) == "1 s");
   CHECK(s.has_network_faults());
-  CHECK_FALSE(s.needs_local_actors());
-  auto local = parse_ok(R"({"events": [{"kind": "join", "at": {"updates": 5}}]})");
-  CHECK_FALSE(local.has_network_faults());
-  REQUIRE(local.needs_local_actors());
-  CHECK(local.needs_local_actors()->kind == fault_kind::join);
+  CHECK_FALSE(s.server_crash());
+  auto join = parse_ok(R"({"events": [{"kind": "join", "at": {"updates": 5}}]})");
+  CHECK_FALSE(join.has_network_faults());
+  CHECK_FALSE(join.server_crash()); // across processes it opens ids for a new work process
+  auto crash = parse_ok(R"({"events": [{"kind": "join", "at": {"updates": 5}},
+                                       {"kind": "server_crash", "at": {"updates": 9}}]})");
+  REQUIRE(crash.server_crash());
+  CHECK(crash.server_crash() == &crash.events[1]);
 }
 
 TEST_CASE("every bound is inclusive: the largest values a field allows parse", "[scenario]") {
