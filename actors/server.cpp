@@ -287,6 +287,14 @@ void arm_tick(Self* self) {
 
 /// Stops watching worker `id`'s actor; true if it was watched (connected, in the server's
 /// view).
+/// Why a member's actor went down, for the log: CAF's name for a lost remote node says
+/// nothing to a user who killed a work process or cut its link.
+std::string why_gone(caf::actor_system& sys, const caf::error& reason) {
+  if (reason == caf::exit_reason::remote_link_unreachable)
+    return "its work process or its connection is gone (remote_link_unreachable)";
+  return sys.render(reason);
+}
+
 bool drop_actor_of(server_state& st, int32_t id) {
   for (auto m = st.members.begin(); m != st.members.end(); ++m)
     if (m->second == id) {
@@ -415,7 +423,7 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
       st.members.erase(i);
       return;
     }
-    lose_member(self, i->second, self->system().render(msg.reason));
+    lose_member(self, i->second, why_gone(self->system(), msg.reason));
   });
   return {
     [=](join_atom, int32_t id) -> caf::result<snapshot> {

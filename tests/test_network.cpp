@@ -284,7 +284,8 @@ TEST_CASE("kill -9 of a worker process: training completes and names it", "[netw
     auto out = read_file(dir.file("launch.out"));
     INFO(out);
     // Worker ids go to processes in the order they say hello: any id may be the victim's.
-    CHECK_THAT(out, Catch::Contains("left the quorum"));
+    CHECK_THAT(out, Catch::Contains("left the quorum: its work process or its connection is "
+                                    "gone"));
     CHECK_THAT(out, Catch::Contains("test accuracy"));
     CHECK_THAT(out, Catch::Contains("exited with 137; its workers are lost (--max-restarts N "
                                     "starts a new process for them)"));
