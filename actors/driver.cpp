@@ -17,7 +17,6 @@
 #include "actors/checkpoint.hpp"
 #include "actors/facade.hpp"
 #include "config/thread_placement.hpp"
-#include "data/random.hpp"
 
 namespace psgd {
 

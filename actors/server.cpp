@@ -285,8 +285,6 @@ void arm_tick(Self* self) {
   self->delayed_send(self, tick_interval(st.core->settings()), tick_atom::value);
 }
 
-/// Stops watching worker `id`'s actor; true if it was watched (connected, in the server's
-/// view).
 /// Why a member's actor went down, for the log: CAF's name for a lost remote node says
 /// nothing to a user who killed a work process or cut its link.
 std::string why_gone(caf::actor_system& sys, const caf::error& reason) {
@@ -295,6 +293,8 @@ std::string why_gone(caf::actor_system& sys, const caf::error& reason) {
   return sys.render(reason);
 }
 
+/// Stops watching worker `id`'s actor; true if it was watched (connected, in the server's
+/// view).
 bool drop_actor_of(server_state& st, int32_t id) {
   for (auto m = st.members.begin(); m != st.members.end(); ++m)
     if (m->second == id) {

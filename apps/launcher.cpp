@@ -324,6 +324,19 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       say(fmt::format("psgd launch: worker process {} pid {}{}\n", k, pid,
                       n == 1 ? std::string{} : fmt::format(", {} workers", n)));
     }
+  size_t work_alive = children.size() - 1, work_succeeded = 0;
+  // Work process k (pid, exit status) exited `when` ("before"/"after") training started: a new
+  // one in its place.
+  auto start_again = [&](size_t k, pid_t pid, int status, const char* when,
+                         const std::string& purpose) {
+    const pid_t again = start_work(k);
+    say(fmt::format("psgd launch: worker process {} (pid {}) exited with {} {} training "
+                    "started; starting it again{}\n",
+                    k, pid, exit_code_of(status), when,
+                    again > 0 ? fmt::format(" (pid {}){}", again, purpose) : ": failed"));
+    if (again <= 0)
+      --work_alive;
+  };
   std::thread forward_work;
   if (work_fds[0] >= 0) {
     close(work_fds[1]);
@@ -359,7 +372,6 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   // and the server would wait out --request-timeout-ms (a minute by default) for them. Once
   // training has started the server decides: a run it stopped (diverged, say) takes its work
   // processes with it, and its own line must come last.
-  size_t work_alive = children.size() - 1, work_succeeded = 0;
   std::optional<std::chrono::steady_clock::time_point> all_failed_at;
   std::optional<std::chrono::steady_clock::time_point> stop_asked_at;
   while (!server_done && interrupts < 2) {
@@ -419,13 +431,7 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       // refusal (other data, no ids left): the same again would be refused again.
       restarted[k] = true;
       children.erase(i);
-      const pid_t again = start_work(k);
-      say(fmt::format("psgd launch: worker process {} (pid {}) exited with {} before training "
-                      "started; starting it again{}\n",
-                      k, pid, exit_code_of(status),
-                      again > 0 ? fmt::format(" (pid {})", again) : std::string{": failed"}));
-      if (again <= 0)
-        --work_alive;
+      start_again(k, pid, status, "before", "");
       continue;
     } else if (training_started && interrupts == 0 && exit_code_of(status) >= 128
                && restarts_left > 0) {
@@ -433,15 +439,8 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
       // repeat): a new process takes over its workers, from where the server has them.
       --restarts_left;
       children.erase(i);
-      const pid_t again = start_work(k);
-      say(fmt::format("psgd launch: worker process {} (pid {}) exited with {} after training "
-                      "started; starting it again{} to take over its workers ({} restart(s) "
-                      "left)\n",
-                      k, pid, exit_code_of(status),
-                      again > 0 ? fmt::format(" (pid {})", again) : std::string{": failed,"},
-                      restarts_left));
-      if (again <= 0)
-        --work_alive;
+      start_again(k, pid, status, "after",
+                  fmt::format(" to take over its workers ({} restart(s) left)", restarts_left));
       continue;
     } else {
       --work_alive;
