@@ -85,7 +85,11 @@ public:
   bool wait() {
     if (interrupted() || std::chrono::steady_clock::now() >= deadline_)
       return false;
-    std::this_thread::sleep_for(pause_);
+    // In slices: a signal stops the wait within 50 ms, not after a pause of up to 2 s.
+    const auto until = std::chrono::steady_clock::now() + pause_;
+    while (!interrupted() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        std::chrono::milliseconds{50}, until - std::chrono::steady_clock::now()));
     pause_ = std::min(pause_ * 2, std::chrono::milliseconds{2000});
     return !interrupted();
   }
