@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -86,6 +87,24 @@ void say(const std::string& text) {
 /// may end inside a line); finish() writes what is left at the end. With `collapse`, a line
 /// the same as one forwarded before is counted, not repeated: the work processes share one
 /// pipe, and when the server stops the run each of them says so in the same words.
+/// The work processes whose workers joined (or rejoined) the server, by pid; written by the
+/// forwarding thread, read by the launcher.
+class joined_processes {
+public:
+  void add(pid_t pid) {
+    std::lock_guard<std::mutex> lock{mutex_};
+    pids_.insert(pid);
+  }
+  bool has(pid_t pid) const {
+    std::lock_guard<std::mutex> lock{mutex_};
+    return pids_.count(pid) > 0;
+  }
+
+private:
+  mutable std::mutex mutex_;
+  std::set<pid_t> pids_;
+};
+
 class line_forwarder {
 public:
   explicit line_forwarder(bool collapse = false) : collapse_(collapse) {}
@@ -95,6 +114,9 @@ public:
     watched_ = std::move(texts);
     seen_watched_ = seen;
   }
+
+  /// Adds the pid of each work process whose line says its workers joined to `*joined`.
+  void record_joined(joined_processes* joined) { joined_ = joined; }
 
   /// Adds N to `*opened` for each forwarded line "psgd serve: N new worker id(s) open..." (a
   /// scenario's join event: the ids wait for a new work process).
@@ -108,6 +130,14 @@ public:
     for (const auto& text : watched_)
       if (auto at = carry_.find(text); at != std::string::npos && at < end)
         seen_watched_->store(true);
+    if (joined_)
+      for (size_t at = 0; (at = carry_.find("psgd work (pid ", at)) < end; ++at) {
+        int pid = 0;
+        const auto line_end = carry_.find('\n', at);
+        const auto said = carry_.find("joined ", at);
+        if (said < line_end && std::sscanf(carry_.c_str() + at, "psgd work (pid %d)", &pid) == 1)
+          joined_->add(pid);
+      }
     if (opened_)
       for (size_t at = 0; (at = carry_.find("psgd serve: ", at)) < end; ++at) {
         int count = 0, length = 0;
@@ -152,6 +182,7 @@ private:
   std::vector<std::string> watched_;
   std::atomic<bool>* seen_watched_ = nullptr;
   std::atomic<int>* opened_ = nullptr;
+  joined_processes* joined_ = nullptr;
   std::string carry_;
   std::set<std::string> seen_;
   int repeated_ = 0;
@@ -337,11 +368,13 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
     if (again <= 0)
       --work_alive;
   };
+  joined_processes joined;
   std::thread forward_work;
   if (work_fds[0] >= 0) {
     close(work_fds[1]);
-    forward_work = std::thread([fd = work_fds[0]] {
+    forward_work = std::thread([fd = work_fds[0], &joined] {
       line_forwarder echo{/*collapse=*/true};
+      echo.record_joined(&joined);
       forward_all(fd, echo);
     });
   }
@@ -476,6 +509,17 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   }
   // The workers stop by themselves once the server is done; give them a moment. Before
   // training started they were still loading or connecting: nothing is left for them.
+  // One that never joined (started for a join event the run outlived) has nothing to say:
+  // stopped at once.
+  std::map<pid_t, std::string> never_joined;
+  for (auto i = children.begin(); i != children.end();)
+    if (i->first != server && !joined.has(i->first)) {
+      never_joined.insert(*i);
+      i = children.erase(i);
+    } else {
+      ++i;
+    }
+  stop_all(never_joined);
   auto deadline = std::chrono::steady_clock::now()
                   + (training_started ? std::chrono::seconds(3) : std::chrono::seconds(0));
   while (!children.empty() && std::chrono::steady_clock::now() < deadline) {
