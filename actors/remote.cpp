@@ -102,6 +102,17 @@ private:
   const std::atomic<bool>* interrupt_;
 };
 
+/// A hello that failed in the runtime (no answer in time, the connection dropped), not by
+/// the server's refusal: named as such (before: "system_error(request_timeout)" alone).
+caf::error unanswered(caf::actor_system& sys, const run_config& cfg, const caf::error& err) {
+  if (err.category() == psgd_error_atom::value)
+    return err;
+  return make_error(error_code::peer_lost,
+                    fmt::format("the server at {} did not answer this process's hello ({}); "
+                                "its run may have ended",
+                                cfg.connect, sys.render(err)));
+}
+
 /// Rendered "interrupted: <when>".
 caf::error interrupted_while(const std::string& when) {
   return make_error(error_code::interrupted, when);
@@ -230,7 +241,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     return front.error();
   auto query = hello(self, *front, hello_request{}, timeout);
   if (!query)
-    return query.error();
+    return unanswered(sys, cfg, query.error());
   auto run = config_of(*query, cfg);
   if (auto problem = validate(run); !problem.empty())
     return refused("the server's run is not valid here: " + problem);
@@ -255,7 +266,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   ask.wanted = cfg.workers;
   auto spec = hello(self, *front, ask, timeout);
   if (!spec)
-    return spec.error();
+    return unanswered(sys, cfg, spec.error());
   // With its pid: psgd launch names its work processes by pid, the server its workers by id.
   say_ids(cfg, spec->ids, "joined");
   std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
