@@ -158,8 +158,7 @@ bool publish_front(self_ptr self) {
     // the checkpoint's joiners again): those ids are open already.
     if (st.port == 0) // not again for a successor facade
       st.ids_opened_before = static_cast<int32_t>(joiners.size());
-    st.owners->owner.resize(std::max(st.owners->owner.size(), static_cast<size_t>(open)));
-    st.owners->handed.resize(st.owners->owner.size());
+    st.owners->open_up_to(open);
     for (int32_t id = 0; id < open; ++id) {
       worker_settings at;
       at.id = id;

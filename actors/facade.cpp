@@ -48,11 +48,6 @@ caf::result<run_spec> with_positions(Self* self, run_spec spec) {
   return rp;
 }
 
-/// How many worker ids the run has open: its m+e, and those a `join` event opened since.
-int32_t open_ids(const std::vector<caf::node_id>& owner) {
-  return static_cast<int32_t>(owner.size());
-}
-
 caf::error spoofed(int32_t id) {
   return make_error(error_code::refused,
                     "worker id " + std::to_string(id) + " was not handed to this node");
@@ -69,9 +64,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
   st.spec = std::move(spec);
   st.data_fingerprint = std::move(data_fingerprint);
   // A successor facade keeps the ids a join event opened (never fewer than m+e).
-  st.owners->owner.resize(std::max(st.owners->owner.size(),
-                                   static_cast<size_t>(std::max(0, st.spec.shards))));
-  st.owners->handed.resize(st.owners->owner.size());
+  st.owners->open_up_to(st.spec.shards);
   self->monitor(st.server);
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
@@ -123,7 +116,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
         // Free, or already this node's (its earlier hello was answered but lost).
         const auto node = self->current_sender()->node();
         for (auto id : req.ids)
-          if (id < 0 || id >= open_ids(owner) || (owner[id] && owner[id] != node))
+          if (id < 0 || id >= st.owners->size() || (owner[id] && owner[id] != node))
             return make_error(error_code::refused,
                               fmt::format("worker id {} is not free on this server", id));
         for (auto id : req.ids)
@@ -136,7 +129,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
       // given back: a work process started for a join event gets the new workers it is for,
       // one started after a crash the lost worker's id.
       for (bool fresh : {true, false})
-        for (int32_t id = 0; id < open_ids(owner) && int32_t(spec.ids.size()) < req.wanted;
+        for (int32_t id = 0; id < st.owners->size() && int32_t(spec.ids.size()) < req.wanted;
              ++id)
           if (!owner[id] && (st.owners->handed[id] == 0) == fresh)
             spec.ids.push_back(id);
@@ -144,7 +137,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
       if (req.wanted < 1 || int32_t(spec.ids.size()) < req.wanted)
         return make_error(error_code::refused,
                           fmt::format("{} worker(s) asked, {} of {} ids left", req.wanted,
-                                      spec.ids.size(), open_ids(owner)));
+                                      spec.ids.size(), st.owners->size()));
       for (auto id : spec.ids)
         st.owners->hand(id, self->current_sender()->node());
       watch_process(self);
@@ -155,9 +148,8 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
       if (!sender || sender->node() != self->node())
         return make_error(error_code::refused, "only the serving process opens worker ids");
       auto& owners = *self->state.owners;
-      const auto first = open_ids(owners.owner);
-      owners.owner.resize(owners.owner.size() + static_cast<size_t>(std::max(0, count)));
-      owners.handed.resize(owners.owner.size());
+      const auto first = owners.size();
+      owners.open_up_to(first + std::max(0, count));
       return first;
     },
     [=](join_atom, int32_t id) -> caf::result<snapshot> {

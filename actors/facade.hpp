@@ -28,6 +28,7 @@
 // - It dies with the server.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <string>
@@ -45,7 +46,7 @@ namespace psgd {
 
 /// Which node holds each worker id. It outlives a facade, so that a successor knows the
 /// owners; only the live facade touches it (a successor is spawned after its predecessor
-/// died), so it needs no lock.
+/// died; the driver opens a resumed run's ids while no facade lives), so it needs no lock.
 struct id_owners {
   std::vector<caf::node_id> owner;  ///< per worker id: the node it was handed to (or none)
   std::vector<uint64_t> handed;     ///< per worker id: how often it was handed out
@@ -53,6 +54,12 @@ struct id_owners {
     owner[static_cast<size_t>(id)] = node;
     ++handed[static_cast<size_t>(id)];
   }
+  /// At least `ids` ids (0..ids-1) exist; never fewer than before.
+  void open_up_to(int32_t ids) {
+    owner.resize(std::max(owner.size(), static_cast<size_t>(std::max(0, ids))));
+    handed.resize(owner.size());
+  }
+  int32_t size() const { return static_cast<int32_t>(owner.size()); }
 };
 
 struct facade_state {
