@@ -242,13 +242,24 @@ server_core::verdict server_core::push(gradient g) {
   // update's own pass over it, not in one pass more (a tenth of an MLP update's server time).
   const bool fused_check = on_arrival && !m->suspended && !m->awaiting_rejoin
                            && g.version_read <= current_.version;
+  // So has the gradient that closes a round (sync, backup): that check is on the round's
+  // critical path, where the others were checked while the round waited.
+  const bool closes = !on_arrival && !m->suspended && !m->awaiting_rejoin
+                      && g.version_read == current_.version
+                      && static_cast<int>(round_members_.size()) + 1 >= round_target();
   auto refuse = [&] {
     if (quarantined_now_ && was_in_quorum)
       leave_quorum(*m); // a round it held up may close: the actor answers it
     return verdict::rejected;
   };
-  if (!admit(*m, g, !fused_check))
+  if (!admit(*m, g, !fused_check && !closes))
     return refuse();
+  if (closes) {
+    if (close_round_with(*m, g))
+      return verdict::round_closed;
+    reject(*m, reject_reason::non_finite);
+    return refuse();
+  }
   if (!fused_check)
     accept(*m, g);
   if (m->suspended || m->awaiting_rejoin) {
@@ -427,22 +438,54 @@ std::chrono::duration<double> server_core::round_age() const {
 }
 
 void server_core::add_to_round(gradient& g) {
-  if (round_members_.empty())
-    round_opened_ = std::chrono::steady_clock::now();
+  count_in_round(g);
   round_data_.push_back(g.values.data());
   round_gradients_.push_back(std::move(g.values));
+}
+
+void server_core::count_in_round(const gradient& g) {
+  if (round_members_.empty())
+    round_opened_ = std::chrono::steady_clock::now();
   round_members_.push_back(g.worker);
   round_samples_ += g.batch_size;
   round_loss_ += g.loss;
 }
 
+float server_core::round_scale(size_t gradients) const {
+  return settings_.aggregate == aggregate_rule::mean ? 1.0f / static_cast<float>(gradients)
+                                                     : 1.0f;
+}
+
 void server_core::close_round() {
-  const float count = static_cast<float>(round_members_.size());
-  const float scale = settings_.aggregate == aggregate_rule::mean ? 1.0f / count : 1.0f;
   // The first gradient is the one most likely alone by now (its message is long gone).
-  commit(step_params(round_data_.data(), round_data_.size(), scale,
-                     std::move(round_gradients_.front()), false),
-         round_samples_, round_loss_ / count);
+  finish_round(step_params(round_data_.data(), round_data_.size(),
+                           round_scale(round_data_.size()),
+                           std::move(round_gradients_.front()), false));
+}
+
+bool server_core::close_round_with(member& m, gradient& g) {
+  // g's buffer, just written on this core, takes the update. A rejected g's values are not
+  // needed again, and the round's other gradients stay intact: the round stays open.
+  round_data_.push_back(g.values.data());
+  auto next = step_params(round_data_.data(), round_data_.size(),
+                          round_scale(round_data_.size()), std::move(g.values), true);
+  if (!next) {
+    round_data_.pop_back();
+    return false;
+  }
+  accept(m, g);
+  if (settings_.track_inclusion) {
+    count_examples(g, example_received_);
+    count_examples(g, example_applied_);
+  }
+  count_in_round(g);
+  record_applied(m.stats, 0);
+  finish_round(std::move(next));
+  return true;
+}
+
+void server_core::finish_round(std::shared_ptr<std::vector<float>> next) {
+  commit(std::move(next), round_samples_, round_loss_ / static_cast<float>(round_members_.size()));
   round_gradients_.clear();
   round_data_.clear();
   round_samples_ = 0;
@@ -490,13 +533,19 @@ std::shared_ptr<std::vector<float>> server_core::step_params(const float* const*
     // sync m=2 softmax 1.735M -> 1.771M samples/s (medians of 7 interleaved runs).
     const float* g0 = grads[0];
     const float* g1 = grads[1];
-    for (size_t i = 0; i < n; ++i)
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+      bad |= is_non_finite(g1[i]);
       y[i] = x[i] - step * (g0[i] + g1[i]);
+    }
+    if (check_finite && bad != 0)
+      return nullptr;
   } else {
     // Blocks that stay in L1: sum the k gradients into the block, then step. (y may be
     // grads[0]: each block of it is copied out before it is written.)
     constexpr size_t block = 1024;
     float sum[block];
+    uint32_t bad = 0;
     for (size_t lo = 0; lo < n; lo += block) {
       const size_t len = std::min(block, n - lo);
       std::copy(grads[0] + lo, grads[0] + lo + len, sum);
@@ -505,9 +554,14 @@ std::shared_ptr<std::vector<float>> server_core::step_params(const float* const*
         for (size_t i = 0; i < len; ++i)
           sum[i] += g[i];
       }
+      if (check_finite)
+        for (size_t i = 0; i < len; ++i)
+          bad |= is_non_finite(grads[k - 1][lo + i]);
       for (size_t i = 0; i < len; ++i)
         y[lo + i] = x[lo + i] - step * sum[i];
     }
+    if (bad != 0)
+      return nullptr;
   }
   return next;
 }

@@ -249,14 +249,25 @@ private:
   /// Takes a member out of the quorum; true if that closed the open round.
   bool leave_quorum(member& m);
   void add_to_round(gradient& g);
+  /// The round's bookkeeping for g (member, samples, loss), without its values.
+  void count_in_round(const gradient& g);
+  /// 1/k for the mean of k gradients, 1 for their sum.
+  float round_scale(size_t gradients) const;
+  /// Applies the open round's gradients.
   void close_round();
+  /// Applies the open round's gradients and g, which completes it, in one pass that checks
+  /// g's values; false (nothing changed but g's values) if it holds a NaN or Inf.
+  bool close_round_with(member& m, gradient& g);
+  /// Commits a round's update and empties the round.
+  void finish_round(std::shared_ptr<std::vector<float>> next);
   /// current - lr * scale * (sum of the k gradients), in one pass (the sum in the order
   /// given, so sync equals sequential to float rounding), into a buffer nobody else holds:
   /// the spent gradient `reuse` (one of the k) if this is its last reference, else one from
   /// the pool. The spent gradient was just written by this core (the pushing worker's, or
   /// the deserialiser's): updating in its cache lines is cheaper than claiming a buffer
-  /// another core touched last, and one buffer fewer circulates. With `check_finite` (k = 1)
-  /// null if the gradient holds a NaN or Inf. Changes no state.
+  /// another core touched last, and one buffer fewer circulates. With `check_finite` null
+  /// if the last gradient holds a NaN or Inf (the others were checked as they came). Changes
+  /// no state.
   std::shared_ptr<std::vector<float>> step_params(const float* const* grads, size_t k,
                                                   float scale, float_buffer reuse,
                                                   bool check_finite);

@@ -251,9 +251,11 @@ TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum
   CHECK(core.push(grad(1, 0, {nan})) == verdict::rejected);
   CHECK(core.push(grad(1, 0, {nan})) == verdict::rejected);
   CHECK(core.quarantined_now());
-  // Leaving the quorum closed the round worker 0 was waiting in.
+  // Leaving the quorum closed the round worker 0 was waiting in, with its gradient intact:
+  // each NaN was caught in the closing pass, which writes into the closing gradient only.
   CHECK(core.current().version == 1);
   CHECK(core.last_round() == std::vector<int32_t>{0});
+  CHECK(core.current().params.values() == std::vector<float>{-1});
   CHECK(core.push(grad(1, 1, {1})) == verdict::rejected);
   CHECK(core.last_rejection() == reject_reason::quarantined);
   // Worker 0 now makes rounds on its own.
@@ -263,6 +265,39 @@ TEST_CASE("K bad gradients in a row quarantine a worker and it leaves the quorum
   CHECK(st.workers[1].rejected_total() == 4);
   for (const auto& w : st.workers)
     CHECK(w.pushed == w.applied + w.dropped + w.after_stop + w.rejected_total());
+}
+
+TEST_CASE("a NaN in a round's closing gradient is caught in the closing pass; the round "
+          "stays open", "[policy]") {
+  const auto nan = std::numeric_limits<float>::quiet_NaN();
+  const auto inf = std::numeric_limits<float>::infinity();
+  for (int workers : {1, 2, 3}) { // the closing pass for one, two and more gradients
+    CAPTURE(workers);
+    auto core = joined(settings_for(train_mode::sync, workers, workers, 0.5), {1, 1});
+    for (int w = 0; w + 1 < workers; ++w)
+      REQUIRE(core.push(grad(w, 0, {2, 4})) == verdict::waiting);
+    const int last = workers - 1;
+    CHECK(core.push(grad(last, 0, {0, nan})) == verdict::rejected);
+    CHECK(core.last_rejection() == reject_reason::non_finite);
+    CHECK(core.push(grad(last, 0, {inf, 0})) == verdict::rejected);
+    CHECK(core.current().version == 0);
+    CHECK(core.current().params.values() == std::vector<float>{1, 1});
+    CHECK(core.push(grad(last, 0, {2, 4})) == verdict::round_closed);
+    // 1 - 0.5 * mean(2, 4): the earlier gradients were not written over by the failed tries.
+    CHECK(core.current().params.values()[0] == Approx(0).margin(1e-6));
+    CHECK(core.current().params.values()[1] == Approx(-1).margin(1e-6));
+    auto s = core.stats();
+    CHECK(s.workers[size_t(last)].rejected[size_t(reject_reason::non_finite)] == 2);
+    CHECK(s.gradients_applied == workers);
+    for (const auto& w : s.workers)
+      CHECK(w.pushed == w.applied + w.dropped + w.after_stop + w.rejected_total());
+  }
+  // Backup m=1 e=1: the first gradient closes the round, so its check is the closing pass's.
+  auto backup = joined(settings_for(train_mode::backup, 1, 2, 0.5), {1, 1});
+  CHECK(backup.push(grad(1, 0, {nan, 0})) == verdict::rejected);
+  CHECK(backup.push(grad(0, 0, {2, 4})) == verdict::round_closed);
+  CHECK(backup.current().params.values() == std::vector<float>{0, -1});
+  CHECK(backup.push(grad(1, 0, {2, 4})) == verdict::dropped_late);
 }
 
 TEST_CASE("a good gradient resets the count of bad ones in a row", "[policy]") {
