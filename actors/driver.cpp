@@ -94,12 +94,29 @@ std::vector<int32_t> late_joiners(const checkpoint& c, int32_t shards, bool live
   return ids;
 }
 
-/// Spawns the next worker (monitored); the caller starts it.
-worker_actor spawn_worker(self_ptr self) {
+/// The workers of checkpoint `c` that were lost (a crash, or a link that went away).
+std::vector<int32_t> lost_members(const checkpoint& c) {
+  std::vector<int32_t> ids;
+  for (const auto& m : c.state.value("members", nlohmann::json::array()))
+    if (m.value("lost", false))
+      ids.push_back(m.value("worker", -1));
+  return ids;
+}
+
+/// Where the run starts its scenario: the checkpoint's update and training seconds when it
+/// resumes one.
+resume_point resumed_at(const training_job& job) {
+  if (!job.resume)
+    return {};
+  return {job.resume->version, job.resume->state.value("seconds", 0.0)};
+}
+
+/// Spawns worker `id` (monitored); the caller starts it.
+worker_actor spawn_worker(self_ptr self, int32_t id) {
   auto& st = self->state;
   const auto& job = *st.job;
   const auto& cfg = job.cfg;
-  const int32_t id = st.next_worker_id++;
+  st.next_worker_id = std::max(st.next_worker_id, id + 1);
   worker_settings ws;
   ws.id = id;
   ws.shards = cfg.total_workers();
@@ -152,12 +169,9 @@ bool publish_front(self_ptr self) {
   spec.track_inclusion = cfg.track_inclusion;
   if (job.resume) { // the work processes start (and after a restart go back) where it left them
     // The ids a join event opened are open again for their work processes.
+    // (A resumed scenario's join events that fired before the checkpoint do not fire again.)
     const auto joiners = late_joiners(*job.resume, spec.shards, false);
     const int32_t open = joiners.empty() ? spec.shards : joiners.back() + 1;
-    // A resumed scenario fires its join events again (as in one process, where they spawn
-    // the checkpoint's joiners again): those ids are open already.
-    if (st.port == 0) // not again for a successor facade
-      st.ids_opened_before = static_cast<int32_t>(joiners.size());
     st.owners->open_up_to(open);
     for (int32_t id = 0; id < open; ++id) {
       worker_settings at;
@@ -203,13 +217,6 @@ bool publish_front(self_ptr self) {
 /// reads the line (and a user of psgd serve starts one by hand).
 void open_worker_ids(self_ptr self, int32_t count) {
   auto& st = self->state;
-  const int32_t reopened = std::min(count, st.ids_opened_before);
-  st.ids_opened_before -= reopened;
-  if (reopened > 0)
-    record_event(self, fmt::format("join: {} worker id(s) open since before the resume",
-                                   reopened));
-  if ((count -= reopened) == 0)
-    return;
   self->request(st.front, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},
                 open_atom::value, count)
     .then(
@@ -250,12 +257,12 @@ void spawn_injector(self_ptr self) {
   for (auto& line : plan_lines(*st.job->faults, cfg.seed, cfg.total_workers()))
     record_event(self, std::move(line));
   std::map<int32_t, worker_actor> by_id;
-  for (size_t id = 0; id < st.workers.size(); ++id)
-    by_id.emplace(static_cast<int32_t>(id), st.workers[id]);
+  for (const auto& [addr, id] : st.worker_ids)
+    by_id.emplace(id, caf::actor_cast<worker_actor>(addr));
   st.injector = self->spawn<caf::detached>(injector, *st.job->faults, cfg.seed,
                                            cfg.total_workers(), st.server,
                                            caf::actor_cast<driver_actor>(self),
-                                           std::move(by_id));
+                                           std::move(by_id), resumed_at(*st.job));
 }
 
 void spawn_team(self_ptr self) {
@@ -264,11 +271,29 @@ void spawn_team(self_ptr self) {
   const auto& cfg = job.cfg;
   std::vector<int32_t> everyone(cfg.total_workers());
   std::iota(everyone.begin(), everyone.end(), 0);
-  if (job.serve && job.resume) // and the work processes that took a join event's ids
+  if (job.resume) // and the workers that a join event added before the checkpoint
     for (auto id : late_joiners(*job.resume, cfg.total_workers(), true))
       everyone.push_back(id);
   for (const auto& note : job.resume_notes)
     record_event(self, note);
+  if (job.resume && !job.serve) {
+    // In one process a lost worker is one that died (a scenario's crash): the uninterrupted
+    // run went on without it, and so does this one. (Serving, a work process may bring
+    // back a worker whose link went away.)
+    const auto lost = lost_members(*job.resume);
+    if (!lost.empty())
+      record_event(self, fmt::format("resume: worker(s) {} were lost before the checkpoint; "
+                                     "the run goes on without them",
+                                     fmt::join(lost, ", ")));
+    everyone.erase(std::remove_if(everyone.begin(), everyone.end(),
+                                  [&](int32_t id) {
+                                    return std::count(lost.begin(), lost.end(), id) > 0;
+                                  }),
+                   everyone.end());
+    // A join after the checkpoint gets the id it would have had: none of a lost joiner's.
+    for (auto id : lost)
+      st.next_worker_id = std::max(st.next_worker_id, id + 1);
+  }
   spawn_server(self, job.resume, everyone);
   if (job.serve) {
     if (job.faults)
@@ -276,8 +301,8 @@ void spawn_team(self_ptr self) {
     publish_front(self);
     return;
   }
-  for (int32_t id = 0; id < cfg.total_workers(); ++id)
-    spawn_worker(self);
+  for (auto id : everyone)
+    spawn_worker(self, id);
   auto start_workers = [=] {
     for (auto& w : self->state.workers)
       self->send(w, start_atom::value);
@@ -300,7 +325,8 @@ void note_unreached_events(self_ptr self, uint64_t version) {
   if (!st.job->faults)
     return;
   const double age =
-    std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started_at).count();
+    resumed_at(*st.job).seconds
+    + std::chrono::duration<double>(std::chrono::steady_clock::now() - st.started_at).count();
   const auto& events = st.job->faults->events;
   for (size_t i = 0; i < events.size(); ++i) {
     const auto& from = events[i].from;
@@ -578,7 +604,8 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         return;
       }
       for (int32_t i = 0; i < count; ++i) {
-        auto w = spawn_worker(self);
+        const int32_t id = st.next_worker_id;
+        auto w = spawn_worker(self, id);
         if (!st.injector) {
           self->send(w, start_atom::value);
           continue;
@@ -589,7 +616,7 @@ driver_actor::behavior_type driver(self_ptr self, std::shared_ptr<const training
         // ran its whole share unslowed). Started anyway if the injector does not answer.
         auto start = [self, w] { self->send(w, start_atom::value); };
         self->request(st.injector, std::chrono::milliseconds{st.job->cfg.request_timeout_ms},
-                      enlist_atom::value, st.next_worker_id - 1, w)
+                      enlist_atom::value, id, w)
           .then(start, [start](caf::error&) { start(); });
       }
     },

@@ -66,9 +66,6 @@ struct driver_state {
   caf::typed_response_promise<run_summary> result;
   int32_t next_worker_id = 0;
   int restarts = 0;  ///< server restarts from its checkpoint so far
-  /// Serving a resumed run: the worker ids that join events opened before the checkpoint (the
-  /// scenario's join events fire again and take these first).
-  int32_t ids_opened_before = 0;
   bool started = false;
   std::chrono::steady_clock::time_point started_at;  ///< the run message (before training)
   bool finishing = false;  ///< the budget is spent: collecting reports

@@ -77,10 +77,12 @@ std::string when(const fault_event& e) {
                      e.to ? to_string(*e.to) : "the end");
 }
 
-/// Arms a point: a timer for seconds, a watch request for updates.
+/// Arms a point: a timer for seconds (those trained before a resume already count), a watch
+/// request for updates.
 void arm(self_ptr self, const fault_point& p, bool begin, int32_t index) {
   if (p.in == fault_point::unit::seconds) {
-    auto delay = std::chrono::duration_cast<caf::timespan>(std::chrono::duration<double>(p.value));
+    const double left = std::max(0.0, p.value - self->state.resumed.seconds);
+    auto delay = std::chrono::duration_cast<caf::timespan>(std::chrono::duration<double>(left));
     if (begin)
       self->delayed_send(self, delay, fault_atom::value, index);
     else
@@ -150,7 +152,43 @@ void end(self_ptr self, int32_t index) {
       self->send(w->second, heal_atom::value, index);
 }
 
+/// "before the checkpoint (update 1000, 2.31 s of training)".
+std::string before_checkpoint(const resume_point& r) {
+  return fmt::format("before the checkpoint (update {}, {:.2f} s of training)", r.version,
+                     r.seconds);
+}
+
+/// Arms event `index` at the run's start, or, resumed past its points, takes it as the
+/// uninterrupted run had it by then.
+void start_event(self_ptr self, int32_t index) {
+  auto& st = self->state;
+  const auto& e = st.plan.events[index];
+  if (e.to && st.resumed.passed(*e.to)) {
+    st.begun[index] = st.ended[index] = true;
+    tell(self, fmt::format("injected event {}: {} {} ended {}: not in force", index,
+                           describe(e), when(e), before_checkpoint(st.resumed)));
+    return;
+  }
+  if (e.from && st.resumed.passed(*e.from) && !windowed(e.kind)) {
+    st.begun[index] = true;
+    tell(self, fmt::format("injected event {}: {} {} happened {}: not again", index,
+                           describe(e), when(e), before_checkpoint(st.resumed)));
+    return;
+  }
+  if (e.from && !st.resumed.passed(*e.from))
+    arm(self, *e.from, true, index);
+  else
+    begin(self, index); // before the answer: in force from the workers' first step
+  if (e.to)
+    arm(self, *e.to, false, index);
+}
+
 } // namespace
+
+bool resume_point::passed(const fault_point& p) const {
+  return p.in == fault_point::unit::updates ? p.value < static_cast<double>(version)
+                                            : p.value < seconds;
+}
 
 fault_effect effect_of(const fault_event& e, int32_t index, uint64_t seed) {
   fault_effect f;
@@ -224,8 +262,10 @@ std::vector<std::string> plan_lines(const scenario& s, uint64_t seed, int worker
 
 injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t seed,
                                        int team, server_actor server, driver_actor driver,
-                                       std::map<int32_t, worker_actor> workers) {
+                                       std::map<int32_t, worker_actor> workers,
+                                       resume_point resumed) {
   auto& st = self->state;
+  st.resumed = resumed;
   st.plan = std::move(plan);
   st.seed = seed;
   st.server = std::move(server);
@@ -243,15 +283,8 @@ injector_actor::behavior_type injector(self_ptr self, scenario plan, uint64_t se
       if (st.started)
         return start_atom::value;
       st.started = true;
-      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i) {
-        const auto& e = st.plan.events[i];
-        if (e.from)
-          arm(self, *e.from, true, i);
-        else
-          begin(self, i); // before the answer: in force from the workers' first step
-        if (e.to)
-          arm(self, *e.to, false, i);
-      }
+      for (int32_t i = 0; i < static_cast<int32_t>(st.plan.events.size()); ++i)
+        start_event(self, i);
       return start_atom::value;
     },
     [=](enlist_atom, int32_t id, worker_actor w) {

@@ -18,6 +18,12 @@
 // - It never blocks: watch requests wait without timeout because the server answers them
 //   by construction or dies, and the driver ends the injector with the run. After a server
 //   restart, rejoin(server) re-arms the update-count triggers that have not fired.
+// - A resumed run (--resume) continues its scenario from the checkpoint: an event whose
+//   point the uninterrupted run had passed by then (an update below the checkpoint's
+//   version, a time below its training seconds) is not fired again, and says so; a window
+//   open then is in force from the start, one closed then never begins. Times count training
+//   seconds since the run began, the checkpoint's included. (A point at the checkpoint's
+//   very update fires: its effect came after that checkpoint was written.)
 // - enlist(id, w) makes `w` worker id (a worker that joined a serving process); it gets the
 //   windowed effects in force and those that hold from the start. Each worker gets each
 //   effect once.
@@ -34,6 +40,15 @@
 
 namespace psgd {
 
+/// Where a run starts its scenario: a fresh run at {0, 0}, a resumed one at its checkpoint's
+/// server version and training seconds.
+struct resume_point {
+  uint64_t version = 0;
+  double seconds = 0;
+  /// True if the run started past `p`.
+  bool passed(const fault_point& p) const;
+};
+
 struct injector_state {
   static inline const char* name = "injector";
   scenario plan;
@@ -45,6 +60,7 @@ struct injector_state {
   std::vector<bool> begun;                   ///< per event: its begin has fired
   std::vector<bool> ended;                   ///< per event: its end has fired
   std::vector<std::set<int32_t>> delivered;  ///< per event: the workers that got its effect
+  resume_point resumed;
   bool started = false;
 };
 
@@ -60,6 +76,7 @@ std::vector<std::string> plan_lines(const scenario& s, uint64_t seed, int worker
 injector_actor::behavior_type injector(injector_actor::stateful_pointer<injector_state> self,
                                        scenario plan, uint64_t seed, int team,
                                        server_actor server, driver_actor driver,
-                                       std::map<int32_t, worker_actor> workers);
+                                       std::map<int32_t, worker_actor> workers,
+                                       resume_point resumed);
 
 } // namespace psgd

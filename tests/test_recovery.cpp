@@ -117,6 +117,66 @@ TEST_CASE("resume continues a sync run where its checkpoint left it", "[recovery
     CHECK(w.computed == w.applied + w.dropped + w.after_stop + w.lost_in_flight);
 }
 
+TEST_CASE("resume continues a scenario: what happened before the checkpoint does not happen "
+          "again", "[recovery]") {
+  auto data = testing::fashion_mnist();
+  testing::temp_dir dir;
+  auto plan = testing::scenario_of(R"({"events": [
+    {"kind": "crash", "workers": [1], "at": {"updates": 100}},
+    {"kind": "join", "at": {"updates": 200}, "count": 1},
+    {"kind": "pause", "workers": [0], "at": {"seconds": 0}, "duration_ms": 1},
+    {"kind": "slow", "workers": [0], "factor": 2, "from": {"updates": 10}, "to": {"updates": 50}},
+    {"kind": "slow", "workers": [2], "factor": 2, "from": {"updates": 250}, "to": {"updates": 700}},
+    {"kind": "pause", "workers": [2], "at": {"updates": 600}, "duration_ms": 1},
+    {"kind": "join", "at": {"updates": 650}, "count": 1}]})");
+  auto cfg = testing::test_config("sync");
+  cfg.epochs = 0;
+  cfg.max_updates = 400;
+  cfg.checkpoint = dir.file("run.ckpt");
+  auto first = must_run(cfg, data, plan);
+  REQUIRE(first.final_stats.workers.size() == 3);
+  REQUIRE(first.final_stats.workers[1].lost);
+  auto rest = cfg;
+  rest.max_updates = 800;
+  rest.resume = cfg.checkpoint;
+  auto resumed = must_run(rest, data, plan);
+  auto said = [&](const std::string& text, const std::string& also = "") {
+    return std::any_of(resumed.events.begin(), resumed.events.end(), [&](const std::string& e) {
+      return e.find(text) != std::string::npos && e.find(also) != std::string::npos;
+    });
+  };
+  auto said_exactly = [&](const std::string& text) {
+    return std::count(resumed.events.begin(), resumed.events.end(), text) > 0;
+  };
+  std::string log;
+  for (const auto& e : resumed.events)
+    log += e + "\n";
+  INFO(log);
+  // The crash, the first join, the pause at 0 s and the first window were before update 400.
+  for (int event : {0, 1, 2})
+    CHECK(said(fmt::format("injected event {}: ", event),
+               "happened before the checkpoint (update 400"));
+  CHECK(said("injected event 3: slow by factor 2 from update 10 to update 50 ended before the "
+             "checkpoint"));
+  CHECK_FALSE(said_exactly("injected event 0: crash on worker(s) 1"));
+  CHECK_FALSE(said_exactly("injected event 1: join 1 new worker(s)"));
+  CHECK_FALSE(said("worker 2 joined at update"));
+  // Worker 1 stays lost; the joiner comes back with worker 0; the open window is in force
+  // at once; the later events fire, and the second join gets the next id.
+  CHECK(said("resume: worker(s) 1 were lost before the checkpoint"));
+  CHECK(said("2 worker(s) rejoined; training goes on from update 400"));
+  CHECK(said("injected event 4: slow by factor 2 on worker(s) 2"));
+  CHECK(said("injected event 5: pause 1 ms on worker(s) 2"));
+  CHECK(said("worker 3 joined at update"));
+  const auto& w = resumed.final_stats.workers;
+  REQUIRE(w.size() == 4);
+  CHECK(w[1].lost);
+  CHECK(w[1].applied == first.final_stats.workers[1].applied);
+  CHECK_FALSE(w[2].lost);
+  CHECK(w[2].applied > first.final_stats.workers[2].applied);
+  CHECK(resumed.final_stats.version == 800);
+}
+
 TEST_CASE("a torn checkpoint is detected and the previous one is used", "[recovery]") {
   auto data = std::make_shared<const data::split>(data::make_separable(4096, 512, 16, 4, 1));
   testing::temp_dir dir;
