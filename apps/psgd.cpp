@@ -599,6 +599,8 @@ int cmd_launch(int argc, char** argv) {
     for (auto opt : {"--tls-cert=" + run.tls_cert, "--tls-key=" + run.tls_key,
                      "--tls-ca=" + run.tls_ca})
       worker_options.push_back(opt);
+  if (!run.tls_passphrase_file.empty()) // the file's name, never the passphrase itself
+    worker_options.push_back("--tls-passphrase-file=" + run.tls_passphrase_file);
   auto plan = plan_work_processes(run);
   if (!plan)
     return usage_error(plan.error());

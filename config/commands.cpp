@@ -21,7 +21,7 @@ const option_names training_options = {
   "checkpoint-every", "checkpoint-seconds", "resume", "request-timeout-ms"};
 
 /// How a node of a networked run talks to its peers.
-const option_names link_options = {"tls-cert", "tls-key", "tls-ca", "heartbeat-ms",
+const option_names link_options = {"tls-cert", "tls-key", "tls-passphrase-file", "tls-ca", "heartbeat-ms",
                                    "connection-timeout-ms"};
 
 /// CAF's own flags in the global group: every command has them.

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <caf/io/middleman.hpp>
@@ -394,7 +395,10 @@ psgd_config::psgd_config() {
     .add(run.connect, "connect", "work: HOST:PORT of a psgd serve")
     .add(run.tls_cert, "tls-cert",
          "serve/work: this node's certificate (PEM); with --tls-key and --tls-ca: mutual TLS")
-    .add(run.tls_key, "tls-key", "serve/work: the certificate's private key (PEM, unencrypted)")
+    .add(run.tls_key, "tls-key", "serve/work: the certificate's private key (PEM)")
+    .add(run.tls_passphrase_file, "tls-passphrase-file",
+         "serve/work: a file whose first line is the passphrase of an encrypted --tls-key "
+         "(default none: the key is not encrypted)")
     .add(run.tls_ca, "tls-ca", "serve/work: the CA every node's certificate must come from")
     .add(run.heartbeat_ms, "heartbeat-ms", "serve/work: heartbeat interval, ms (default 200)")
     .add(run.connection_timeout_ms, "connection-timeout-ms",
@@ -432,12 +436,30 @@ psgd_config::psgd_config() {
   set("scheduler.max-throughput", 1);
 }
 
+outcome<std::string> read_passphrase(const std::string& path) {
+  std::ifstream in{path};
+  if (!in)
+    return outcome<std::string>::failure(
+      fmt::format("--tls-passphrase-file {}: cannot open: {}", path, std::strerror(errno)));
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r')
+    line.pop_back();
+  if (line.empty())
+    return outcome<std::string>::failure(
+      fmt::format("--tls-passphrase-file {}: its first line (the passphrase) is empty", path));
+  return line;
+}
+
 void psgd_config::enable_network(int local_workers) {
   load<caf::io::middleman>();
   if (run.tls()) {
     load<caf::openssl::manager>();
     set("openssl.certificate", run.tls_cert);
     set("openssl.key", run.tls_key);
+    if (!run.tls_passphrase_file.empty()) // checked by validate_network() before
+      if (auto passphrase = read_passphrase(run.tls_passphrase_file))
+        set("openssl.passphrase", *passphrase);
     set("openssl.cafile", run.tls_ca);
   }
   set("scheduler.policy", caf::atom("sharing"));
@@ -484,6 +506,8 @@ std::string check_issuer(const run_config& cfg) {
 }
 
 std::string check_tls_files(const run_config& cfg) {
+  if (!cfg.tls_passphrase_file.empty() && cfg.tls_key.empty())
+    return "--tls-passphrase-file opens an encrypted --tls-key: give the key too";
   if (cfg.tls_cert.empty() || cfg.tls_key.empty() || cfg.tls_ca.empty())
     return "--tls-cert, --tls-key and --tls-ca go together: without all three TLS would "
            "authenticate nobody (anonymous TLS is refused)";
@@ -503,13 +527,26 @@ std::string check_tls_files(const run_config& cfg) {
     return p;
   if (auto p = read_cert(cfg.tls_ca, "--tls-ca"); !p.empty())
     return p;
+  std::string passphrase;
+  if (!cfg.tls_passphrase_file.empty()) {
+    auto read = read_passphrase(cfg.tls_passphrase_file);
+    if (!read)
+      return read.error();
+    passphrase = std::move(*read);
+  }
   FILE* f = open(cfg.tls_key);
   if (f == nullptr)
     return fmt::format("--tls-key {}: cannot open: {}", cfg.tls_key, std::strerror(errno));
-  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, const_cast<char*>(""));
+  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, passphrase.data());
   std::fclose(f);
   if (key == nullptr)
-    return fmt::format("--tls-key {}: not an unencrypted PEM private key", cfg.tls_key);
+    return cfg.tls_passphrase_file.empty()
+             ? fmt::format("--tls-key {}: not an unencrypted PEM private key (an encrypted "
+                           "one needs --tls-passphrase-file)",
+                           cfg.tls_key)
+             : fmt::format("--tls-key {}: not a PEM private key that the passphrase in "
+                           "--tls-passphrase-file {} opens",
+                           cfg.tls_key, cfg.tls_passphrase_file);
   FILE* c = open(cfg.tls_cert);
   X509* cert = PEM_read_X509(c, nullptr, nullptr, nullptr);
   std::fclose(c);

@@ -18,6 +18,7 @@
 
 #include <caf/actor_system_config.hpp>
 
+#include "data/outcome.hpp"
 #include "model/model.hpp"
 
 namespace psgd {
@@ -73,7 +74,9 @@ struct run_config {
   bool insecure = false;             ///< serve: allow a non-loopback bind without TLS
   std::string connect;               ///< work: HOST:PORT of a psgd serve
   std::string tls_cert;              ///< this node's certificate (PEM); TLS needs all three
-  std::string tls_key;               ///< its private key (PEM, unencrypted)
+  std::string tls_key;               ///< its private key (PEM)
+  std::string tls_passphrase_file;   ///< first line: the passphrase of an encrypted tls_key;
+                                     ///< empty = the key is not encrypted
   std::string tls_ca;                ///< the CA that signs every node's certificate (PEM)
   int64_t heartbeat_ms = 200;        ///< middleman heartbeat interval
   int64_t connection_timeout_ms = 1000;  ///< a silent peer is dropped after this
@@ -94,7 +97,10 @@ struct run_config {
   int simulated_min = -1;          ///< --simulate-staleness as a range [min, max]; -1 = off
   int simulated_max = -1;
 
-  bool tls() const { return !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty(); }
+  bool tls() const {
+    return !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()
+           || !tls_passphrase_file.empty();
+  }
 
   /// Workers that run: m, or m + e in backup mode, 1 in sequential mode.
   int total_workers() const;
@@ -128,6 +134,10 @@ std::string validate(run_config& cfg);
 
 /// Checks the network options of psgd serve (`serve`) or psgd work (!`serve`).
 std::string validate_network(const run_config& cfg, bool serve);
+
+/// The first line of `path` (--tls-passphrase-file), without its line end; an error naming
+/// the file if it cannot be read or that line is empty.
+outcome<std::string> read_passphrase(const std::string& path);
 
 /// Checks the paths before anything runs, so that a bad one costs no training: the data
 /// directory (unless the run uses synthetic data), and that --out, --save and --checkpoint

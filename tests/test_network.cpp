@@ -845,6 +845,15 @@ TEST_CASE("mutual TLS: certified nodes train, strangers are refused", "[network]
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.output, Catch::Contains("mutual TLS") && Catch::Contains("test accuracy"));
   }
+  SECTION("an encrypted key opened with --tls-passphrase-file trains") {
+    auto r = run_psgd("launch --mode async --workers 2 --epochs 0.5 --quiet --tls-cert "
+                      + certs.file("node.pem") + " --tls-key " + certs.file("node-encrypted.key")
+                      + " --tls-passphrase-file " + certs.file("node.pass") + " --tls-ca "
+                      + certs.file("ca.pem"));
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.output, Catch::Contains("mutual TLS") && Catch::Contains("test accuracy"));
+  }
   SECTION("a plain client and a client of another CA are refused") {
     temp_dir dir;
     auto port = start_server(dir, "--mode async --workers 1 --epochs 0.2 --port 0 --quiet" + tls);
@@ -895,6 +904,23 @@ TEST_CASE("TLS options are checked before anything starts", "[network]") {
                            + certs.file("ca.pem"));
   CHECK(mismatch.exit_code == 2);
   CHECK_THAT(mismatch.output, Catch::Contains("does not belong"));
+  // An encrypted key: without its passphrase, with a wrong one, and a passphrase alone.
+  const auto encrypted = " --tls-cert " + certs.file("node.pem") + " --tls-key "
+                         + certs.file("node-encrypted.key") + " --tls-ca " + certs.file("ca.pem");
+  auto locked = run_psgd("serve --mode async" + encrypted);
+  CHECK(locked.exit_code == 2);
+  CHECK_THAT(locked.output, Catch::Contains("an encrypted one needs --tls-passphrase-file"));
+  {
+    std::ofstream wrong{certs.file("wrong.pass")};
+    wrong << "not the passphrase\n";
+  }
+  auto wrong = run_psgd("work --connect 127.0.0.1:1" + encrypted + " --tls-passphrase-file "
+                        + certs.file("wrong.pass"));
+  CHECK(wrong.exit_code == 2);
+  CHECK_THAT(wrong.output, Catch::Contains("that the passphrase in --tls-passphrase-file"));
+  auto alone = run_psgd("serve --mode async --tls-passphrase-file " + certs.file("node.pass"));
+  CHECK(alone.exit_code == 2);
+  CHECK_THAT(alone.output, Catch::Contains("give the key too"));
   // A certificate the CA did not sign fails every handshake once the processes run (launch's
   // work processes all died, and launch waited for ever): refused first.
   auto stranger = run_psgd("launch --mode async --workers 2 --tls-cert " + certs.file("other.pem")
