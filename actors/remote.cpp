@@ -61,13 +61,55 @@ caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& s
   return result;
 }
 
-caf::expected<run_spec> hello(caf::scoped_actor& self, const facade_actor& front,
-                              hello_request req, std::chrono::milliseconds timeout) {
+/// Rendered "interrupted: <when>".
+caf::error interrupted_while(const std::string& when) {
+  return make_error(error_code::interrupted, when);
+}
+
+/// Asks the facade for the run (and worker ids), up to `timeout`, and watches `interrupt`
+/// every 100 ms meanwhile: a helper actor makes the request and forwards its answer, since a
+/// blocking request cannot be interrupted (SIGTERM waited out the whole timeout, and psgd
+/// launch killed the process after 2 s). The facade takes the hello's sender for this
+/// process and gives its ids back when that actor goes down: a helper whose hello was
+/// answered lives as long as `self` does.
+caf::expected<run_spec> hello(caf::actor_system& sys, caf::scoped_actor& self,
+                              const facade_actor& front, hello_request req,
+                              std::chrono::milliseconds timeout,
+                              const std::atomic<bool>* interrupt) {
   req.version = protocol_version;
+  const caf::actor waiter = self;
+  auto asker = sys.spawn([=](caf::event_based_actor* helper) -> caf::behavior {
+    helper->monitor(waiter);
+    helper->set_down_handler([helper](caf::down_msg&) { helper->quit(); });
+    helper->request(front, timeout, hello_atom::value, req)
+      .then([=](run_spec& spec) { helper->send(waiter, hello_atom::value, std::move(spec)); },
+            [=](caf::error& err) { helper->send(waiter, hello_atom::value, std::move(err)); });
+    return {[](hello_atom) {}}; // nothing more to do: it stands for the process
+  });
   caf::expected<run_spec> result{caf::error{}};
-  self->request(front, timeout, hello_atom::value, std::move(req))
-    .receive([&](run_spec& spec) { result = std::move(spec); },
-             [&](caf::error& err) { result = std::move(err); });
+  bool done = false;
+  auto from_asker = [&] { return self->current_sender() == asker.address(); };
+  self->receive_while([&] { return !done; })(
+    [&](hello_atom, run_spec& spec) {
+      if (from_asker()) {
+        result = std::move(spec);
+        done = true;
+      }
+    },
+    [&](hello_atom, caf::error& err) {
+      if (from_asker()) {
+        result = std::move(err);
+        done = true;
+        self->send_exit(asker, caf::exit_reason::user_shutdown); // it holds no ids
+      }
+    },
+    caf::after(std::chrono::milliseconds{100}) >> [&] {
+      if (interrupt == nullptr || !interrupt->load())
+        return;
+      self->send_exit(asker, caf::exit_reason::user_shutdown);
+      result = interrupted_while("waiting for the server's answer to this process's hello");
+      done = true;
+    });
   return result;
 }
 
@@ -113,11 +155,6 @@ caf::error unanswered(caf::actor_system& sys, const run_config& cfg, const caf::
                                 cfg.connect, sys.render(err)));
 }
 
-/// Rendered "interrupted: <when>".
-caf::error interrupted_while(const std::string& when) {
-  return make_error(error_code::interrupted, when);
-}
-
 /// The first connection: a port nobody listens on yet (the server starts after its workers,
 /// or still loads its data) is tried again with back-off up to the request timeout, and the
 /// wait is said once. Other failures (a TLS handshake, not psgd's protocol) come back at once.
@@ -153,7 +190,7 @@ reconnect(caf::actor_system& sys, caf::scoped_actor& self, const std::string& ho
   do {
     auto front = connect(sys, self, host, port, pauses.attempt());
     if (front) {
-      auto spec = hello(self, *front, again, pauses.attempt());
+      auto spec = hello(sys, self, *front, again, pauses.attempt(), interrupt);
       if (spec)
         return std::make_pair(*front, std::move(*spec));
       last = spec.error();
@@ -239,7 +276,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   auto front = connect_patiently(sys, self, cfg, host, port, timeout, interrupt);
   if (!front)
     return front.error();
-  auto query = hello(self, *front, hello_request{}, timeout);
+  auto query = hello(sys, self, *front, hello_request{}, timeout, interrupt);
   if (!query)
     return unanswered(sys, cfg, query.error());
   auto run = config_of(*query, cfg);
@@ -264,7 +301,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   hello_request ask;
   ask.fingerprint = data::fingerprint((*data)->train);
   ask.wanted = cfg.workers;
-  auto spec = hello(self, *front, ask, timeout);
+  auto spec = hello(sys, self, *front, ask, timeout, interrupt);
   if (!spec)
     return unanswered(sys, cfg, spec.error());
   // With its pid: psgd launch names its work processes by pid, the server its workers by id.

@@ -510,10 +510,14 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   // The workers stop by themselves once the server is done; give them a moment. Before
   // training started they were still loading or connecting: nothing is left for them.
   // One that never joined (started for a join event the run outlived) has nothing to say:
-  // stopped at once.
+  // stopped at once (it says it was interrupted waiting for its hello).
   std::map<pid_t, std::string> never_joined;
   for (auto i = children.begin(); i != children.end();)
     if (i->first != server && !joined.has(i->first)) {
+      if (training_started)
+        say(fmt::format("psgd launch: {} (pid {}) had not joined when the run ended; "
+                        "stopped\n",
+                        i->second, i->first));
       never_joined.insert(*i);
       i = children.erase(i);
     } else {

@@ -1019,6 +1019,54 @@ TEST_CASE("a TLS server shrugs off random bytes and a header claiming 4 GiB", "[
   CHECK_THAT(wait_server(dir), Catch::Contains("test accuracy"));
 }
 
+namespace {
+
+/// A facade that takes every request and answers none: a server that hangs after the
+/// handshake. The promises are kept so that no request is answered with an error either.
+psgd::facade_actor::behavior_type
+silent_facade(psgd::facade_actor::stateful_pointer<std::vector<caf::response_promise>> self) {
+  auto keep = [self] {
+    self->state.push_back(self->make_response_promise());
+  };
+  return {
+    [=](psgd::join_atom, int32_t) -> caf::result<psgd::snapshot> { keep(); return caf::delegated<psgd::snapshot>{}; },
+    [=](psgd::push_atom, psgd::gradient&) -> caf::result<psgd::snapshot> { keep(); return caf::delegated<psgd::snapshot>{}; },
+    [=](psgd::pull_atom, int32_t) -> caf::result<psgd::snapshot> { keep(); return caf::delegated<psgd::snapshot>{}; },
+    [=](psgd::report_atom, int32_t, int64_t, int64_t) {},
+    [=](psgd::hello_atom, psgd::hello_request&) -> caf::result<psgd::run_spec> { keep(); return caf::delegated<psgd::run_spec>{}; },
+    [=](psgd::open_atom, int32_t) -> caf::result<int32_t> { keep(); return caf::delegated<int32_t>{}; },
+  };
+}
+
+} // namespace
+
+TEST_CASE("psgd work stops at once on SIGTERM while its hello waits for an answer",
+          "[network]") {
+  psgd::psgd_config cfg;
+  cfg.enable_network(1);
+  caf::actor_system sys{cfg};
+  auto front = sys.spawn(silent_facade);
+  auto port = sys.middleman().publish(front, 0, "127.0.0.1", true);
+  REQUIRE(port);
+  temp_dir dir;
+  // Without the interrupt check the hello waited out its request timeout (60 s here).
+  start_work(dir, "work", std::to_string(*port), "--workers 1 --request-timeout-ms 60000");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500)); // connected, hello sent
+  CHECK(exit_code(dir, "work", 0) == -1);                         // still waiting
+  const auto stopped_at = std::chrono::steady_clock::now();
+  ::kill(pid_in(dir, "work.pid"), SIGTERM);
+  const int rc = exit_code(dir, "work", 10);
+  const double took =
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  const auto out = read_file(dir.file("work.out"));
+  INFO(out << "stopped after " << took << " s");
+  CHECK(rc != -1);
+  CHECK(rc != 0);
+  CHECK(took < 3);
+  CHECK_THAT(out, Catch::Contains("waiting for the server's answer to this process's hello"));
+  caf::anon_send_exit(front, caf::exit_reason::user_shutdown);
+}
+
 TEST_CASE("a peer cannot use a worker id it was not handed", "[network]") {
   temp_dir dir;
   auto port = start_server(dir, "--mode async --workers 2 --epochs 0.2 --port 0 --quiet");
