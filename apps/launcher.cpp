@@ -509,8 +509,8 @@ int launch(const std::string& self_exe, const std::vector<std::string>& options,
   }
   // The workers stop by themselves once the server is done; give them a moment. Before
   // training started they were still loading or connecting: nothing is left for them.
-  // One that never joined (started for a join event the run outlived) has nothing to say:
-  // stopped at once (it says it was interrupted waiting for its hello).
+  // One that never joined (started for a join event the run outlived) has nothing to
+  // report: it is named and stopped at once.
   std::map<pid_t, std::string> never_joined;
   for (auto i = children.begin(); i != children.end();)
     if (i->first != server && !joined.has(i->first)) {
