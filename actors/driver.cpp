@@ -82,25 +82,28 @@ void spawn_server(self_ptr self, std::shared_ptr<const checkpoint> restore,
 /// The server died mid-run: bring it back from its last good checkpoint, or give up.
 void restart_server(self_ptr self, const caf::error& reason);
 
-/// The workers of checkpoint `c` that joined mid-run (ids from `shards` on), sorted; with
-/// `live_only`, those that were not lost.
-std::vector<int32_t> late_joiners(const checkpoint& c, int32_t shards, bool live_only) {
+/// The ids of checkpoint `c`'s members for which keep(id, lost) holds, sorted.
+template <class Keep>
+std::vector<int32_t> members_where(const checkpoint& c, Keep keep) {
   std::vector<int32_t> ids;
   for (const auto& m : c.state.value("members", nlohmann::json::array()))
-    if (const int32_t id = m.value("worker", -1);
-        id >= shards && !(live_only && m.value("lost", false)))
+    if (const int32_t id = m.value("worker", -1); keep(id, m.value("lost", false)))
       ids.push_back(id);
   std::sort(ids.begin(), ids.end());
   return ids;
 }
 
+/// The workers of checkpoint `c` that joined mid-run (ids from `shards` on); with
+/// `live_only`, those that were not lost.
+std::vector<int32_t> late_joiners(const checkpoint& c, int32_t shards, bool live_only) {
+  return members_where(c, [=](int32_t id, bool lost) {
+    return id >= shards && !(live_only && lost);
+  });
+}
+
 /// The workers of checkpoint `c` that were lost (a crash, or a link that went away).
 std::vector<int32_t> lost_members(const checkpoint& c) {
-  std::vector<int32_t> ids;
-  for (const auto& m : c.state.value("members", nlohmann::json::array()))
-    if (m.value("lost", false))
-      ids.push_back(m.value("worker", -1));
-  return ids;
+  return members_where(c, [](int32_t, bool lost) { return lost; });
 }
 
 /// Where the run starts its scenario: the checkpoint's update and training seconds when it

@@ -240,12 +240,11 @@ server_core::verdict server_core::push(gradient g) {
                           || settings_.mode == train_mode::ssp;
   // A gradient applied at once by a member in good standing has its NaN/Inf check in the
   // update's own pass over it, not in one pass more (a tenth of an MLP update's server time).
-  const bool fused_check = on_arrival && !m->suspended && !m->awaiting_rejoin
-                           && g.version_read <= current_.version;
+  const bool in_standing = !m->suspended && !m->awaiting_rejoin;
+  const bool fused_check = on_arrival && in_standing && g.version_read <= current_.version;
   // So has the gradient that closes a round (sync, backup): that check is on the round's
   // critical path, where the others were checked while the round waited.
-  const bool closes = !on_arrival && !m->suspended && !m->awaiting_rejoin
-                      && g.version_read == current_.version
+  const bool closes = !on_arrival && in_standing && g.version_read == current_.version
                       && static_cast<int>(round_members_.size()) + 1 >= round_target();
   auto refuse = [&] {
     if (quarantined_now_ && was_in_quorum)

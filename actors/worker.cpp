@@ -16,7 +16,6 @@ uint64_t worker_seed(uint64_t run_seed, int32_t id, int shards) {
   return id < shards ? run_seed : data::mix_seed(run_seed, 0x101, static_cast<uint64_t>(id));
 }
 
-
 namespace {
 
 // Every function takes the worker's self pointer as a template: the same code runs as an

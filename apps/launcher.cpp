@@ -83,10 +83,6 @@ void say(const std::string& text) {
   }
 }
 
-/// Forwards what a child writes to its stderr, whole lines at a time (a read from the pipe
-/// may end inside a line); finish() writes what is left at the end. With `collapse`, a line
-/// the same as one forwarded before is counted, not repeated: the work processes share one
-/// pipe, and when the server stops the run each of them says so in the same words.
 /// The work processes whose workers joined (or rejoined) the server, by pid; written by the
 /// forwarding thread, read by the launcher.
 class joined_processes {
@@ -105,6 +101,10 @@ private:
   std::set<pid_t> pids_;
 };
 
+/// Forwards what a child writes to its stderr, whole lines at a time (a read from the pipe
+/// may end inside a line); finish() writes what is left at the end. With `collapse`, a line
+/// the same as one forwarded before is counted, not repeated: the work processes share one
+/// pipe, and when the server stops the run each of them says so in the same words.
 class line_forwarder {
 public:
   explicit line_forwarder(bool collapse = false) : collapse_(collapse) {}
