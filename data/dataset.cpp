@@ -14,12 +14,44 @@ dataset dataset::head(int64_t n) const {
   d.rows = n;
   d.dim = dim;
   d.classes = classes;
-  d.features.assign(features.begin(), features.begin() + n * dim);
+  if (holds_pixels())
+    d.pixels.assign(pixels.begin(), pixels.begin() + n * dim);
+  else
+    d.features.assign(features.begin(), features.begin() + n * dim);
   if (!labels.empty())
     d.labels.assign(labels.begin(), labels.begin() + n);
   if (!targets.empty())
     d.targets.assign(targets.begin(), targets.begin() + n);
   return d;
+}
+
+void dataset::copy_rows(int64_t first, int64_t n, float* out) const {
+  const size_t count = size_t(n) * size_t(dim);
+  if (!holds_pixels()) {
+    std::memcpy(out, row(first), count * sizeof(float));
+    return;
+  }
+  const uint8_t* in = pixels.data() + size_t(first) * size_t(dim);
+  for (size_t j = 0; j < count; ++j)
+    out[j] = pixel_value(in[j]);
+}
+
+const float* dataset::float_rows(int64_t first, int64_t n, std::vector<float>& scratch) const {
+  if (!holds_pixels())
+    return row(first);
+  scratch.resize(size_t(n) * size_t(dim));
+  copy_rows(first, n, scratch.data());
+  return scratch.data();
+}
+
+const void* dataset::row_storage(int64_t i) const {
+  if (holds_pixels())
+    return pixels.data() + size_t(i) * size_t(dim);
+  return row(i);
+}
+
+size_t dataset::row_storage_bytes() const {
+  return size_t(dim) * (holds_pixels() ? sizeof(uint8_t) : sizeof(float));
 }
 
 namespace {
@@ -97,13 +129,16 @@ uint64_t hash_vector(const std::vector<T>& v, uint64_t seed) {
 
 // Every byte counts: processes compare fingerprints to agree on the training data, and a
 // copy with one pixel changed must be told apart (sampling every 97th feature did not).
-// Measured on Fashion-MNIST's training set (60000 x 784 floats, 188 MB), once per process
-// start: ~22 ms on the 2-core Xeon VM with -O3 -march=native (the default build), ~35-45 ms
-// with PSGD_NATIVE=OFF (no vector 64-bit multiply, so scalar).
+// Measured on Fashion-MNIST's training set when it was held as floats (60000 x 784, 188 MB),
+// once per process start: ~22 ms on the 2-core Xeon VM with -O3 -march=native (the default
+// build), ~35-45 ms with PSGD_NATIVE=OFF (no vector 64-bit multiply, so scalar); its 47 MB of
+// pixels take a quarter of that.
 std::string fingerprint(const dataset& d) {
   uint64_t h = hash_vector(d.labels, 0);
   h = hash_vector(d.targets, h);
   h = hash_vector(d.features, h);
+  if (d.holds_pixels())   // a set of floats keeps the fingerprint it had before pixels
+    h = hash_vector(d.pixels, h);
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   return std::to_string(d.rows) + "x" + std::to_string(d.dim) + "/" + std::to_string(d.classes)

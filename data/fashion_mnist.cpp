@@ -197,8 +197,7 @@ std::string read_body(idx_file& file, Sink&& sink) {
   return "";
 }
 
-/// Reads the body of `file` into `out`, each byte through `convert` (the 47 MB of pixel
-/// bytes are never held whole next to the 188 MB of floats). Memory is reserved up front
+/// Reads the body of `file` into `out`, each byte through `convert`. Memory is reserved up front
 /// only when the file's size agrees with its header; otherwise `out` grows with what the
 /// stream really holds, so a header that lies (or a truncated file) cannot make us allocate
 /// what the file does not have.
@@ -265,8 +264,8 @@ outcome<dataset> load_idx_pair(const std::string& images_path,
     if (d.labels[i] >= num_classes)
       return result::failure(fmt::format("{}: label {} of example {} is out of range [0, {})",
                                          labels_path, d.labels[i], i, num_classes));
-  if (auto problem = read_body_into(*images, d.features,
-                                    [](unsigned char v) { return v / 255.0f; });
+  if (auto problem = read_body_into(*images, d.pixels,
+                                    [](unsigned char v) { return uint8_t{v}; });
       !problem.empty())
     return result::failure(problem);
   return d;
@@ -293,7 +292,7 @@ outcome<uint64_t> fashion_mnist_footprint(const std::string& dir) {
       if (!file->size_agrees)
         if (auto problem = verify_by_reading(*file); !problem.empty())
           return result::failure(problem);
-    bytes += images->body_bytes() * sizeof(float) + labels->count * sizeof(int32_t);
+    bytes += images->body_bytes() + labels->count * sizeof(int32_t);
   }
   return bytes;
 }

@@ -3,8 +3,9 @@
 //
 // Contract: load_fashion_mnist(dir) reads train-{images-idx3,labels-idx1}-ubyte.gz and
 // t10k-{...}.gz from `dir`, checks each file's magic number, counts and image size (28x28),
-// that image and label counts agree and that every label is in [0, 10), and returns pixels
-// scaled to [0, 1]. Any missing, truncated or corrupt file gives a one-line error naming
+// that image and label counts agree and that every label is in [0, 10), and returns the
+// pixel bytes as they are (dataset::pixels: features in [0, 1], a quarter of the memory of
+// floats). Any missing, truncated or corrupt file gives a one-line error naming
 // the file and what is wrong (never a size read from a damaged file's gzip trailer); nothing
 // throws. fashion_mnist_footprint(dir) makes the checks that need no decompression of an
 // intact file (headers, and gzip trailers against them) and gives the memory the loaded sets
@@ -30,7 +31,7 @@ outcome<split> load_fashion_mnist(const std::string& dir);
 /// cannot be examined. The first check of load_fashion_mnist(dir).
 std::string data_directory_problem(const std::string& dir);
 
-/// The bytes that load_fashion_mnist(dir) holds once loaded (float pixels and int labels of
+/// The bytes that load_fashion_mnist(dir) holds once loaded (pixel bytes and int labels of
 /// both sets), from the IDX headers, checked against each gzip file's trailer (its
 /// decompressed size, mod 4 GiB): what each process that loads `dir` needs for its data.
 /// Only the headers are decompressed, unless a trailer disagrees with its header: a

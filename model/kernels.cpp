@@ -57,7 +57,7 @@ namespace {
 /// Asks the cache for the `bytes` at `p`: a batch's rows are scattered over a dataset far
 /// larger than the cache, so each row is a cold miss; fetching the next row while copying
 /// this one hides part of that latency.
-void prefetch_bytes(const float* p, size_t bytes) {
+void prefetch_bytes(const void* p, size_t bytes) {
   const char* c = reinterpret_cast<const char*>(p);
   for (size_t off = 0; off < bytes; off += 64)
     __builtin_prefetch(c + off);
@@ -67,14 +67,14 @@ void prefetch_bytes(const float* p, size_t bytes) {
 
 void gather_rows(const data::dataset& data, const int64_t* index, int count, float* x,
                  int32_t* labels) {
-  const size_t row_bytes = size_t(data.dim) * sizeof(float);
+  const size_t row_bytes = data.row_storage_bytes();
   if (count > 0)
-    prefetch_bytes(data.row(index[0]), row_bytes);
+    prefetch_bytes(data.row_storage(index[0]), row_bytes);
   for (int i = 0; i < count; ++i) {
     assert(index[i] >= 0 && index[i] < data.rows);
     if (i + 1 < count)
-      prefetch_bytes(data.row(index[i + 1]), row_bytes);
-    std::memcpy(x + size_t(i) * data.dim, data.row(index[i]), row_bytes);
+      prefetch_bytes(data.row_storage(index[i + 1]), row_bytes);
+    data.copy_rows(index[i], 1, x + size_t(i) * data.dim);
   }
   if (labels != nullptr)
     for (int i = 0; i < count; ++i)
@@ -163,9 +163,9 @@ bool transposed_product_wins(int n, int h) {
 }
 
 void prefetch_rows(const data::dataset& data, const int64_t* index, int count) {
-  const size_t row_bytes = size_t(data.dim) * sizeof(float);
+  const size_t row_bytes = data.row_storage_bytes();
   for (int i = 0; i < count; ++i)
-    prefetch_bytes(data.row(index[i]), row_bytes);
+    prefetch_bytes(data.row_storage(index[i]), row_bytes);
 }
 
 } // namespace psgd::model

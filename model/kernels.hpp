@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "model/model.hpp"
 
@@ -62,7 +63,7 @@ float softmax_cross_entropy_backward(float* z, int n, int k, const int32_t* labe
 void accumulate_cross_entropy(const float* z, int64_t n, int k, const int32_t* labels,
                               double& loss_sum, int64_t& hits);
 
-/// Copies rows index[0..count) of `data` into `x` (count x dim, contiguous) and, when
+/// Copies rows index[0..count) of `data` into `x` as floats (count x dim, contiguous) and, when
 /// `labels` is not null, their labels into labels[0..count).
 void gather_rows(const data::dataset& data, const int64_t* index, int count, float* x,
                  int32_t* labels);
@@ -191,8 +192,8 @@ void narrow_affine_product(const Lhs& lhs, const Rhs& rhs, const float* bias,
 inline constexpr int64_t eval_chunk_rows = 1024;
 
 /// Mean cross-entropy and accuracy of a classifier over the first `rows` rows of `data`, a
-/// chunk of at most eval_chunk_rows rows at a time: `logits(first, n)` returns the
-/// n x classes logits (row-major) of rows [first, first + n).
+/// chunk of at most eval_chunk_rows rows at a time: `logits(x, n)` returns the n x classes
+/// logits (row-major) of the n rows of floats at x (a chunk of the set's rows).
 template <class Logits>
 evaluation evaluate_classifier(const data::dataset& data, int64_t rows, int classes,
                                Logits&& logits) {
@@ -202,10 +203,11 @@ evaluation evaluate_classifier(const data::dataset& data, int64_t rows, int clas
     return result;
   double loss_sum = 0;
   int64_t hits = 0;
+  std::vector<float> chunk;   // a set of pixels: the chunk's rows as floats
   for (int64_t start = 0; start < rows; start += eval_chunk_rows) {
     const int64_t n = std::min(eval_chunk_rows, rows - start);
-    accumulate_cross_entropy(logits(start, n), n, classes, data.labels.data() + start,
-                             loss_sum, hits);
+    accumulate_cross_entropy(logits(data.float_rows(start, n, chunk), n), n, classes,
+                             data.labels.data() + start, loss_sum, hits);
   }
   result.loss = loss_sum / double(rows);
   result.accuracy = double(hits) / double(rows);

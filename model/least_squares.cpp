@@ -83,10 +83,12 @@ evaluation least_squares_model::evaluate(const float* params, const data::datase
   if (rows <= 0)
     return result;
   std::vector<float> r(size_t(std::min(rows, eval_chunk_rows)));
+  std::vector<float> chunk;   // a set of pixels: the chunk's rows as floats
   double loss_sum = 0;
   for (int64_t start = 0; start < rows; start += eval_chunk_rows) {
     const int64_t n = std::min(eval_chunk_rows, rows - start);
-    residuals(params, data.row(start), data.targets.data() + start, n, r.data());
+    residuals(params, data.float_rows(start, n, chunk), data.targets.data() + start, n,
+              r.data());
     for (int64_t i = 0; i < n; ++i)
       loss_sum += 0.5 * double(r[size_t(i)]) * double(r[size_t(i)]);
   }

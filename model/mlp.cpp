@@ -134,8 +134,8 @@ evaluation mlp_model::evaluate(const float* params, const data::dataset& data,
                                int64_t rows) const {
   assert(data.dim == spec_.input_dim && data.is_classification());
   forward_scratch s(std::max<int64_t>(1, std::min(rows, eval_chunk_rows)), spec_);
-  return evaluate_classifier(data, rows, spec_.classes, [&](int64_t start, int64_t n) {
-    forward(params, data.row(start), n, s);
+  return evaluate_classifier(data, rows, spec_.classes, [&](const float* x, int64_t n) {
+    forward(params, x, n, s);
     return s.z.data();
   });
 }

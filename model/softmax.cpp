@@ -87,8 +87,8 @@ evaluation softmax_model::evaluate(const float* params, const data::dataset& dat
                                    int64_t rows) const {
   assert(data.dim == spec_.input_dim && data.is_classification());
   forward_scratch s(std::max<int64_t>(1, std::min(rows, eval_chunk_rows)), spec_);
-  return evaluate_classifier(data, rows, spec_.classes, [&](int64_t start, int64_t n) {
-    logits(params, data.row(start), n, s);
+  return evaluate_classifier(data, rows, spec_.classes, [&](const float* x, int64_t n) {
+    logits(params, x, n, s);
     return s.z.data();
   });
 }

@@ -103,3 +103,53 @@ TEST_CASE("fingerprint covers labels and targets and is a fixed function of the 
   if (*reinterpret_cast<const unsigned char*>(&one) == 1)
     CHECK(psgd::data::fingerprint(numbered(1001, 7)) == "1001x7/10:2d4b01e106fa40d7");
 }
+
+TEST_CASE("a set of pixels stands for byte / 255, row by row and in chunks", "[data]") {
+  // Every byte value once, in rows of 7: row copies, chunks and the head all agree with
+  // the float each byte was loaded as before sets kept their bytes.
+  dataset d;
+  d.rows = 40;
+  d.dim = 7;
+  d.classes = 10;
+  for (int64_t i = 0; i < d.rows * d.dim; ++i)
+    d.pixels.push_back(uint8_t(i % 256));
+  for (int64_t i = 0; i < d.rows; ++i)
+    d.labels.push_back(int32_t(i % 10));
+  REQUIRE(d.holds_pixels());
+  CHECK(d.row_storage_bytes() == 7);
+  CHECK(d.row_storage(3) == d.pixels.data() + 21);
+
+  std::vector<float> all(size_t(d.rows * d.dim));
+  d.copy_rows(0, d.rows, all.data());
+  for (size_t i = 0; i < all.size(); ++i) {
+    INFO("byte " << i % 256);
+    CHECK(all[i] == float(i % 256) / 255.0f);
+    CHECK(all[i] == psgd::data::pixel_value(uint8_t(i % 256)));
+  }
+  std::vector<float> scratch;
+  const float* chunk = d.float_rows(5, 3, scratch);
+  CHECK(chunk == scratch.data());
+  CHECK(std::vector<float>(chunk, chunk + 21)
+        == std::vector<float>(all.begin() + 35, all.begin() + 56));
+
+  const dataset h = d.head(2);
+  CHECK(h.pixels == std::vector<uint8_t>(d.pixels.begin(), d.pixels.begin() + 14));
+  CHECK(h.features.empty());
+  CHECK(psgd::data::fingerprint(h) != psgd::data::fingerprint(d.head(3)));
+}
+
+TEST_CASE("a set of floats hands out its own rows", "[data]") {
+  dataset d;
+  d.rows = 3;
+  d.dim = 2;
+  d.features = {0, 1, 2, 3, 4, 5};
+  CHECK_FALSE(d.holds_pixels());
+  CHECK(d.row_storage_bytes() == 2 * sizeof(float));
+  CHECK(d.row_storage(1) == d.features.data() + 2);
+  std::vector<float> scratch;
+  CHECK(d.float_rows(1, 2, scratch) == d.features.data() + 2);
+  CHECK(scratch.empty());
+  std::vector<float> out(4);
+  d.copy_rows(1, 2, out.data());
+  CHECK(out == std::vector<float>{2, 3, 4, 5});
+}

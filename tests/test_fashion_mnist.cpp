@@ -18,9 +18,13 @@ TEST_CASE("the real Fashion-MNIST loads with 60,000 + 10,000 images in [0, 1]", 
   CHECK(split->test.rows == 10000);
   CHECK(split->train.dim == 784);
   CHECK(split->train.classes == 10);
-  auto [lo, hi] = std::minmax_element(split->train.features.begin(), split->train.features.end());
-  CHECK(*lo == 0.0f);
-  CHECK(*hi == 1.0f);
+  // Held as the files' bytes, a quarter of the floats they stand for.
+  CHECK(split->train.features.empty());
+  REQUIRE(split->train.pixels.size() == size_t(60000) * 784);
+  REQUIRE(split->test.pixels.size() == size_t(10000) * 784);
+  auto [lo, hi] = std::minmax_element(split->train.pixels.begin(), split->train.pixels.end());
+  CHECK(data::pixel_value(*lo) == 0.0f);
+  CHECK(data::pixel_value(*hi) == 1.0f);
   std::vector<int> counts(10, 0);
   for (auto y : split->train.labels)
     ++counts.at(y);
@@ -35,7 +39,10 @@ TEST_CASE("a small valid IDX pair loads", "[data]") {
   auto d = data::load_idx_pair(dir.file("im.gz"), dir.file("lb.gz"));
   REQUIRE(d);
   CHECK(d->rows == 5);
-  CHECK(d->features[0] == 1.0f);
+  CHECK(d->pixels[0] == 255);
+  std::vector<float> row(28 * 28);
+  d->copy_rows(0, 1, row.data());
+  CHECK(row[0] == 1.0f);
   CHECK(d->labels[4] == 7);
 }
 
@@ -233,7 +240,7 @@ TEST_CASE("fashion_mnist_footprint is what the loaded sets hold, from the header
           "[data]") {
   auto split = testing::fashion_mnist();
   const auto held = [](const data::dataset& d) {
-    return d.features.size() * sizeof(float) + d.labels.size() * sizeof(int32_t);
+    return d.pixels.size() + d.labels.size() * sizeof(int32_t);
   };
   auto footprint = data::fashion_mnist_footprint(PSGD_DATA_DIR);
   REQUIRE(footprint);
@@ -249,13 +256,13 @@ TEST_CASE("the real training set with one pixel changed has another fingerprint"
   auto split = testing::fashion_mnist();
   const auto base = data::fingerprint(split->train);
   data::dataset changed = split->train;
-  const size_t n = changed.features.size();
+  const size_t n = changed.pixels.size();
   for (size_t i : {size_t{984}, size_t{0}, n - 1, size_t(30000) * 784 + 400}) {
-    const float was = changed.features[i];
-    changed.features[i] = was < 0.5f ? was + 1.0f / 255 : was - 1.0f / 255;
+    const uint8_t was = changed.pixels[i];
+    changed.pixels[i] = was < 128 ? was + 1 : was - 1;
     INFO("pixel " << i);
     CHECK(data::fingerprint(changed) != base);
-    changed.features[i] = was;
+    changed.pixels[i] = was;
   }
   CHECK(data::fingerprint(changed) == base);
 }

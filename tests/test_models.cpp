@@ -393,6 +393,43 @@ TEST_CASE("evaluate counts hits and averages the loss over every chunk", "[model
   }
 }
 
+TEST_CASE("a set of pixels trains and evaluates as the floats it stands for", "[models]") {
+  // Fashion-MNIST is held as bytes; its gradients and evaluations must have the bits its
+  // floats gave. 2500 rows: evaluation takes three chunks.
+  dataset bytes;
+  bytes.rows = 2500;
+  bytes.dim = 13;
+  bytes.classes = 4;
+  std::mt19937 gen{9};
+  for (int64_t i = 0; i < bytes.rows * bytes.dim; ++i)
+    bytes.pixels.push_back(uint8_t(gen() % 256));
+  for (int64_t i = 0; i < bytes.rows; ++i)
+    bytes.labels.push_back(int32_t(gen() % 4));
+  dataset floats = bytes;
+  floats.pixels.clear();
+  for (uint8_t v : bytes.pixels)
+    floats.features.push_back(float(v) / 255.0f);
+  const std::vector<int64_t> index = {2499, 0, 17, 17, 1024, 3};
+
+  for (const auto& spec : {spec_of(kind::softmax, 13, 4), spec_of(kind::mlp, 13, 4, 16)}) {
+    INFO(psgd::model::to_string(spec.type));
+    auto m = build(spec);
+    auto p = random_params(m->num_params(), 0.3f, 12);
+    auto ws = m->make_workspace(int(index.size()));
+    std::vector<float> g_bytes(p.size()), g_floats(p.size());
+    const float loss_bytes = m->gradient(p.data(), bytes, index.data(), int(index.size()),
+                                         g_bytes.data(), *ws);
+    const float loss_floats = m->gradient(p.data(), floats, index.data(), int(index.size()),
+                                          g_floats.data(), *ws);
+    CHECK(loss_bytes == loss_floats);
+    CHECK(g_bytes == g_floats);
+    const auto e_bytes = m->evaluate(p.data(), bytes);
+    const auto e_floats = m->evaluate(p.data(), floats);
+    CHECK(e_bytes.loss == e_floats.loss);
+    CHECK(e_bytes.accuracy == e_floats.accuracy);
+  }
+}
+
 TEST_CASE("init is deterministic in the seed", "[models]") {
   SECTION("mlp: He-normal weights, zero biases") {
     const int in = 200, hid = 50, k = 10;
