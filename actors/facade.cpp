@@ -174,6 +174,7 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
       if (owned_by_sender(self, id))
         self->send(self->state.server, report_atom::value, id, computed, lost_in_network);
     },
+    [=](flush_atom) { return flush_atom::value; },
   };
 }
 

@@ -61,6 +61,17 @@ caf::expected<facade_actor> connect(caf::actor_system& sys, caf::scoped_actor& s
   return result;
 }
 
+/// Waits (up to a second) for the answer to a flush() sent to `front`. The workers that
+/// just left sent their down messages, with why they left, ahead of it on the same
+/// connection: once it is answered the serving node has them, and this process may exit.
+/// Without it the process could close its connection first, and the server logged only a
+/// lost link ("remote_link_unreachable") for an interrupted worker (seen once in a loaded
+/// test run).
+void flush(caf::scoped_actor& self, const facade_actor& front) {
+  self->request(front, std::chrono::seconds{1}, flush_atom::value)
+    .receive([](flush_atom) {}, [](caf::error&) {});
+}
+
 /// Rendered "interrupted: <when>".
 caf::error interrupted_while(const std::string& when) {
   return make_error(error_code::interrupted, when);
@@ -308,6 +319,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   say_ids(cfg, spec->ids, "joined");
   std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
   upstream_actor upstream = *front;
+  facade_actor current_front = *front;
   work_outcome out;
   std::map<caf::actor_addr, int32_t> running;
   auto gradient_pool = std::make_shared<buffer_pool>(static_cast<size_t>(model->num_params()));
@@ -392,6 +404,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
       say_ids(cfg, spec->ids, "rejoined");
       self->monitor(next_front);
       front_addr = next_front.address();
+      current_front = next_front;
       // Back to each worker's position at the checkpoint the server restarted from: the
       // rolled-back updates are trained again on the same minibatches.
       for (auto& [id, w] : by_id)
@@ -413,6 +426,8 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
     by_id.erase(i->second);
     running.erase(i);
   }, caf::after(std::chrono::milliseconds{100}) >> on_interrupt);
+  if (out.interrupted && !fatal)
+    flush(self, current_front);
   if (fatal) {
     for (auto& [id, w] : by_id)
       self->send_exit(w, caf::exit_reason::user_shutdown);

@@ -61,7 +61,7 @@
 namespace psgd {
 
 /// The protocol's version: processes of different versions refuse each other.
-inline constexpr const char* protocol_version = "psgd-4"; // 2: run_spec.positions, 3: run_id, 4: open
+inline constexpr const char* protocol_version = "psgd-5"; // 2: run_spec.positions, 3: run_id, 4: open, 5: flush
 
 // -- float_buffer -------------------------------------------------------------------------
 
@@ -406,6 +406,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_ATOM(psgd, psgd, position_atom, "position")
   CAF_ADD_ATOM(psgd, psgd, open_atom, "open")
   CAF_ADD_ATOM(psgd, psgd, psgd_error_atom, "psgd")
+  CAF_ADD_ATOM(psgd, psgd, flush_atom, "flush")
 CAF_END_TYPE_ID_BLOCK(psgd)
 
 // -- typed actor interfaces -------------------------------------------------------------------
@@ -428,10 +429,13 @@ using upstream_actor = caf::typed_actor<
 /// process, or error `refused` naming the mismatch. open(count) comes from the serving
 /// process's own driver (refused from any other node): a scenario's `join` event opens
 /// `count` new worker ids, after every id so far, for work processes that join mid-run;
-/// the answer is the first of them.
+/// the answer is the first of them. flush() is answered at once: a work process whose
+/// workers just left asks it before it exits, so that their down messages (sent before it
+/// on the same connection) have reached the serving node.
 using facade_actor = upstream_actor::extend<
   caf::replies_to<hello_atom, hello_request>::with<run_spec>,
-  caf::replies_to<open_atom, int32_t>::with<int32_t>>;
+  caf::replies_to<open_atom, int32_t>::with<int32_t>,
+  caf::replies_to<flush_atom>::with<flush_atom>>;
 
 /// The parameter server. tick() is its own watchdog timer (round timeout). done() comes from
 /// the driver: the user interrupted the run; end the budget now, as if it were spent.
