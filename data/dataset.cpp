@@ -131,8 +131,8 @@ uint64_t hash_vector(const std::vector<T>& v, uint64_t seed) {
 // copy with one pixel changed must be told apart (sampling every 97th feature did not).
 // Measured on Fashion-MNIST's training set when it was held as floats (60000 x 784, 188 MB),
 // once per process start: ~22 ms on the 2-core Xeon VM with -O3 -march=native (the default
-// build), ~35-45 ms with PSGD_NATIVE=OFF (no vector 64-bit multiply, so scalar); its 47 MB of
-// pixels take a quarter of that.
+// build), ~35-45 ms with PSGD_NATIVE=OFF (no vector 64-bit multiply, so scalar). Its pixels
+// are a quarter of those bytes.
 std::string fingerprint(const dataset& d) {
   uint64_t h = hash_vector(d.labels, 0);
   h = hash_vector(d.targets, h);

@@ -15,9 +15,8 @@
 
 namespace psgd::data {
 
-/// The feature a pixel byte stands for. Division, not a multiply by 1/255: it is the value
-/// every byte was loaded as before sets kept their bytes, and the vectorised loop that
-/// converts a row gives the same floats.
+/// The feature a pixel byte stands for. Division, not a multiply by 1/255 (one ulp off for
+/// 126 of the 256 bytes): the value every byte was loaded as before sets kept their bytes.
 inline float pixel_value(uint8_t v) { return float(v) / 255.0f; }
 
 struct dataset {
@@ -50,8 +49,8 @@ struct dataset {
 /// A short text that differs when two datasets differ: "rows x dim / classes : hash", the
 /// hash a 64-bit one of every byte of the labels, targets and features or pixels (XXH64's
 /// round over 32 lanes; one changed feature always changes it). Two processes compare it to
-/// agree on the data; the same on every run and on machines of the same endianness. A few ms
-/// for the Fashion-MNIST training set (47 MB of pixels).
+/// agree on the data; the same on every run and on machines of the same endianness. It reads
+/// every byte once: 47 MB for the Fashion-MNIST training set.
 std::string fingerprint(const dataset& d);
 
 /// A training set and its test set.
