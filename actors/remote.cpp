@@ -319,7 +319,6 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   say_ids(cfg, spec->ids, "joined");
   std::shared_ptr<const data::dataset> train{*data, &(*data)->train};
   upstream_actor upstream = *front;
-  facade_actor current_front = *front;
   work_outcome out;
   std::map<caf::actor_addr, int32_t> running;
   auto gradient_pool = std::make_shared<buffer_pool>(static_cast<size_t>(model->num_params()));
@@ -353,7 +352,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
   for (auto& [addr, id] : running)
     by_id.emplace(id, caf::actor_cast<worker_actor>(addr));
   self->monitor(*front);
-  auto front_addr = front->address();
+  facade_actor current_front = *front;   // after a reconnect, the new one
   hello_request again = ask;
   again.wanted = 0;
   again.ids = spec->ids;
@@ -373,7 +372,7 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
       self->send_exit(w, leave);
   };
   self->receive_while([&] { return !running.empty() && !fatal; })([&](caf::down_msg& msg) {
-    if (msg.source == front_addr) {
+    if (msg.source == current_front.address()) {
       if (running.empty())
         return;
       // The server stopped the run (diverged, a round timeout with policy stop, ...): its
@@ -403,7 +402,6 @@ caf::expected<work_outcome> work_remotely(caf::actor_system& sys, const run_conf
       }
       say_ids(cfg, spec->ids, "rejoined");
       self->monitor(next_front);
-      front_addr = next_front.address();
       current_front = next_front;
       // Back to each worker's position at the checkpoint the server restarted from: the
       // rolled-back updates are trained again on the same minibatches.

@@ -9,6 +9,7 @@
 // read from any number of threads at once.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,7 +33,10 @@ struct dataset {
   bool is_classification() const { return classes > 0; }
 
   /// Row i of a set of floats (not of pixels: see copy_rows()).
-  const float* row(int64_t i) const { return features.data() + i * dim; }
+  const float* row(int64_t i) const {
+    assert(!holds_pixels());
+    return features.data() + i * dim;
+  }
   /// Rows [first, first + n) as n * dim floats into `out`.
   void copy_rows(int64_t first, int64_t n, float* out) const;
   /// Rows [first, first + n) as floats: a pointer into `features`, or (pixels) `scratch`,
