@@ -113,7 +113,7 @@ struct server_settings {
   uint64_t seed = 1;                   ///< draws of the simulated staleness
   int64_t train_rows = 0;              ///< examples tracked with track_inclusion
   bool track_inclusion = false;
-  /// Tell a worker whose gradient waits for its round (warm_atom), so that it prefetches
+  /// Tell a worker whose gradient waits for its round (warm_atom), so that it gathers
   /// its next minibatch meanwhile (default off; only for workers in the server's process
   /// that talk to it directly: the requester must be a worker_actor).
   bool warm_hints = false;

@@ -152,10 +152,16 @@ void step(Self* self, snapshot snap) {
   auto& st = self->state;
   const auto& s = st.settings;
   auto values = st.gradients->acquire();
+  const bool gathered = st.next_batch_epoch == st.sampler->epoch()
+                        && st.next_batch_step == st.sampler->step();
+  st.next_batch_epoch = st.next_batch_step = -1;
   const int64_t* index = st.sampler->next();
   const auto started = std::chrono::steady_clock::now();
-  float loss = st.model->gradient(snap.params.data(), *st.train, index, s.batch, values->data(),
-                                  thread_workspace(*st.model, s.batch));
+  auto& ws = thread_workspace(*st.model, s.batch);
+  float loss = gathered ? st.model->gradient(snap.params.data(), st.next_batch.view(),
+                                             values->data(), ws)
+                        : st.model->gradient(snap.params.data(), *st.train, index, s.batch,
+                                             values->data(), ws);
   const double compute_ms =
     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   auto delay = s.step_delay;
@@ -291,14 +297,17 @@ worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
       }
     },
     [=](warm_atom) {
-      // The server's hint that this worker's gradient waits for its round to close: bring
-      // the next minibatch's rows into the cache meanwhile, so that the next step's gather
-      // reads them from there. Unless the answer has come already: then the step starts now.
+      // The server's hint that this worker's gradient waits for its round to close: gather
+      // the next minibatch meanwhile, so that the next step starts from it. Unless the
+      // answer has come already: then the step starts now.
       auto& st = self->state;
       if (!self->mailbox().empty())
         return;
-      if (const int64_t* next = st.sampler->peek())
-        model::prefetch_rows(*st.train, next, st.settings.batch);
+      if (const int64_t* next = st.sampler->peek()) {
+        st.next_batch.gather(*st.train, next, st.settings.batch);
+        st.next_batch_epoch = st.sampler->epoch();
+        st.next_batch_step = st.sampler->step();
+      }
     },
     [=](fault_atom, const fault_effect& effect) {
       auto& st = self->state;

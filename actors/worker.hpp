@@ -10,8 +10,10 @@
 // - It talks to an upstream_actor: the server in one process, the published facade across
 //   processes (the same code either way).
 // - The snapshot is released before the push, so the server's buffers recycle.
-// - warm (from the server: this worker's gradient waits for its round) prefetches the
-//   next minibatch's rows into the cache; a hint that changes no result.
+// - warm (from the server: this worker's gradient waits for its round) gathers the next
+//   minibatch's rows meanwhile (model/minibatch.hpp), and the next step starts from them
+//   instead of gathering on its critical path; a hint that changes no result (the same rows,
+//   the same bits). Ignored when the answer has already come.
 // - `step_delay` > 0, and the injector's effects (slow by a factor or by a delay drawn per
 //   step, an extra cost per example of a class, a pause), make a step really take longer (a
 //   straggler): the gradient is pushed after a timer, without blocking a scheduler thread.
@@ -46,6 +48,7 @@
 #include "data/random.hpp"
 #include "data/sampler.hpp"
 #include "messages/vocabulary.hpp"
+#include "model/minibatch.hpp"
 #include "model/model.hpp"
 
 namespace psgd {
@@ -85,6 +88,10 @@ struct worker_state {
   std::unique_ptr<data::shard_sampler> sampler;
   std::shared_ptr<buffer_pool> gradients;
   std::optional<gradient> held;  ///< computed, waiting for the step delay to pass
+  /// The next minibatch, gathered on a warm hint, and the sampler position (epoch, step) it
+  /// was gathered for; -1: none. A step at any other position (after a seek) ignores it.
+  model::gathered_minibatch next_batch;
+  int64_t next_batch_epoch = -1, next_batch_step = -1;
   /// The held gradient's delay, as scripted, and when it began.
   std::chrono::steady_clock::duration delay_scripted{0};
   std::chrono::steady_clock::time_point delay_began;

@@ -467,7 +467,7 @@ using observer_actor = caf::typed_actor<
 /// rejoin(server) comes from the driver: the server was restarted; continue with this one.
 /// rejoin(server, epoch, step): the same, from that sample position (the checkpoint's, so
 /// the rolled-back updates are trained again on the same minibatches).
-/// warm() comes from the server: your gradient waits for its round (prefetch the next batch).
+/// warm() comes from the server: your gradient waits for its round (gather the next batch).
 using worker_actor = caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<push_atom>,
                                       caf::reacts_to<warm_atom>,
                                       caf::reacts_to<tick_atom>,

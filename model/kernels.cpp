@@ -162,10 +162,4 @@ bool transposed_product_wins(int n, int h) {
          && size_t(n) * size_t(h) * sizeof(float) <= size_t(Eigen::l1CacheSize());
 }
 
-void prefetch_rows(const data::dataset& data, const int64_t* index, int count) {
-  const size_t row_bytes = data.row_storage_bytes();
-  for (int i = 0; i < count; ++i)
-    prefetch_bytes(data.row_storage(index[i]), row_bytes);
-}
-
 } // namespace psgd::model

@@ -87,9 +87,6 @@ void transposed_product(const float* x, int n, int d, const float* dh, int h, fl
 /// the rest of the step better.)
 bool transposed_product_wins(int n, int h);
 
-/// Asks the cache for rows index[0..count) of `data`, without waiting for them: a later
-/// gather_rows of the same rows then copies from the cache instead of memory.
-void prefetch_rows(const data::dataset& data, const int64_t* index, int count);
 
 // --- allocation-free matrix products ---------------------------------------------------
 //

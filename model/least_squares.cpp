@@ -57,20 +57,31 @@ float least_squares_model::gradient(const float* params, const data::dataset& da
   assert(dynamic_cast<least_squares_workspace*>(&ws_base) != nullptr);
   assert(count <= ws.max_batch && data.dim == spec_.input_dim);
   assert(int64_t(data.targets.size()) == data.rows);
+  if (count > 0)
+    gather_rows(data, index, count, ws.x.data(), nullptr);
+  for (int i = 0; i < count; ++i)
+    ws.y[size_t(i)] = data.targets[size_t(index[i])];
+  return gradient(params, minibatch{ws.x.data(), nullptr, ws.y.data(), count}, grad, ws);
+}
+
+float least_squares_model::gradient(const float* params, const minibatch& batch, float* grad,
+                                    workspace& ws_base) const {
+  auto& ws = static_cast<least_squares_workspace&>(ws_base);
+  assert(dynamic_cast<least_squares_workspace*>(&ws_base) != nullptr);
+  assert(batch.count <= ws.max_batch);
+  const int count = batch.count;
   if (count <= 0) {   // no examples: no information, a zero step
     std::fill(grad, grad + num_params(), 0.0f);
     return 0.0f;
   }
+  assert(batch.targets != nullptr);
   const int d = spec_.input_dim;
-  gather_rows(data, index, count, ws.x.data(), nullptr);
-  for (int i = 0; i < count; ++i)
-    ws.y[size_t(i)] = data.targets[size_t(index[i])];
-  residuals(params, ws.x.data(), ws.y.data(), count, ws.r.data());
+  residuals(params, batch.x, batch.targets, count, ws.r.data());
   vector_map r(ws.r.data(), count);
   const float loss = 0.5f * r.squaredNorm() / float(count);
   // dL/dw = x^T r / n, dL/dc = sum(r) / n: scale r once instead of the d-long result.
   r *= 1.0f / float(count);
-  vector_map(grad, d).noalias() = const_matrix_map(ws.x.data(), count, d).transpose() * r;
+  vector_map(grad, d).noalias() = const_matrix_map(batch.x, count, d).transpose() * r;
   grad[d] = r.sum();
   return loss;
 }

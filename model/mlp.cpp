@@ -101,16 +101,27 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
   auto& ws = static_cast<mlp_workspace&>(ws_base);
   assert(dynamic_cast<mlp_workspace*>(&ws_base) != nullptr);
   assert(count <= ws.max_batch && data.dim == spec_.input_dim);
+  if (count > 0)
+    gather_rows(data, index, count, ws.x.data(), ws.labels.data());
+  return gradient(params, minibatch{ws.x.data(), ws.labels.data(), nullptr, count}, grad, ws);
+}
+
+float mlp_model::gradient(const float* params, const minibatch& batch, float* grad,
+                          workspace& ws_base) const {
+  auto& ws = static_cast<mlp_workspace&>(ws_base);
+  assert(dynamic_cast<mlp_workspace*>(&ws_base) != nullptr);
+  assert(batch.count <= ws.max_batch);
+  const int count = batch.count;
   if (count <= 0) {   // no examples: no information, a zero step
     std::fill(grad, grad + num_params(), 0.0f);
     return 0.0f;
   }
+  assert(batch.labels != nullptr);
   const int d = spec_.input_dim, hid = spec_.hidden, k = spec_.classes;
-  gather_rows(data, index, count, ws.x.data(), ws.labels.data());
-  forward(params, ws.x.data(), count, ws.forward);
+  forward(params, batch.x, count, ws.forward);
   const float loss = softmax_cross_entropy_backward(ws.forward.z.data(), count, k,
-                                                    ws.labels.data(), ws.scratch.data());
-  const_matrix_map x(ws.x.data(), count, d);
+                                                    batch.labels, ws.scratch.data());
+  const_matrix_map x(batch.x, count, d);
   const_matrix_map h(ws.forward.h.data(), count, hid);
   const_matrix_map dz(ws.forward.z.data(), count, k);
   matrix_map dh(ws.dh.data(), count, hid);
@@ -123,7 +134,7 @@ float mlp_model::gradient(const float* params, const data::dataset& data,
                  ws.grad_h);
   dh.array() = (h.array() > 0.0f).select(dh.array(), 0.0f);
   if (transposed_product_wins(count, hid))
-    transposed_product(ws.x.data(), count, d, ws.dh.data(), hid, grad);
+    transposed_product(batch.x, count, d, ws.dh.data(), hid, grad);
   else
     affine_product(x.transpose(), dh, nullptr, matrix_map(grad, d, hid), ws.grad_w1);
   column_sums(const_matrix_map(dh.data(), count, hid), grad + b1_offset());

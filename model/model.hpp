@@ -5,7 +5,9 @@
 //   mutable scratch memory lives in a `workspace` that each caller (one per worker) owns.
 // - gradient() writes the MEAN gradient of the minibatch into `grad` (num_params() floats)
 //   and returns the mean loss of the minibatch. It allocates nothing on the heap once the
-//   workspace has been made for at least that batch size.
+//   workspace has been made for at least that batch size. It takes the minibatch as indices
+//   into a dataset (it gathers the rows into the workspace first) or already gathered (a
+//   `minibatch`, e.g. from model/minibatch.hpp): the same rows give the same bits.
 // - Parameters are laid out as documented by each model (Eigen maps over the flat vector).
 // - init() is deterministic in the seed.
 // model/ knows nothing of CAF.
@@ -40,6 +42,15 @@ struct evaluation {
   double accuracy = 0;   ///< fraction in [0, 1]; 0 for least squares (no classes)
 };
 
+/// A minibatch gathered out of its dataset: `count` rows of input_dim floats (row-major,
+/// contiguous) and their labels (classification) or targets (regression; null otherwise).
+struct minibatch {
+  const float* x = nullptr;
+  const int32_t* labels = nullptr;
+  const float* targets = nullptr;
+  int count = 0;
+};
+
 /// Scratch memory for one caller of gradient(); opaque, made by the model.
 class workspace {
 public:
@@ -61,6 +72,9 @@ public:
   /// gradient to `grad`. `ws` must come from make_workspace(n) with n >= count.
   virtual float gradient(const float* params, const data::dataset& data,
                          const int64_t* index, int count, float* grad,
+                         workspace& ws) const = 0;
+  /// The same on a minibatch already gathered (its labels or targets as the model needs).
+  virtual float gradient(const float* params, const minibatch& batch, float* grad,
                          workspace& ws) const = 0;
   /// Mean loss and accuracy over the first `rows` rows of `data` (rows <= data.rows; in
   /// chunks: bounded memory). A prefix, not a copy: the train-loss subsample costs nothing.

@@ -19,7 +19,7 @@ struct softmax_model::forward_scratch {
 
 namespace {
 
-/// Scratch for one caller: the gathered batch, its labels, the forward pass and the
+/// Scratch for one caller: the batch gathered by index, its labels, the forward pass and the
 /// buffers of the backward products.
 class softmax_workspace final : public workspace {
 public:
@@ -65,18 +65,29 @@ float softmax_model::gradient(const float* params, const data::dataset& data,
   auto& ws = static_cast<softmax_workspace&>(ws_base);
   assert(dynamic_cast<softmax_workspace*>(&ws_base) != nullptr);
   assert(count <= ws.max_batch && data.dim == spec_.input_dim);
+  if (count > 0)
+    gather_rows(data, index, count, ws.x.data(), ws.labels.data());
+  return gradient(params, minibatch{ws.x.data(), ws.labels.data(), nullptr, count}, grad, ws);
+}
+
+float softmax_model::gradient(const float* params, const minibatch& batch, float* grad,
+                              workspace& ws_base) const {
+  auto& ws = static_cast<softmax_workspace&>(ws_base);
+  assert(dynamic_cast<softmax_workspace*>(&ws_base) != nullptr);
+  assert(batch.count <= ws.max_batch);
+  const int count = batch.count;
   if (count <= 0) {   // no examples: no information, a zero step
     std::fill(grad, grad + num_params(), 0.0f);
     return 0.0f;
   }
+  assert(batch.labels != nullptr);
   const int d = spec_.input_dim, k = spec_.classes;
-  gather_rows(data, index, count, ws.x.data(), ws.labels.data());
-  logits(params, ws.x.data(), count, ws.forward);
+  logits(params, batch.x, count, ws.forward);
   float* dz_data = ws.forward.z.data();
-  const float loss = softmax_cross_entropy_backward(dz_data, count, k, ws.labels.data(),
+  const float loss = softmax_cross_entropy_backward(dz_data, count, k, batch.labels,
                                                     ws.scratch.data());
   // dL/dW = x^T dz, dL/db = column sums of dz (dz already carries the 1/n of the mean).
-  const_matrix_map x(ws.x.data(), count, d);
+  const_matrix_map x(batch.x, count, d);
   const_matrix_map dz(dz_data, count, k);
   narrow_affine_product(x.transpose(), dz, nullptr, matrix_map(grad, d, k), ws.grad_w);
   column_sums(dz, grad + int64_t(d) * k);

@@ -29,6 +29,8 @@ public:
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
   float gradient(const float* params, const data::dataset& data, const int64_t* index,
                  int count, float* grad, workspace& ws) const override;
+  float gradient(const float* params, const minibatch& batch, float* grad,
+                 workspace& ws) const override;
   using model::evaluate;
   evaluation evaluate(const float* params, const data::dataset& data,
                       int64_t rows) const override;
