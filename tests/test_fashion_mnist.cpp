@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
 
 #include "data/dataset.hpp"
 #include "data/fashion_mnist.hpp"
@@ -30,6 +32,57 @@ TEST_CASE("the real Fashion-MNIST loads with 60,000 + 10,000 images in [0, 1]", 
     ++counts.at(y);
   for (int c : counts)
     CHECK(c == 6000); // Fashion-MNIST is balanced
+}
+
+namespace {
+
+/// The kB of transparent huge pages in the mappings that overlap [p, p + bytes), from
+/// /proc/self/smaps (the hint splits a mapping at its 2 MiB boundaries).
+long huge_kb_in(const void* p, size_t bytes) {
+  std::ifstream smaps{"/proc/self/smaps"};
+  const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+  std::string line;
+  bool overlaps = false;
+  long kb = 0;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream head{line};
+    if (head >> std::hex >> lo >> dash >> hi && dash == '-') {
+      overlaps = lo < end && begin < hi;
+      continue;
+    }
+    if (overlaps && line.rfind("AnonHugePages:", 0) == 0)
+      kb += std::stol(line.substr(14));
+  }
+  return kb;
+}
+
+/// Whether the kernel may give this process transparent huge pages it asks for.
+bool huge_pages_offered() {
+  std::ifstream f{"/sys/kernel/mm/transparent_hugepage/enabled"};
+  std::string modes;
+  std::getline(f, modes);
+  return modes.find("[always]") != std::string::npos
+         || modes.find("[madvise]") != std::string::npos;
+}
+
+} // namespace
+
+TEST_CASE("the training pixels ask for huge pages, where the kernel offers them", "[data]") {
+  // A minibatch reads 32 rows at random from 47 MB: with 4 KiB pages nearly every row misses
+  // the TLB. The loader asks for 2 MiB pages before it writes the pixels.
+  if (!huge_pages_offered()) {
+    WARN("transparent huge pages are off on this machine: nothing to check");
+    return;
+  }
+  auto split = testing::fashion_mnist();
+  const auto& pixels = split->train.pixels;
+  const long kb = huge_kb_in(pixels.data(), pixels.size());
+  INFO("AnonHugePages of the pixels' mappings: " << kb << " kB");
+  // Most of the 45,938 kB: all but the partial 2 MiB pages at either end, unless the
+  // kernel had too few free huge pages (then at least some).
+  CHECK(kb >= 2048);
 }
 
 TEST_CASE("a small valid IDX pair loads", "[data]") {

@@ -128,7 +128,11 @@ TEST_CASE("resume continues a scenario: what happened before the checkpoint does
     {"kind": "slow", "workers": [0], "factor": 2, "from": {"updates": 10}, "to": {"updates": 50}},
     {"kind": "slow", "workers": [2], "factor": 2, "from": {"updates": 250}, "to": {"updates": 700}},
     {"kind": "pause", "workers": [2], "at": {"updates": 600}, "duration_ms": 1},
-    {"kind": "join", "at": {"updates": 650}, "count": 1}]})");
+    {"kind": "join", "at": {"updates": 650}, "count": 1},
+    {"kind": "slow", "workers": "all", "delay": {"dist": "constant", "ms": 0.1}}]})");
+  // The last event makes every step take at least 0.1 ms: the first join (at update 200)
+  // then has 20-40 ms, not ~7, to arrive before the first run ends at update 400. Without it a
+  // loaded machine once delivered the join after the end (the run went on with one joiner).
   auto cfg = testing::test_config("sync");
   cfg.epochs = 0;
   cfg.max_updates = 400;
