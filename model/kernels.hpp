@@ -87,7 +87,6 @@ void transposed_product(const float* x, int n, int d, const float* dh, int h, fl
 /// the rest of the step better.)
 bool transposed_product_wins(int n, int h);
 
-
 // --- allocation-free matrix products ---------------------------------------------------
 //
 // Eigen's product evaluator takes GEMM's packing buffers from the heap on every call once

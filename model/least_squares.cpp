@@ -13,16 +13,13 @@ namespace {
 using vector_map = Eigen::Map<Eigen::VectorXf>;
 using const_vector_map = Eigen::Map<const Eigen::VectorXf>;
 
-/// Scratch for one caller: the gathered batch, its targets and residuals.
+/// Scratch for one caller (besides the base's gathered rows): the residuals.
 class least_squares_workspace final : public workspace {
 public:
   least_squares_workspace(int max_batch, int input_dim)
-    : max_batch(max_batch), x(max_batch, input_dim), y(size_t(max_batch)),
-      r(size_t(max_batch)) {}
+    : workspace(max_batch, input_dim), max_batch(max_batch), r(size_t(max_batch)) {}
 
   int max_batch;
-  row_matrix x;           ///< max_batch x input_dim
-  std::vector<float> y;   ///< max_batch targets
   std::vector<float> r;   ///< max_batch residuals
 };
 
@@ -48,20 +45,6 @@ void least_squares_model::residuals(const float* params, const float* x_data,
   vector_map r(r_data, n);
   r.noalias() = const_matrix_map(x_data, n, d) * w;
   r.array() += c - const_vector_map(y_data, n).array();
-}
-
-float least_squares_model::gradient(const float* params, const data::dataset& data,
-                                    const int64_t* index, int count, float* grad,
-                                    workspace& ws_base) const {
-  auto& ws = static_cast<least_squares_workspace&>(ws_base);
-  assert(dynamic_cast<least_squares_workspace*>(&ws_base) != nullptr);
-  assert(count <= ws.max_batch && data.dim == spec_.input_dim);
-  assert(int64_t(data.targets.size()) == data.rows);
-  if (count > 0)
-    gather_rows(data, index, count, ws.x.data(), nullptr);
-  for (int i = 0; i < count; ++i)
-    ws.y[size_t(i)] = data.targets[size_t(index[i])];
-  return gradient(params, minibatch{ws.x.data(), nullptr, ws.y.data(), count}, grad, ws);
 }
 
 float least_squares_model::gradient(const float* params, const minibatch& batch, float* grad,

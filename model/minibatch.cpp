@@ -4,6 +4,12 @@
 
 namespace psgd::model {
 
+gathered_minibatch::gathered_minibatch(int max_rows, int dim)
+  : x_(max_rows, dim), labels_(size_t(max_rows)), targets_(size_t(max_rows)) {
+  labels_.clear();   // capacity kept: the first gather allocates nothing
+  targets_.clear();
+}
+
 void gathered_minibatch::gather(const data::dataset& data, const int64_t* index, int count) {
   assert(count >= 0);
   if (x_.rows() < count || x_.cols() != data.dim)

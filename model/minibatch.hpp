@@ -1,16 +1,18 @@
 // minibatch: a minibatch gathered out of its dataset ahead of the gradient that reads it.
 //
-// A model's gradient() gathers its rows into the caller's workspace, on the step's critical
-// path. A sync worker whose gradient waits for its round to close gathers its next
-// minibatch here meanwhile (the server's warm hint), and the next step starts from it.
+// A model's gradient() on indices gathers the rows into one of these in the caller's
+// workspace, on the step's critical path. A sync worker whose gradient waits for its round
+// to close gathers its next minibatch into its own meanwhile (the server's warm hint), and
+// the next step starts from it.
 //
 // Contract:
 // - gather() copies rows index[0..count) of a dataset: its features as floats (a set of
 //   pixels converted as data::dataset does), and its labels or targets (whichever the set
 //   has). view() shows the last gather, as model::gradient() takes it; the same rows give the
 //   same gradient bits as gradient() on the indices.
-// - Memory grows to the largest batch gathered and is then reused: gathering allocates
-//   nothing after the first time at that size.
+// - Memory grows to the largest batch gathered (or is made for it up front) and is then
+//   reused: gathering allocates nothing after the first time at that size. Every model's
+//   workspace holds one (model::gradient() on indices gathers into it).
 // - Not thread-safe: one owner (a worker). A view is valid until the next gather.
 // model/ knows nothing of CAF.
 #pragma once
@@ -26,6 +28,10 @@ namespace psgd::model {
 
 class gathered_minibatch {
 public:
+  gathered_minibatch() = default;
+  /// Room for `max_rows` rows of `dim` (and their labels or targets) from the start.
+  gathered_minibatch(int max_rows, int dim);
+
   /// Copies rows index[0..count) of `data` (count >= 0; every index in [0, data.rows)).
   void gather(const data::dataset& data, const int64_t* index, int count);
 

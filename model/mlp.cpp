@@ -39,24 +39,22 @@ struct mlp_model::forward_scratch {
 
 namespace {
 
-/// Scratch for one caller: the gathered batch, the forward pass, the gradient with respect
-/// to the hidden pre-activations and the buffers of every backward product.
+/// Scratch for one caller (besides the base's gathered rows): the forward pass, the gradient
+/// with respect to the hidden pre-activations and the buffers of every backward product.
 class mlp_workspace final : public workspace {
 public:
   mlp_workspace(int max_batch, const model_spec& s)
-    : max_batch(max_batch), x(max_batch, s.input_dim), forward(max_batch, s),
+    : workspace(max_batch, s.input_dim), max_batch(max_batch), forward(max_batch, s),
       dh(max_batch, s.hidden), grad_w2(s.hidden, s.classes, max_batch),
       grad_h(max_batch, s.hidden, s.classes), grad_w1(s.input_dim, s.hidden, max_batch),
-      labels(size_t(max_batch)), scratch(size_t(max_batch)) {}
+      scratch(size_t(max_batch)) {}
 
   int max_batch;
-  row_matrix x;                            ///< max_batch x input_dim
   mlp_model::forward_scratch forward;      ///< z: logits, then their gradient
   row_matrix dh;                           ///< max_batch x hidden
   narrow_product_buffers grad_w2;          ///< h^T dz
   gemm_buffers<Eigen::RowMajor> grad_h;    ///< dz W2^T
   gemm_buffers<Eigen::RowMajor> grad_w1;   ///< x^T dh
-  std::vector<int32_t> labels;             ///< max_batch
   std::vector<float> scratch;              ///< max_batch
 };
 
@@ -93,17 +91,6 @@ void mlp_model::forward(const float* params, const float* x, int64_t n,
   h = h.cwiseMax(0.0f);
   narrow_affine_product(h, const_matrix_map(params + w2_offset(), hid, k),
                         params + b2_offset(), matrix_map(s.z.data(), n, k), s.output);
-}
-
-float mlp_model::gradient(const float* params, const data::dataset& data,
-                          const int64_t* index, int count, float* grad,
-                          workspace& ws_base) const {
-  auto& ws = static_cast<mlp_workspace&>(ws_base);
-  assert(dynamic_cast<mlp_workspace*>(&ws_base) != nullptr);
-  assert(count <= ws.max_batch && data.dim == spec_.input_dim);
-  if (count > 0)
-    gather_rows(data, index, count, ws.x.data(), ws.labels.data());
-  return gradient(params, minibatch{ws.x.data(), ws.labels.data(), nullptr, count}, grad, ws);
 }
 
 float mlp_model::gradient(const float* params, const minibatch& batch, float* grad,

@@ -35,8 +35,7 @@ public:
   int64_t num_params() const override;
   void init(uint64_t seed, float* params) const override;
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
-  float gradient(const float* params, const data::dataset& data, const int64_t* index,
-                 int count, float* grad, workspace& ws) const override;
+  using model::gradient;
   float gradient(const float* params, const minibatch& batch, float* grad,
                  workspace& ws) const override;
   using model::evaluate;

@@ -1,10 +1,25 @@
 #include "model/model.hpp"
 
+#include <cassert>
+
 #include "model/least_squares.hpp"
+#include "model/minibatch.hpp"
 #include "model/mlp.hpp"
 #include "model/softmax.hpp"
 
 namespace psgd::model {
+
+workspace::workspace(int max_batch, int input_dim)
+  : gathered_(std::make_unique<gathered_minibatch>(max_batch, input_dim)) {}
+
+workspace::~workspace() = default;
+
+float model::gradient(const float* params, const data::dataset& data, const int64_t* index,
+                      int count, float* grad, workspace& ws) const {
+  assert(data.dim == spec().input_dim);
+  ws.gathered().gather(data, index, count);
+  return gradient(params, ws.gathered().view(), grad, ws);
+}
 
 std::string to_string(kind k) {
   switch (k) {

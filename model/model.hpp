@@ -51,10 +51,19 @@ struct minibatch {
   int count = 0;
 };
 
-/// Scratch memory for one caller of gradient(); opaque, made by the model.
+class gathered_minibatch;
+
+/// Scratch memory for one caller of gradient(), made by the model. The base holds the rows
+/// that gradient() on indices gathers (for batches of up to max_batch rows of input_dim);
+/// each model's subclass adds what its passes need.
 class workspace {
 public:
-  virtual ~workspace() = default;
+  workspace(int max_batch, int input_dim);
+  virtual ~workspace();
+  gathered_minibatch& gathered() { return *gathered_; }
+
+private:
+  std::unique_ptr<gathered_minibatch> gathered_;
 };
 
 class model {
@@ -69,10 +78,10 @@ public:
   /// Scratch memory for batches of up to `max_batch` examples.
   virtual std::unique_ptr<workspace> make_workspace(int max_batch) const = 0;
   /// Mean loss of the `count` examples `index[0..count)` of `data`; writes their mean
-  /// gradient to `grad`. `ws` must come from make_workspace(n) with n >= count.
-  virtual float gradient(const float* params, const data::dataset& data,
-                         const int64_t* index, int count, float* grad,
-                         workspace& ws) const = 0;
+  /// gradient to `grad`. `ws` must come from make_workspace(n) with n >= count. Gathers the
+  /// rows into `ws`, then computes as the overload below does.
+  float gradient(const float* params, const data::dataset& data, const int64_t* index,
+                 int count, float* grad, workspace& ws) const;
   /// The same on a minibatch already gathered (its labels or targets as the model needs).
   virtual float gradient(const float* params, const minibatch& batch, float* grad,
                          workspace& ws) const = 0;

@@ -19,20 +19,17 @@ struct softmax_model::forward_scratch {
 
 namespace {
 
-/// Scratch for one caller: the batch gathered by index, its labels, the forward pass and the
+/// Scratch for one caller (besides the base's gathered rows): the forward pass and the
 /// buffers of the backward products.
 class softmax_workspace final : public workspace {
 public:
   softmax_workspace(int max_batch, const model_spec& s)
-    : max_batch(max_batch), x(max_batch, s.input_dim), forward(max_batch, s),
-      grad_w(s.input_dim, s.classes, max_batch), labels(size_t(max_batch)),
-      scratch(size_t(max_batch)) {}
+    : workspace(max_batch, s.input_dim), max_batch(max_batch), forward(max_batch, s),
+      grad_w(s.input_dim, s.classes, max_batch), scratch(size_t(max_batch)) {}
 
   int max_batch;
-  row_matrix x;                                ///< max_batch x input_dim
   softmax_model::forward_scratch forward;      ///< z: logits, then their gradient
   narrow_product_buffers grad_w;               ///< x^T dz
-  std::vector<int32_t> labels;                 ///< max_batch
   std::vector<float> scratch;                  ///< max_batch
 };
 
@@ -57,17 +54,6 @@ void softmax_model::logits(const float* params, const float* x, int64_t n,
   const int d = spec_.input_dim, k = spec_.classes;
   narrow_affine_product(const_matrix_map(x, n, d), const_matrix_map(params, d, k),
                         params + int64_t(d) * k, matrix_map(s.z.data(), n, k), s.logits);
-}
-
-float softmax_model::gradient(const float* params, const data::dataset& data,
-                              const int64_t* index, int count, float* grad,
-                              workspace& ws_base) const {
-  auto& ws = static_cast<softmax_workspace&>(ws_base);
-  assert(dynamic_cast<softmax_workspace*>(&ws_base) != nullptr);
-  assert(count <= ws.max_batch && data.dim == spec_.input_dim);
-  if (count > 0)
-    gather_rows(data, index, count, ws.x.data(), ws.labels.data());
-  return gradient(params, minibatch{ws.x.data(), ws.labels.data(), nullptr, count}, grad, ws);
 }
 
 float softmax_model::gradient(const float* params, const minibatch& batch, float* grad,
