@@ -17,9 +17,8 @@ using const_vector_map = Eigen::Map<const Eigen::VectorXf>;
 class least_squares_workspace final : public workspace {
 public:
   least_squares_workspace(int max_batch, int input_dim)
-    : workspace(max_batch, input_dim), max_batch(max_batch), r(size_t(max_batch)) {}
+    : workspace(max_batch, input_dim), r(size_t(max_batch)) {}
 
-  int max_batch;
   std::vector<float> r;   ///< max_batch residuals
 };
 
@@ -51,7 +50,7 @@ float least_squares_model::gradient(const float* params, const minibatch& batch,
                                     workspace& ws_base) const {
   auto& ws = static_cast<least_squares_workspace&>(ws_base);
   assert(dynamic_cast<least_squares_workspace*>(&ws_base) != nullptr);
-  assert(batch.count <= ws.max_batch);
+  assert(batch.count <= ws.max_batch());
   const int count = batch.count;
   if (count <= 0) {   // no examples: no information, a zero step
     std::fill(grad, grad + num_params(), 0.0f);

@@ -5,9 +5,9 @@
 namespace psgd::model {
 
 gathered_minibatch::gathered_minibatch(int max_rows, int dim)
-  : x_(max_rows, dim), labels_(size_t(max_rows)), targets_(size_t(max_rows)) {
-  labels_.clear();   // capacity kept: the first gather allocates nothing
-  targets_.clear();
+  : x_(max_rows, dim) {
+  labels_.reserve(size_t(max_rows));   // the first gather then allocates nothing
+  targets_.reserve(size_t(max_rows));
 }
 
 void gathered_minibatch::gather(const data::dataset& data, const int64_t* index, int count) {

@@ -44,12 +44,11 @@ namespace {
 class mlp_workspace final : public workspace {
 public:
   mlp_workspace(int max_batch, const model_spec& s)
-    : workspace(max_batch, s.input_dim), max_batch(max_batch), forward(max_batch, s),
+    : workspace(max_batch, s.input_dim), forward(max_batch, s),
       dh(max_batch, s.hidden), grad_w2(s.hidden, s.classes, max_batch),
       grad_h(max_batch, s.hidden, s.classes), grad_w1(s.input_dim, s.hidden, max_batch),
       scratch(size_t(max_batch)) {}
 
-  int max_batch;
   mlp_model::forward_scratch forward;      ///< z: logits, then their gradient
   row_matrix dh;                           ///< max_batch x hidden
   narrow_product_buffers grad_w2;          ///< h^T dz
@@ -97,7 +96,7 @@ float mlp_model::gradient(const float* params, const minibatch& batch, float* gr
                           workspace& ws_base) const {
   auto& ws = static_cast<mlp_workspace&>(ws_base);
   assert(dynamic_cast<mlp_workspace*>(&ws_base) != nullptr);
-  assert(batch.count <= ws.max_batch);
+  assert(batch.count <= ws.max_batch());
   const int count = batch.count;
   if (count <= 0) {   // no examples: no information, a zero step
     std::fill(grad, grad + num_params(), 0.0f);

@@ -10,13 +10,14 @@
 namespace psgd::model {
 
 workspace::workspace(int max_batch, int input_dim)
-  : gathered_(std::make_unique<gathered_minibatch>(max_batch, input_dim)) {}
+  : max_batch_(max_batch),
+    gathered_(std::make_unique<gathered_minibatch>(max_batch, input_dim)) {}
 
 workspace::~workspace() = default;
 
 float model::gradient(const float* params, const data::dataset& data, const int64_t* index,
                       int count, float* grad, workspace& ws) const {
-  assert(data.dim == spec().input_dim);
+  assert(count <= ws.max_batch() && data.dim == spec().input_dim);
   ws.gathered().gather(data, index, count);
   return gradient(params, ws.gathered().view(), grad, ws);
 }

@@ -60,9 +60,11 @@ class workspace {
 public:
   workspace(int max_batch, int input_dim);
   virtual ~workspace();
+  int max_batch() const { return max_batch_; }
   gathered_minibatch& gathered() { return *gathered_; }
 
 private:
+  int max_batch_;
   std::unique_ptr<gathered_minibatch> gathered_;
 };
 

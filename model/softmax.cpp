@@ -24,10 +24,9 @@ namespace {
 class softmax_workspace final : public workspace {
 public:
   softmax_workspace(int max_batch, const model_spec& s)
-    : workspace(max_batch, s.input_dim), max_batch(max_batch), forward(max_batch, s),
+    : workspace(max_batch, s.input_dim), forward(max_batch, s),
       grad_w(s.input_dim, s.classes, max_batch), scratch(size_t(max_batch)) {}
 
-  int max_batch;
   softmax_model::forward_scratch forward;      ///< z: logits, then their gradient
   narrow_product_buffers grad_w;               ///< x^T dz
   std::vector<float> scratch;                  ///< max_batch
@@ -60,7 +59,7 @@ float softmax_model::gradient(const float* params, const minibatch& batch, float
                               workspace& ws_base) const {
   auto& ws = static_cast<softmax_workspace&>(ws_base);
   assert(dynamic_cast<softmax_workspace*>(&ws_base) != nullptr);
-  assert(batch.count <= ws.max_batch);
+  assert(batch.count <= ws.max_batch());
   const int count = batch.count;
   if (count <= 0) {   // no examples: no information, a zero step
     std::fill(grad, grad + num_params(), 0.0f);
