@@ -16,9 +16,6 @@
 // Two threads, one pinned to each CPU, hand a flag back and forth (acquire/release on one
 // atomic in its own cache line). No allocation in the loop, nothing else shared.
 // Exit codes: 0 measured (or a single CPU), 2 bad arguments.
-#include <pthread.h>
-#include <sched.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -26,25 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "config/thread_placement.hpp"
+
 namespace {
-
-std::vector<int> usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set))
-        cpus.push_back(c);
-  return cpus;
-}
-
-void pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
 
 struct alignas(64) line {
   std::atomic<long> turn{0};
@@ -55,14 +36,14 @@ double round_trip_ns(int a, int b, long warmup, long rounds) {
   line flag;
   const long total = warmup + rounds;
   std::thread echo([&] {
-    pin(b);
+    psgd::pin_current_thread(b);
     for (long i = 0; i < total; ++i) {
       while (flag.turn.load(std::memory_order_acquire) != 2 * i + 1) {
       }
       flag.turn.store(2 * i + 2, std::memory_order_release);
     }
   });
-  pin(a);
+  psgd::pin_current_thread(a);
   std::chrono::steady_clock::time_point began;
   for (long i = 0; i < total; ++i) {
     if (i == warmup)
@@ -84,7 +65,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: psgd_core_rtt [ROUNDS > 0]\n");
     return 2;
   }
-  const auto cpus = usable_cpus();
+  const auto cpus = psgd::allowed_cpus();
   if (cpus.size() < 2) {
     std::printf("{\"rtt_ns\": null, \"rounds\": 0, \"cpus\": [%d]}\n",
                 cpus.empty() ? -1 : cpus[0]);
