@@ -46,16 +46,11 @@ void least_squares_model::residuals(const float* params, const float* x_data,
   r.array() += c - const_vector_map(y_data, n).array();
 }
 
-float least_squares_model::gradient(const float* params, const minibatch& batch, float* grad,
-                                    workspace& ws_base) const {
+float least_squares_model::batch_gradient(const float* params, const minibatch& batch, float* grad,
+                                          workspace& ws_base) const {
   auto& ws = static_cast<least_squares_workspace&>(ws_base);
   assert(dynamic_cast<least_squares_workspace*>(&ws_base) != nullptr);
-  assert(batch.count <= ws.max_batch());
   const int count = batch.count;
-  if (count <= 0) {   // no examples: no information, a zero step
-    std::fill(grad, grad + num_params(), 0.0f);
-    return 0.0f;
-  }
   assert(batch.targets != nullptr);
   const int d = spec_.input_dim;
   residuals(params, batch.x, batch.targets, count, ws.r.data());

@@ -25,14 +25,14 @@ public:
   int64_t num_params() const override;
   void init(uint64_t seed, float* params) const override;
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
-  using model::gradient;
-  float gradient(const float* params, const minibatch& batch, float* grad,
-                 workspace& ws) const override;
   using model::evaluate;
   evaluation evaluate(const float* params, const data::dataset& data,
                       int64_t rows) const override;
 
 private:
+  float batch_gradient(const float* params, const minibatch& batch, float* grad,
+                       workspace& ws) const override;
+
   /// r = x w + c - y for the n rows of x (n x input_dim) and their targets y.
   void residuals(const float* params, const float* x, const float* y, int64_t n,
                  float* r) const;

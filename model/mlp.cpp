@@ -92,16 +92,11 @@ void mlp_model::forward(const float* params, const float* x, int64_t n,
                         params + b2_offset(), matrix_map(s.z.data(), n, k), s.output);
 }
 
-float mlp_model::gradient(const float* params, const minibatch& batch, float* grad,
-                          workspace& ws_base) const {
+float mlp_model::batch_gradient(const float* params, const minibatch& batch, float* grad,
+                                workspace& ws_base) const {
   auto& ws = static_cast<mlp_workspace&>(ws_base);
   assert(dynamic_cast<mlp_workspace*>(&ws_base) != nullptr);
-  assert(batch.count <= ws.max_batch());
   const int count = batch.count;
-  if (count <= 0) {   // no examples: no information, a zero step
-    std::fill(grad, grad + num_params(), 0.0f);
-    return 0.0f;
-  }
   assert(batch.labels != nullptr);
   const int d = spec_.input_dim, hid = spec_.hidden, k = spec_.classes;
   forward(params, batch.x, count, ws.forward);

@@ -35,9 +35,6 @@ public:
   int64_t num_params() const override;
   void init(uint64_t seed, float* params) const override;
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
-  using model::gradient;
-  float gradient(const float* params, const minibatch& batch, float* grad,
-                 workspace& ws) const override;
   using model::evaluate;
   evaluation evaluate(const float* params, const data::dataset& data,
                       int64_t rows) const override;
@@ -47,6 +44,9 @@ public:
   struct forward_scratch;
 
 private:
+  float batch_gradient(const float* params, const minibatch& batch, float* grad,
+                       workspace& ws) const override;
+
   /// Offsets of each block in the flat parameter vector (see the layout above).
   int64_t b1_offset() const;
   int64_t w2_offset() const;

@@ -1,5 +1,6 @@
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <cassert>
 
 #include "model/least_squares.hpp"
@@ -20,6 +21,16 @@ float model::gradient(const float* params, const data::dataset& data, const int6
   assert(count <= ws.max_batch() && data.dim == spec().input_dim);
   ws.gathered().gather(data, index, count);
   return gradient(params, ws.gathered().view(), grad, ws);
+}
+
+float model::gradient(const float* params, const minibatch& batch, float* grad,
+                      workspace& ws) const {
+  assert(batch.count <= ws.max_batch());
+  if (batch.count <= 0) {
+    std::fill(grad, grad + num_params(), 0.0f);
+    return 0.0f;
+  }
+  return batch_gradient(params, batch, grad, ws);
 }
 
 std::string to_string(kind k) {

@@ -85,8 +85,9 @@ public:
   float gradient(const float* params, const data::dataset& data, const int64_t* index,
                  int count, float* grad, workspace& ws) const;
   /// The same on a minibatch already gathered (its labels or targets as the model needs).
-  virtual float gradient(const float* params, const minibatch& batch, float* grad,
-                         workspace& ws) const = 0;
+  /// An empty batch carries no information: a zero gradient and a zero loss.
+  float gradient(const float* params, const minibatch& batch, float* grad,
+                 workspace& ws) const;
   /// Mean loss and accuracy over the first `rows` rows of `data` (rows <= data.rows; in
   /// chunks: bounded memory). A prefix, not a copy: the train-loss subsample costs nothing.
   virtual evaluation evaluate(const float* params, const data::dataset& data,
@@ -95,6 +96,12 @@ public:
   evaluation evaluate(const float* params, const data::dataset& data) const {
     return evaluate(params, data, data.rows);
   }
+
+private:
+  /// gradient() on a batch of at least one example, `ws` made by this model for at least
+  /// batch.count rows.
+  virtual float batch_gradient(const float* params, const minibatch& batch, float* grad,
+                               workspace& ws) const = 0;
 };
 
 /// Builds the model a spec names. Fails (with a message) on inconsistent dimensions.

@@ -55,16 +55,11 @@ void softmax_model::logits(const float* params, const float* x, int64_t n,
                         params + int64_t(d) * k, matrix_map(s.z.data(), n, k), s.logits);
 }
 
-float softmax_model::gradient(const float* params, const minibatch& batch, float* grad,
-                              workspace& ws_base) const {
+float softmax_model::batch_gradient(const float* params, const minibatch& batch, float* grad,
+                                    workspace& ws_base) const {
   auto& ws = static_cast<softmax_workspace&>(ws_base);
   assert(dynamic_cast<softmax_workspace*>(&ws_base) != nullptr);
-  assert(batch.count <= ws.max_batch());
   const int count = batch.count;
-  if (count <= 0) {   // no examples: no information, a zero step
-    std::fill(grad, grad + num_params(), 0.0f);
-    return 0.0f;
-  }
   assert(batch.labels != nullptr);
   const int d = spec_.input_dim, k = spec_.classes;
   logits(params, batch.x, count, ws.forward);

@@ -27,9 +27,6 @@ public:
   int64_t num_params() const override;
   void init(uint64_t seed, float* params) const override;
   std::unique_ptr<workspace> make_workspace(int max_batch) const override;
-  using model::gradient;
-  float gradient(const float* params, const minibatch& batch, float* grad,
-                 workspace& ws) const override;
   using model::evaluate;
   evaluation evaluate(const float* params, const data::dataset& data,
                       int64_t rows) const override;
@@ -39,6 +36,9 @@ public:
   struct forward_scratch;
 
 private:
+  float batch_gradient(const float* params, const minibatch& batch, float* grad,
+                       workspace& ws) const override;
+
   /// s.z = x W + b for the n rows of x (n x input_dim, contiguous).
   void logits(const float* params, const float* x, int64_t n, forward_scratch& s) const;
 
