@@ -466,7 +466,8 @@ void republish(self_ptr self, const caf::error& reason) {
     return;
   }
   // Free the port (caf::openssl::unpublish does not compile in 0.17.6: ask the manager
-  // actor). The driver is detached: it may block.
+  // actor). The driver may block: serving, it has a scheduler thread that no worker needs
+  // (see run_training), and the manager answers from the multiplexer thread.
   auto& sys = self->system();
   auto manager = cfg.tls() ? sys.openssl_manager().actor_handle()
                            : sys.middleman().actor_handle();
