@@ -176,13 +176,12 @@ caf::expected<run_summary> run_training(caf::actor_system& sys, const training_j
     return run_sequential(job);
   auto shared_job = std::make_shared<const training_job>(job);
   // Detached: an evaluation (20-200 ms) must not hold one of the scheduler threads the
-  // workers compute on (a worker queued behind it starved for hundreds of updates). Serving,
-  // no worker computes here (the server and the facade run on the multiplexer thread), and
-  // the driver is scheduled: a work process that disconnects after the driver ended leaves
-  // references to it in CAF 0.17's middleman, and ~actor_system waits for a detached actor's
-  // object to be destroyed (await_detached_threads), so the process hung until its shutdown
-  // deadline (seen after a diverged launch m=256: 3 of 4 runs ended at once, the fourth
-  // waited out the 3 s; with a second's wait before the shutdown, every run did).
+  // workers compute on (a worker queued behind it starved for hundreds of updates).
+  // Serving, no worker computes in this process (the server and the facade run on the
+  // multiplexer thread) and the driver is scheduled: a work process that disconnects after
+  // the driver ended leaves references to it in CAF 0.17's middleman, and ~actor_system
+  // waits until a detached actor's object is destroyed, so the serve process sat out its
+  // shutdown deadline (about one diverged launch m=256 in four).
   auto d = job.serve ? sys.spawn(driver, shared_job)
                      : sys.spawn<caf::detached>(driver, shared_job);
   caf::expected<run_summary> result{caf::error{}};
