@@ -328,8 +328,10 @@ void stop_training_on_signals() {
 /// Bounds the actor system's shutdown. CAF 0.17 closes a connection only once its pending
 /// output is written, and a peer whose link was cut never takes it: ~actor_system then waits
 /// in middleman::stop() until TCP itself gives up, minutes later (seen when a cut came while
-/// a 407 KB reply was in flight). Armed once the run's results are out; if the shutdown
-/// takes longer than `grace`, the process says why and exits with the run's code.
+/// a 407 KB reply was in flight). It also waits for every detached actor's object to be
+/// destroyed, which a reference left in CAF holds off (psgd serve's driver was one, see
+/// run_training). Armed once the run's results are out; if the shutdown takes longer than
+/// `grace`, the process says so and exits with the run's code.
 class shutdown_deadline {
 public:
   explicit shutdown_deadline(std::chrono::milliseconds grace) : grace_(grace) {}
@@ -353,7 +355,8 @@ public:
         return;
       std::cout.flush();
       std::cerr << fmt::format("psgd: the actor system did not shut down within {} ms (CAF "
-                               "waits on output to an unreachable peer); exiting\n",
+                               "0.17 waits on output to a peer that is gone, or on an actor "
+                               "still referenced); exiting\n",
                                grace_.count());
       std::cerr.flush();
       std::_Exit(rc);
