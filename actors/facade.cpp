@@ -170,9 +170,9 @@ facade_actor::behavior_type facade_behavior(Self* self, server_actor server, run
         return spoofed(id);
       return self->delegate(self->state.server, pull_atom::value, id);
     },
-    [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
-      if (owned_by_sender(self, id))
-        self->send(self->state.server, report_atom::value, id, computed, lost_in_network);
+    [=](report_atom, const worker_report& r) {
+      if (owned_by_sender(self, r.worker))
+        self->send(self->state.server, report_atom::value, r);
     },
     [=](flush_atom) { return flush_atom::value; },
   };

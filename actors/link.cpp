@@ -87,8 +87,8 @@ link_actor::behavior_type network_link(self_ptr self, int32_t worker, upstream_a
             [=]() mutable { rp.delegate(self->state.upstream, pull_atom::value, id); });
       return rp;
     },
-    [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
-      self->send(self->state.upstream, report_atom::value, id, computed, lost_in_network);
+    [=](report_atom, const worker_report& r) {
+      self->send(self->state.upstream, report_atom::value, r);
     },
     [=](fault_atom, const fault_effect& effect) {
       auto& st = self->state;

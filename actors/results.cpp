@@ -84,6 +84,23 @@ accounting accounting_totals(const server_stats& s) {
 
 namespace {
 
+/// Seconds from a worker's report, null where none came.
+nlohmann::json reported_seconds(double s) {
+  return s < 0 ? nlohmann::json() : nlohmann::json(s);
+}
+
+/// The share of the reporting workers' time spent computing rather than waiting for the
+/// server; null where none reported.
+nlohmann::json compute_share(const server_stats& s) {
+  double compute = 0, wait = 0;
+  for (const auto& w : s.workers)
+    if (w.compute_seconds >= 0) {
+      compute += w.compute_seconds;
+      wait += std::max(w.wait_seconds, 0.0);
+    }
+  return compute + wait > 0 ? nlohmann::json(compute / (compute + wait)) : nlohmann::json();
+}
+
 nlohmann::json rejected_json(const worker_stats& w) {
   nlohmann::json j = nlohmann::json::object();
   for (size_t r = 0; r < w.rejected.size(); ++r)
@@ -148,7 +165,9 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
                        {"lost", w.lost},
                        {"quarantined", w.quarantined},
                        {"joined_late", w.joined_late},
-                       {"rejoins", w.rejoins}});
+                       {"rejoins", w.rejoins},
+                       {"compute_seconds", reported_seconds(w.compute_seconds)},
+                       {"wait_seconds", reported_seconds(w.wait_seconds)}});
     dropped[std::to_string(w.worker)] = w.dropped;
   }
   const bool actors = cfg.parsed_mode != train_mode::sequential;
@@ -183,6 +202,7 @@ nlohmann::json summary_json(const run_config& cfg, const run_summary& r, int64_t
     {"staleness_max", max_staleness(s)},
     {"staleness_histogram", s.staleness_histogram},
     {"dropped_per_worker", dropped},
+    {"compute_share", compute_share(s)},
     {"accounting", {{"equation", "computed = applied + dropped + after_stop + rejected + "
                                  "lost_in_network + lost_in_flight"},
                     {"computed", totals.computed},
@@ -318,10 +338,12 @@ std::string summary_problem(const nlohmann::json& summary) {
 
 std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
   // "test acc/L": accuracy, or for least squares (no accuracy) "L" and the test loss.
-  std::string out = fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>10} {:>22}  {}\n",
-                                "mode", "model", "m", "e", "b", "samples/s", "updates",
-                                "test acc/L", "staleness / dropped", "scenario");
-  out += std::string(97, '-') + "\n";
+  // "computing": the workers' compute_share ("-" in files from before it was recorded).
+  std::string out =
+    fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12} {:>9} {:>10} {:>9} {:>22}  {}\n", "mode",
+                "model", "m", "e", "b", "samples/s", "updates", "test acc/L", "computing",
+                "staleness / dropped", "scenario");
+  out += std::string(107, '-') + "\n";
   for (const auto& s : summaries) {
     std::string extra = "-";
     if (s.value("mode", "") == "async" || s.value("mode", "") == "ssp")
@@ -334,19 +356,20 @@ std::string comparison_table(const std::vector<nlohmann::json>& summaries) {
       mode += " net";
     // Least squares has no accuracy: its row shows the test loss instead.
     // NaN (a diverged evaluation) is written as null: shown as "-".
-    auto shown = [&](const char* key, const char* format) {
+    auto shown = [&](const char* key, const char* format, double scale = 1) {
       auto it = s.find(key);
       return it == s.end() || !it->is_number()
                ? std::string{"-"}
-               : fmt::format(fmt::runtime(format), it->get<double>());
+               : fmt::format(fmt::runtime(format), scale * it->get<double>());
     };
     const auto quality = s.value("model", "") == "lsq" ? "L " + shown("final_test_loss", "{:.4g}")
                                                        : shown("final_test_accuracy", "{:.4f}");
+    const auto computing = shown("compute_share", "{:.0f}%", 100);
     // A run stopped by the user did not spend its budget: its row must not pass for one.
-    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>22}  {}{}\n",
+    out += fmt::format("{:<11} {:<8} {:>2} {:>2} {:>4} {:>12.0f} {:>9} {:>10} {:>9} {:>22}  {}{}\n",
                        mode, s.value("model", "?"), s.value("m", 0), s.value("e", 0),
                        s.value("b", 0), s.value("samples_per_s", 0.0), s.value("updates", 0),
-                       quality, extra, s.value("scenario", "-"),
+                       quality, computing, extra, s.value("scenario", "-"),
                        was_interrupted(s) ? " (interrupted)" : "");
   }
   return out;

@@ -44,6 +44,8 @@ caf::expected<run_summary> run_sequential(const training_job& job) {
     s.staleness_histogram = {static_cast<int64_t>(s.version)};
     w.staleness_histogram = s.staleness_histogram;
     w.computed = w.pushed = w.applied = static_cast<int64_t>(s.version);
+    w.compute_seconds = seconds; // one thread, computing all the time; no server to wait for
+    w.wait_seconds = 0;
     s.workers = {w};
     return s;
   };

@@ -22,9 +22,10 @@ void answer(Self* self, int32_t id, promise& rp) {
   auto& st = self->state;
   if (st.done_sent)
     rp.deliver(make_error(error_code::training_finished));
-  else if (st.paused)
+  else if (st.paused) {
     st.held.emplace_back(id, std::move(rp));
-  else
+    st.pause_waits.try_emplace(id, std::chrono::steady_clock::now());
+  } else
     rp.deliver(st.core->snapshot_for(id));
 }
 
@@ -52,6 +53,10 @@ void resume(Self* self) {
   auto& st = self->state;
   st.paused = false;
   st.core->resume_clock();
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [id, since] : st.pause_waits)
+    st.core->paused_for(id, std::chrono::duration<double>(now - since).count());
+  st.pause_waits.clear();
   auto held = std::move(st.held);
   st.held.clear();
   for (auto& [id, rp] : held)
@@ -175,6 +180,8 @@ void report(Self* self) {
     st.next_eval += st.eval_every;
     st.paused = true;
     st.core->pause_clock();
+    for (const auto& [id, rp] : st.waiting) // ssp: too far ahead; they wait out the pause
+      st.pause_waits.try_emplace(id, std::chrono::steady_clock::now());
     // A failed or late evaluation must not stop training: resume either way.
     self->request(st.observer, st.core->settings().request_timeout, progress_atom::value,
                   st.core->current(), st.core->stats())
@@ -206,6 +213,7 @@ template <class Self>
 void handle_push(Self* self, gradient g, promise rp) {
   auto& st = self->state;
   if (st.paused) {
+    st.pause_waits.try_emplace(g.worker, std::chrono::steady_clock::now());
     st.deferred.emplace_back(std::move(g), std::move(rp));
     return;
   }
@@ -528,9 +536,7 @@ server_actor::behavior_type server_behavior(Self* self, server_settings settings
     [=](position_atom, const hello_request& req) {
       return member_positions{self->state.core->lost_positions(req.ids)};
     },
-    [=](report_atom, int32_t id, int64_t computed, int64_t lost_in_network) {
-      self->state.core->report_computed(id, computed, lost_in_network);
-    },
+    [=](report_atom, const worker_report& r) { self->state.core->report(r); },
     [=](watch_atom, uint64_t version) -> caf::result<uint64_t> {
       auto& st = self->state;
       if (st.core->current().version >= version)

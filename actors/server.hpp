@@ -54,6 +54,7 @@
 // its handlers are short (one pass over the parameters).
 #pragma once
 
+#include <chrono>
 #include <deque>
 
 #include <caf/io/broker.hpp>
@@ -92,6 +93,10 @@ struct server_state {
   std::vector<held_answer> held;
   /// Pushes that arrived during an evaluation pause, handled in order on resume.
   std::deque<std::pair<gradient, caf::typed_response_promise<snapshot>>> deferred;
+  /// Since when each worker has waited on the evaluation pause under way (its answer held,
+  /// its push deferred, or waiting in ssp); on resume each one's time goes to the core, which
+  /// takes it off the worker's reported wait: a pause is not the run's waiting.
+  std::map<int32_t, std::chrono::steady_clock::time_point> pause_waits;
   /// watch(version) requests, answered once the server reaches their version.
   std::multimap<uint64_t, caf::typed_response_promise<uint64_t>> watches;
   std::chrono::steady_clock::time_point rejoin_deadline;  ///< restored: stop waiting then

@@ -423,11 +423,21 @@ std::vector<int32_t> server_core::waiting_for() const {
   return ids;
 }
 
-void server_core::report_computed(int32_t worker, int64_t computed, int64_t lost_in_network) {
-  if (auto* m = find(worker)) {
-    m->stats.computed = std::max(m->stats.computed, computed);
-    m->stats.lost_in_network = std::max(m->stats.lost_in_network, lost_in_network);
+void server_core::report(const worker_report& r) {
+  if (auto* m = find(r.worker)) {
+    auto& w = m->stats;
+    w.computed = std::max(w.computed, r.computed);
+    w.lost_in_network = std::max(w.lost_in_network, r.lost_in_network);
+    // Each worker actor reports once, as it stops; another one under the same id (a work
+    // process that took over a lost one's id) adds its own time.
+    w.compute_seconds = std::max(w.compute_seconds, 0.0) + r.compute_seconds;
+    w.wait_seconds = std::max(w.wait_seconds, 0.0) + r.wait_seconds;
   }
+}
+
+void server_core::paused_for(int32_t worker, double seconds) {
+  if (auto* m = find(worker))
+    m->paused_seconds += seconds;
 }
 
 std::chrono::duration<double> server_core::round_age() const {
@@ -629,6 +639,8 @@ server_stats server_core::stats() const {
     auto w = m.stats;
     w.lost_in_flight = w.computed - w.applied - w.dropped - w.after_stop - w.rejected_total()
                        - w.lost_in_network;
+    if (w.wait_seconds >= 0)
+      w.wait_seconds = std::max(0.0, w.wait_seconds - m.paused_seconds);
     s.workers.push_back(w);
   }
   return s;

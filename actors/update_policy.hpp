@@ -188,9 +188,11 @@ public:
   std::vector<int32_t> waiting_for() const;
   /// How long the open round has been open (0 when none is).
   std::chrono::duration<double> round_age() const;
-  /// The worker's own count of computed gradients, and how many of them its link dropped,
-  /// from its final report.
-  void report_computed(int32_t worker, int64_t computed, int64_t lost_in_network);
+  /// A worker's final report: its own count of computed gradients, how many of them its
+  /// link dropped, and its seconds computing and waiting.
+  void report(const worker_report& r);
+  /// The worker waited `seconds` on an evaluation pause: stats() takes them off its wait.
+  void paused_for(int32_t worker, double seconds);
   bool diverged() const { return diverged_; }
   /// Why the run diverged, for its error: the loss, the update, the threshold and, when
   /// stale gradients were applied at full step (async, ssp without stale_lr, mean staleness
@@ -232,6 +234,7 @@ private:
     int64_t step = 0;
     int64_t clock_offset = 0;      ///< ssp: a late joiner starts at the slowest clock
     bool held = false;             ///< ssp: too far ahead; its answer waits
+    double paused_seconds = 0;     ///< waited on evaluation pauses (off its reported wait)
     int64_t clock() const { return stats.applied + clock_offset; }
     bool in_quorum() const {
       return !stats.lost && !stats.quarantined && !suspended && !awaiting_rejoin;

@@ -22,6 +22,10 @@ namespace {
 // event-based actor on the scheduler and as a broker on the multiplexer thread (see
 // worker_on_multiplexer).
 
+double seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
 template <class Self>
 void push(Self* self, gradient g);
 template <class Self>
@@ -109,7 +113,9 @@ template <class Self>
 void stop(Self* self, caf::error reason) {
   auto& st = self->state;
   if (st.server)
-    self->send(st.server, report_atom::value, st.settings.id, st.computed, st.lost_in_network);
+    self->send(st.server, report_atom::value,
+               worker_report{st.settings.id, st.computed, st.lost_in_network,
+                             seconds(st.compute_time), seconds(st.wait_time)});
   if (reason == make_error(error_code::training_finished))
     reason = caf::error{};
   self->quit(std::move(reason));
@@ -162,8 +168,9 @@ void step(Self* self, snapshot snap) {
                                              values->data(), ws)
                         : st.model->gradient(snap.params.data(), *st.train, index, s.batch,
                                              values->data(), ws);
-  const double compute_ms =
-    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  const auto computing = std::chrono::steady_clock::now() - started;
+  st.compute_time += computing;
+  const double compute_ms = std::chrono::duration<double, std::milli>(computing).count();
   auto delay = s.step_delay;
   if (!st.faults.empty() || st.pending_pause_ms > 0)
     delay += std::chrono::microseconds{
@@ -201,6 +208,14 @@ void step(Self* self, snapshot snap) {
 template <class Self>
 void pull(Self* self);
 
+/// The answer to the push or pull in flight has come (a snapshot or an error).
+template <class Self>
+void answered(Self* self) {
+  auto& st = self->state;
+  st.awaiting = false;
+  st.wait_time += std::chrono::steady_clock::now() - st.sent;
+}
+
 /// Sends `msg` (a push or a pull) upstream and computes on the snapshot it answers.
 template <class Self, class... Ts>
 void exchange(Self* self, Ts&&... msg) {
@@ -213,14 +228,14 @@ void exchange(Self* self, Ts&&... msg) {
     .then([=](snapshot& next) {
             if (generation != self->state.generation)
               return;
-            self->state.awaiting = false;
+            answered(self);
             step(self, std::move(next));
           },
           [=](caf::error& err) {
             auto& st = self->state;
             if (generation != st.generation)
               return;
-            st.awaiting = false;
+            answered(self);
             if (err == make_error(error_code::training_finished))
               stop(self, std::move(err)); // before the orphan check: the run is over
             else if (err == make_error(error_code::lost_in_network)) {
@@ -304,7 +319,12 @@ worker_actor::behavior_type worker_behavior(Self* self, upstream_actor server,
       if (!self->mailbox().empty())
         return;
       if (const int64_t* next = st.sampler->peek()) {
+        const auto began = std::chrono::steady_clock::now();
         st.next_batch.gather(*st.train, next, st.settings.batch);
+        // Computing, not waiting: the answer adds the whole wait that this gather overlaps.
+        const auto gathering = std::chrono::steady_clock::now() - began;
+        st.compute_time += gathering;
+        st.wait_time -= gathering;
         st.next_batch_epoch = st.sampler->epoch();
         st.next_batch_step = st.sampler->step();
       }

@@ -5,8 +5,9 @@
 // Contract:
 // - Training starts on start(); the worker ends normally when the server answers
 //   training_finished, and with the error otherwise (a failed request, a dead server).
-//   Whenever it stops it first sends the server report(id, computed): its own count of
-//   gradients computed, the left side of the no-loss equation.
+//   Whenever it stops it first sends the server report(worker_report): its own count of
+//   gradients computed, the left side of the no-loss equation, and its seconds computing
+//   and waiting for answers (the join's wait before training is in neither).
 // - It talks to an upstream_actor: the server in one process, the published facade across
 //   processes (the same code either way).
 // - The snapshot is released before the push, so the server's buffers recycle.
@@ -110,6 +111,10 @@ struct worker_state {
   uint64_t generation = 0;       ///< joins so far: answers to older requests are ignored
   std::chrono::steady_clock::time_point orphaned_at;
   std::chrono::steady_clock::time_point sent;  ///< when it was sent
+  /// Time computing gradients (gathers included), and waiting for the answers to pushes and
+  /// pulls less the gathers done meanwhile: the report's compute and wait seconds.
+  std::chrono::steady_clock::duration compute_time{0};
+  std::chrono::steady_clock::duration wait_time{0};
 };
 
 worker_actor::behavior_type worker(worker_actor::stateful_pointer<worker_state> self,

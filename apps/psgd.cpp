@@ -287,13 +287,19 @@ std::string final_line(const run_config& cfg, const run_summary& r, int64_t trai
   const bool regression = cfg.parsed_model == model::kind::least_squares;
   // The aggregate of a round's gradients: sync and backup have rounds.
   const bool rounds = cfg.parsed_mode == train_mode::sync || cfg.parsed_mode == train_mode::backup;
+  // The timing figures come before the results, which a rerun reproduces bit for bit.
+  const auto computing =
+    cfg.parsed_mode != train_mode::sequential && s["compute_share"].is_number()
+      ? fmt::format(" (workers computing {:.0f}% of their time)",
+                    100 * s["compute_share"].get<double>())
+      : std::string{};
   auto line = fmt::format("{} {} m={} e={} b={} lr={}{}: {} updates, {:.2f} epochs "
-                          "in {:.2f} s, {:.0f} samples/s, {} {:.4f}, train loss {:.4f}",
+                          "in {:.2f} s, {:.0f} samples/s{}, {} {:.4f}, train loss {:.4f}",
                           cfg.mode, cfg.model, s["m"].get<int>(), s["e"].get<int>(), cfg.batch,
                           cfg.lr, rounds ? " aggregate=" + cfg.aggregate : std::string{},
                           s["updates"].get<uint64_t>(),
                           s["epochs_done"].get<double>(), s["train_seconds"].get<double>(),
-                          s["samples_per_s"].get<double>(),
+                          s["samples_per_s"].get<double>(), computing,
                           regression ? "test loss" : "test accuracy",
                           s[regression ? "final_test_loss" : "final_test_accuracy"].get<double>(),
                           s["final_train_loss"].get<double>());

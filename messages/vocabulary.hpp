@@ -26,8 +26,9 @@
 //   driver -> worker   start()                                begin training
 //   server -> observer event(text)                            a notable event (quarantine,
 //                                                              round timeout, late join)
-//   worker -> server   report(id, computed)                    its count of computed gradients,
-//                                                              sent as it stops
+//   worker -> server   report(worker_report)                  its count of computed gradients
+//                                                              and where its time went, sent
+//                                                              as it stops
 //   injector -> worker fault(effect), heal(event)              slow down, pause, crash
 //   injector -> server watch(version)                       -> version, once it is reached
 //   injector -> server crash()                                 an injected server crash
@@ -183,6 +184,11 @@ struct worker_stats {
   bool quarantined = false;
   bool joined_late = false;  ///< joined after training had started
   int32_t rejoins = 0;       ///< times it came back after it was lost (a dropped connection)
+  /// From its reports (worker_report; one per worker actor, summed): seconds computing and
+  /// waiting for answers, the wait less the evaluation pauses it spent held at the server;
+  /// negative while none came (a worker whose process died sends none).
+  double compute_seconds = -1;
+  double wait_seconds = -1;
 
   int64_t rejected_total() const;
 };
@@ -192,7 +198,7 @@ typename Inspector::result_type inspect(Inspector& f, worker_stats& x) {
   return f(caf::meta::type_name("worker_stats"), x.worker, x.computed, x.pushed, x.applied,
            x.dropped, x.after_stop, x.rejected, x.lost_in_network, x.lost_in_flight, x.staleness_sum,
            x.staleness_max, x.staleness_histogram, x.lost, x.quarantined, x.joined_late,
-           x.rejoins);
+           x.rejoins, x.compute_seconds, x.wait_seconds);
 }
 
 /// The server's counters at one moment.
@@ -348,6 +354,25 @@ typename Inspector::result_type inspect(Inspector& f, member_positions& x) {
   return f(caf::meta::type_name("member_positions"), x.flat);
 }
 
+/// What a worker says of itself as it stops: its own count of computed gradients (the left
+/// side of the no-loss equation), how many of them its link lost, and where its time went.
+/// compute_seconds: computing gradients, gathering the minibatch included (also a gather
+/// done ahead while a sync round was open). wait_seconds: from each push or pull to its
+/// answer, less the gathers done meanwhile. A scripted step delay is in neither.
+struct worker_report {
+  int32_t worker = 0;
+  int64_t computed = 0;
+  int64_t lost_in_network = 0;
+  double compute_seconds = 0;
+  double wait_seconds = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, worker_report& x) {
+  return f(caf::meta::type_name("worker_report"), x.worker, x.computed, x.lost_in_network,
+           x.compute_seconds, x.wait_seconds);
+}
+
 /// psgd's error codes (category atom "psgd").
 enum class error_code : uint8_t {
   none = 0,
@@ -382,6 +407,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(psgd, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(psgd, (psgd::run_spec))
   CAF_ADD_TYPE_ID(psgd, (psgd::hello_request))
   CAF_ADD_TYPE_ID(psgd, (psgd::member_positions))
+  CAF_ADD_TYPE_ID(psgd, (psgd::worker_report))
   CAF_ADD_ATOM(psgd, psgd, join_atom, "join")
   CAF_ADD_ATOM(psgd, psgd, push_atom, "push")
   CAF_ADD_ATOM(psgd, psgd, stats_atom, "stats")
@@ -415,14 +441,14 @@ namespace psgd {
 
 /// What a worker talks to: the server itself (in one process), the facade a serving
 /// process publishes, or a link in between (scenarios with network faults).
-/// report(id, computed, lost_in_network) is the worker's own count of computed gradients,
-/// sent as it stops, and how many of them its link lost. pull(id): the current parameters
+/// report(worker_report) is the worker's own count of computed gradients, sent as it stops,
+/// how many of them its link lost and where its time went. pull(id): the current parameters
 /// for a member whose gradient was lost on the way (it has nothing to push).
 using upstream_actor = caf::typed_actor<
   caf::replies_to<join_atom, int32_t>::with<snapshot>,
   caf::replies_to<push_atom, gradient>::with<snapshot>,
   caf::replies_to<pull_atom, int32_t>::with<snapshot>,
-  caf::reacts_to<report_atom, int32_t, int64_t, int64_t>>;
+  caf::reacts_to<report_atom, worker_report>>;
 
 /// What a serving process publishes: the worker protocol and nothing else (no stats, no
 /// crash, no timers). hello(request) -> the run_spec with the ids assigned to the asking

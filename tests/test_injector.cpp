@@ -136,6 +136,42 @@ TEST_CASE("one much slower worker: backup drops mostly its gradients and async s
   }
 }
 
+TEST_CASE("where a worker's time went: in sync the fast worker waits for the slow one, in "
+          "async it does not",
+          "[injector]") {
+  // Worker 1's steps take 5.5 ms, worker 0's 0.5 ms (timers: in neither compute nor wait).
+  auto slow = with_base_delay(
+    R"({"kind": "slow", "workers": [1], "delay": {"dist": "constant", "ms": 5}})");
+  auto run = [&](const std::string& mode, int64_t updates) {
+    auto cfg = testing::test_config(mode);
+    cfg.max_updates = updates;
+    cfg.epochs = 0;
+    auto r = must_run(cfg, testing::separable_set(), slow);
+    const auto& w = r.final_stats.workers;
+    REQUIRE(w.size() == 2);
+    for (const auto& x : w) {
+      INFO(mode << " worker " << x.worker);
+      CHECK(x.compute_seconds > 0);
+      CHECK(x.wait_seconds >= 0);
+    }
+    return r;
+  };
+  SECTION("sync") {
+    auto r = run("sync", 60);
+    const auto& w = r.final_stats.workers;
+    // ~4.5 ms a round for each of 60 rounds: far beyond its compute and the slow one's wait.
+    CHECK(w[0].wait_seconds > 0.15);
+    CHECK(w[0].wait_seconds > 10 * w[0].compute_seconds);
+    CHECK(w[0].wait_seconds > 3 * w[1].wait_seconds);
+  }
+  SECTION("async") {
+    auto r = run("async", 200);
+    const auto& fast = r.final_stats.workers[0];
+    REQUIRE(fast.pushed > 0);
+    CHECK(fast.wait_seconds / double(fast.pushed) < 1e-3); // answered at once, not per round
+  }
+}
+
 TEST_CASE("a worker crash mid-run: sync and backup complete and name the lost worker",
           "[injector]") {
   auto data = testing::fashion_mnist();

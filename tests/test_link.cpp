@@ -22,8 +22,7 @@ struct seen {
   int joins = 0;
   int pushes = 0;
   int pulls = 0;
-  int64_t reported_computed = -1;
-  int64_t reported_lost = -1;
+  worker_report report{-1, -1, -1, -1, -1};
   caf::actor_addr last_sender;  ///< of the last join, push or pull
 };
 
@@ -48,10 +47,7 @@ upstream_actor::behavior_type recording_upstream(upstream_actor::pointer self, s
       ++log->pulls;
       return answer();
     },
-    [=](report_atom, int32_t, int64_t computed, int64_t lost) {
-      log->reported_computed = computed;
-      log->reported_lost = lost;
-    },
+    [=](report_atom, const worker_report& r) { log->report = r; },
   };
 }
 
@@ -153,11 +149,14 @@ TEST_CASE("net_drop keeps the gradient from the upstream and reports the loss af
   CHECK_FALSE(f.push().lost);
   CHECK(f.log.pushes == 1);
   // Reports pass through unchanged.
-  f.worker->send(f.path, report_atom::value, int32_t{3}, int64_t{4}, int64_t{3});
+  f.worker->send(f.path, report_atom::value, worker_report{3, 4, 3, 0.25, 0.5});
   f.worker->send(f.path, join_atom::value, int32_t{3}); // a message after the report
   f.worker->receive([](snapshot&) {}, caf::after(wait_limit) >> [] { FAIL("no answer"); });
-  CHECK(f.log.reported_computed == 4);
-  CHECK(f.log.reported_lost == 3);
+  CHECK(f.log.report.worker == 3);
+  CHECK(f.log.report.computed == 4);
+  CHECK(f.log.report.lost_in_network == 3);
+  CHECK(f.log.report.compute_seconds == 0.25);
+  CHECK(f.log.report.wait_seconds == 0.5);
 }
 
 TEST_CASE("net_drop loses about its probability of the gradients, the same ones for the "

@@ -1036,7 +1036,7 @@ silent_facade(psgd::facade_actor::stateful_pointer<std::vector<caf::response_pro
     [=](psgd::join_atom, int32_t) -> caf::result<psgd::snapshot> { keep(); return caf::delegated<psgd::snapshot>{}; },
     [=](psgd::push_atom, psgd::gradient&) -> caf::result<psgd::snapshot> { keep(); return caf::delegated<psgd::snapshot>{}; },
     [=](psgd::pull_atom, int32_t) -> caf::result<psgd::snapshot> { keep(); return caf::delegated<psgd::snapshot>{}; },
-    [=](psgd::report_atom, int32_t, int64_t, int64_t) {},
+    [=](psgd::report_atom, const psgd::worker_report&) {},
     [=](psgd::hello_atom, psgd::hello_request&) -> caf::result<psgd::run_spec> { keep(); return caf::delegated<psgd::run_spec>{}; },
     [=](psgd::open_atom, int32_t) -> caf::result<int32_t> { keep(); return caf::delegated<int32_t>{}; },
     [=](psgd::flush_atom) -> caf::result<psgd::flush_atom> { keep(); return caf::delegated<psgd::flush_atom>{}; },

@@ -67,6 +67,26 @@ TEST_CASE("the summary record names the run and its outcome", "[results]") {
   CHECK(j["events"][0] == "worker 2 lost: killed");
 }
 
+TEST_CASE("the summary says where the workers' time went, null where a worker sent no report",
+          "[results]") {
+  auto r = backup_summary();
+  auto& w = r.final_stats.workers;
+  w[0].compute_seconds = 0.6;
+  w[0].wait_seconds = 0.2;
+  w[1].compute_seconds = 0.2;
+  w[1].wait_seconds = 0.2; // worker 2 was lost: no report
+  auto j = summary_json(backup_config(), r, 60000);
+  CHECK(j["workers"][0]["compute_seconds"].get<double>() == Approx(0.6));
+  CHECK(j["workers"][1]["wait_seconds"].get<double>() == Approx(0.2));
+  CHECK(j["workers"][2]["compute_seconds"].is_null());
+  CHECK(j["workers"][2]["wait_seconds"].is_null());
+  CHECK(j["compute_share"].get<double>() == Approx(0.8 / 1.2));
+  CHECK(summary_json(backup_config(), backup_summary(), 60000)["compute_share"].is_null());
+  CHECK_THAT(comparison_table({j}), Catch::Contains(" 67% "));
+  CHECK_THAT(comparison_table({summary_json(backup_config(), backup_summary(), 60000)}),
+             Catch::Contains(" - "));
+}
+
 TEST_CASE("the results file has one eval line per evaluation and the summary last", "[results]") {
   testing::temp_dir dir;
   auto path = dir.file("r.jsonl");

@@ -61,6 +61,33 @@ TEST_CASE("sync: the round closes with every worker's gradient and applies the m
   CHECK(s.staleness_histogram == std::vector<int64_t>{3});
 }
 
+TEST_CASE("a worker's report sets its own counts and adds its seconds; none reported is "
+          "negative",
+          "[policy]") {
+  auto core = joined(settings_for(train_mode::async, 2, 2), {1, 1});
+  CHECK(core.stats().workers[0].compute_seconds < 0);
+  CHECK(core.stats().workers[0].wait_seconds < 0);
+  core.report(worker_report{0, 7, 2, 0.25, 0.5});
+  // Another worker actor under the same id (a work process that took over a lost one's id):
+  // its count includes its predecessor's, its seconds are its own.
+  core.report(worker_report{0, 9, 2, 0.125, 0.25});
+  auto w = core.stats().workers;
+  CHECK(w[0].computed == 9);
+  CHECK(w[0].lost_in_network == 2);
+  CHECK(w[0].compute_seconds == 0.375);
+  CHECK(w[0].wait_seconds == 0.75);
+  CHECK(w[1].compute_seconds < 0);
+  core.report(worker_report{5, 1, 0, 1.0, 1.0}); // not a member: ignored
+  CHECK(core.stats().workers.size() == 2);
+  // Time held by evaluation pauses is not waiting for the run: off the reported wait.
+  core.paused_for(0, 0.5);
+  CHECK(core.stats().workers[0].wait_seconds == 0.25);
+  core.paused_for(0, 1.0); // never below zero
+  CHECK(core.stats().workers[0].wait_seconds == 0);
+  core.paused_for(1, 1.0); // no report yet: stays unknown
+  CHECK(core.stats().workers[1].wait_seconds < 0);
+}
+
 TEST_CASE("sum aggregate applies the sum (the lecture's Algorithm 1)", "[policy]") {
   auto core = joined(settings_for(train_mode::sync, 2, 2, 0.5, aggregate_rule::sum), {1, 1});
   core.push(grad(0, 0, {1, 0}));
