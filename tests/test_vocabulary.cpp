@@ -40,7 +40,8 @@ bool same(const worker_stats& a, const worker_stats& b) {
          && a.rejected == b.rejected && a.lost_in_flight == b.lost_in_flight
          && a.staleness_sum == b.staleness_sum && a.staleness_max == b.staleness_max
          && a.lost == b.lost && a.quarantined == b.quarantined
-         && a.joined_late == b.joined_late && a.rejoins == b.rejoins;
+         && a.joined_late == b.joined_late && a.rejoins == b.rejoins
+         && a.compute_seconds == b.compute_seconds && a.wait_seconds == b.wait_seconds;
 }
 
 worker_stats sample_worker(int32_t id, bool lost) {
@@ -58,6 +59,8 @@ worker_stats sample_worker(int32_t id, bool lost) {
   w.lost = lost;
   w.quarantined = !lost;
   w.joined_late = lost;
+  w.compute_seconds = 0.5 + id;
+  w.wait_seconds = 0.25;
   w.rejoins = lost ? 2 : 0;
   return w;
 }
@@ -198,6 +201,15 @@ TEST_CASE("protocol messages round-trip inside caf::message (types registered)",
     sys, caf::make_message(progress_atom::value, snapshot{4, buf}, sample_stats()));
   REQUIRE(progress.match_elements<progress_atom, snapshot, server_stats>());
   CHECK(same(progress.get_as<server_stats>(2), sample_stats()));
+  auto report = message_round_trip(
+    sys, caf::make_message(report_atom::value, worker_report{3, 40, 2, 1.5, 0.25}));
+  REQUIRE(report.match_elements<report_atom, worker_report>());
+  const auto& rep = report.get_as<worker_report>(1);
+  CHECK(rep.worker == 3);
+  CHECK(rep.computed == 40);
+  CHECK(rep.lost_in_network == 2);
+  CHECK(rep.compute_seconds == 1.5);
+  CHECK(rep.wait_seconds == 0.25);
   auto join = message_round_trip(sys, caf::make_message(join_atom::value, int32_t{7}));
   REQUIRE(join.match_elements<join_atom, int32_t>());
   CHECK(join.get_as<int32_t>(1) == 7);
