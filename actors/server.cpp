@@ -24,7 +24,7 @@ void answer(Self* self, int32_t id, promise& rp) {
     rp.deliver(make_error(error_code::training_finished));
   else if (st.paused) {
     st.held.emplace_back(id, std::move(rp));
-    st.pause_waits.try_emplace(id, std::chrono::steady_clock::now());
+    st.pause_waiters.insert(id);
   } else
     rp.deliver(st.core->snapshot_for(id));
 }
@@ -53,10 +53,11 @@ void resume(Self* self) {
   auto& st = self->state;
   st.paused = false;
   st.core->resume_clock();
-  const auto now = std::chrono::steady_clock::now();
-  for (const auto& [id, since] : st.pause_waits)
-    st.core->paused_for(id, std::chrono::duration<double>(now - since).count());
-  st.pause_waits.clear();
+  const double pause =
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - st.pause_began).count();
+  for (auto id : st.pause_waiters)
+    st.core->paused_for(id, pause);
+  st.pause_waiters.clear();
   auto held = std::move(st.held);
   st.held.clear();
   for (auto& [id, rp] : held)
@@ -179,9 +180,10 @@ void report(Self* self) {
   if (st.eval_every > 0 && st.core->current().version >= st.next_eval) {
     st.next_eval += st.eval_every;
     st.paused = true;
+    st.pause_began = std::chrono::steady_clock::now();
     st.core->pause_clock();
     for (const auto& [id, rp] : st.waiting) // ssp: too far ahead; they wait out the pause
-      st.pause_waits.try_emplace(id, std::chrono::steady_clock::now());
+      st.pause_waiters.insert(id);
     // A failed or late evaluation must not stop training: resume either way.
     self->request(st.observer, st.core->settings().request_timeout, progress_atom::value,
                   st.core->current(), st.core->stats())
@@ -213,7 +215,7 @@ template <class Self>
 void handle_push(Self* self, gradient g, promise rp) {
   auto& st = self->state;
   if (st.paused) {
-    st.pause_waits.try_emplace(g.worker, std::chrono::steady_clock::now());
+    st.pause_waiters.insert(g.worker);
     st.deferred.emplace_back(std::move(g), std::move(rp));
     return;
   }
