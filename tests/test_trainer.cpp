@@ -126,6 +126,32 @@ TEST_CASE("softmax on Fashion-MNIST reaches 0.80 test accuracy after one epoch",
   }
 }
 
+TEST_CASE("the workers' compute and wait add up to the training time, evaluation pauses left "
+          "out",
+          "[timing]") {
+  // Evaluations on Fashion-MNIST take milliseconds, far longer than a step: wait counted
+  // through a pause (or from the wrong moment in it) would show as a sum far above 1.
+  auto data = testing::fashion_mnist();
+  for (std::string mode : {"sync", "async"}) {
+    auto cfg = testing::test_config(mode, "softmax");
+    cfg.epochs = 0.5;
+    cfg.eval_every = 100; // 9 pauses
+    auto r = train(cfg, data);
+    const auto& s = r.final_stats;
+    double busy = 0;
+    for (const auto& w : s.workers) {
+      REQUIRE(w.compute_seconds > 0);
+      REQUIRE(w.wait_seconds >= 0);
+      busy += w.compute_seconds + w.wait_seconds;
+    }
+    const double ratio = busy / (double(s.workers.size()) * s.seconds);
+    INFO(mode << ": compute + wait over training time " << ratio << ", " << r.evaluations.size()
+              << " evaluations");
+    CHECK(ratio > 0.7);
+    CHECK(ratio < 1.3);
+  }
+}
+
 TEST_CASE("an interrupted run stops soon with its results so far, in every mode",
           "[interrupt]") {
   for (std::string mode : {"sequential", "sync", "async", "backup"}) {
