@@ -48,7 +48,8 @@
 // - Every `eval_every` updates (0 = never) it asks the observer to evaluate the snapshot and
 //   PAUSES training until the answer: replies are held and new pushes deferred, and the
 //   training clock stops (as sequential SGD pauses for its evaluations, so throughput
-//   compares fairly). An evaluation that fails or times out resumes training too. At the end
+//   compares fairly); a worker that waited on the pause has it taken off its reported wait.
+//   An evaluation that fails or times out resumes training too. At the end
 //   of the budget it sends done(snapshot, stats) exactly once.
 // Runs on CAF's scheduler, or (psgd serve) on the multiplexer thread (server_on_multiplexer);
 // its handlers are short (one pass over the parameters).
